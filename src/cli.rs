@@ -1,0 +1,67 @@
+//! The command line of DESIGN.md.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// tollgate: a credential-injecting egress proxy for sandboxes.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file (default: ./tollgate.yaml if present, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy until SIGTERM/SIGINT, then drain in-flight requests.
+    Serve,
+    /// Manage the MITM certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Validate and explain policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `tollgate ca ...`
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the MITM CA (cert + 0600 key) if absent; print the cert path.
+    Init {
+        /// Directory for ca.pem and ca.key (default: the config's `ca` paths).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `tollgate policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate every policy file; print file:line and reason for each bad file.
+    Check {
+        /// Policy directory (default: the config's `policies`).
+        dir: Option<PathBuf>,
+    },
+    /// Show which rule matches a request, the decision, and the secrets it would get.
+    Explain(ExplainArgs),
+}
+
+/// Arguments of `policy explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Policy name.
+    #[arg(long)]
+    pub policy: String,
+    /// HTTP method, e.g. GET.
+    pub method: String,
+    /// Full URL, e.g. https://api.github.com/repos/acme/x/pulls.
+    pub url: String,
+    /// Request header `K: V` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "K: V")]
+    pub headers: Vec<String>,
+}

@@ -1,0 +1,16 @@
+//! tollgate: a credential-injecting egress proxy for sandboxes.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library so that benches and
+//! tests can drive the same code paths the proxy runs.
+
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod explain;
+pub mod net;
+pub mod policy;
+pub mod proxy;
+pub mod tasks;
+pub mod tls;
+pub mod yaml;

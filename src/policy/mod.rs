@@ -1,0 +1,17 @@
+//! Policies: which requests a task may make, and which secrets they may carry.
+//!
+//! `wire` parses files, `model` holds validated types, `load` turns one into the
+//! other, `matcher` decides. Nothing here does I/O on the request path.
+
+pub mod host;
+pub mod load;
+pub mod matcher;
+pub mod model;
+pub mod path;
+pub mod wire;
+
+pub use host::normalize_host;
+pub use load::{load_policy_dir, load_policy_file, parse_policy, LoadReport, PolicySet};
+pub use matcher::{ConnectDecision, RequestFacts};
+pub use model::{Action, Policy, Rule, Scheme};
+pub use path::{PathError, RequestPath};

@@ -1,0 +1,219 @@
+//! Validated policy types. A value of these types cannot be invalid: everything
+//! that could be wrong with a policy file was refused while loading it.
+
+pub use super::host::HostPattern;
+pub use super::path::PathPattern;
+use http::Method;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Default time a request waits for an operator under `action: approve`.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A secret name `NAME` (placeholder `__NAME__`), matching `[A-Z][A-Z0-9_]{0,63}`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PlaceholderName(String);
+
+impl PlaceholderName {
+    /// The bare name, without underscores around it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The placeholder text as it appears in requests: `__NAME__`.
+    pub fn placeholder(&self) -> String {
+        format!("__{}__", self.0)
+    }
+}
+
+impl TryFrom<String> for PlaceholderName {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        let mut bytes = raw.bytes();
+        let valid = matches!(bytes.next(), Some(b'A'..=b'Z'))
+            && raw.len() <= 64
+            && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if valid {
+            Ok(Self(raw))
+        } else {
+            Err(format!(
+                "secret name `{raw}` must match [A-Z][A-Z0-9_]{{0,63}} (placeholder __NAME__)"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PlaceholderName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        PlaceholderName::try_from(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for PlaceholderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An HTTP method named in a rule (upper-case token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleMethod(pub Method);
+
+impl<'de> Deserialize<'de> for RuleMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(serde::de::Error::custom(format!(
+                "method `{raw}` must be an upper-case HTTP method such as GET"
+            )));
+        }
+        Method::from_bytes(raw.as_bytes())
+            .map(RuleMethod)
+            .map_err(|_| {
+                serde::de::Error::custom(format!("method `{raw}` is not a valid HTTP method"))
+            })
+    }
+}
+
+/// The scheme a request leaves tollgate with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP (absolute-form proxy requests).
+    Http,
+    /// HTTPS (intercepted CONNECT tunnels).
+    Https,
+}
+
+impl Scheme {
+    /// Default port of the scheme.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// What a matching rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Forward the request.
+    Allow,
+    /// Refuse with 403 `denied_by_rule`.
+    Deny,
+    /// Hold for an operator.
+    Approve,
+}
+
+/// A token-bucket rate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests per `per`.
+    pub requests: u32,
+    /// Window.
+    pub per: Duration,
+    /// Bucket size; defaults to `requests`.
+    pub burst: u32,
+}
+
+/// Where a secret comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SecretSource {
+    /// Vault / OpenBao: KV v2 read (`mount` + `path`) or a call (`method`, `data`).
+    Vault {
+        /// KV v2 mount, for reads.
+        mount: Option<String>,
+        /// Secret path.
+        path: String,
+        /// Field to take, dotted for nested JSON (`auth.client_token`).
+        field: String,
+        /// HTTP method of a dynamic-secret call (`POST`); `None` for a KV read.
+        method: Option<String>,
+        /// Request body of a dynamic-secret call.
+        data: Option<serde_json::Value>,
+    },
+    /// The env backend: reads `$<prefix><name>`.
+    Env {
+        /// Variable name after the prefix.
+        name: String,
+    },
+}
+
+/// A declared secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecretSpec {
+    /// Its name.
+    pub name: PlaceholderName,
+    /// Its source.
+    pub source: SecretSource,
+    /// The only hosts it may ever be sent to.
+    pub hosts: Vec<HostPattern>,
+    /// Re-fetch interval.
+    pub ttl: Option<Duration>,
+}
+
+/// One rule of a policy.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Name (from the file, or `rule N`).
+    pub name: String,
+    /// 1-based line of the rule in its file, for explanations.
+    pub line: Option<usize>,
+    /// Host pattern.
+    pub host: HostPattern,
+    /// Port; `None` means the scheme's default.
+    pub port: Option<u16>,
+    /// Methods; `None` means any.
+    pub methods: Option<Vec<Method>>,
+    /// Path patterns; `None` means any.
+    pub paths: Option<Vec<PathPattern>>,
+    /// Secrets this rule may inject.
+    pub inject: Vec<PlaceholderName>,
+    /// Also replace placeholders in the request body.
+    pub inject_body: bool,
+    /// Allow injection into plain `http://` requests.
+    pub allow_plaintext: bool,
+    /// Per-rule rate.
+    pub rate: Option<Rate>,
+    /// What the rule does.
+    pub action: Action,
+    /// Hold time for `approve`.
+    pub approval_timeout: Duration,
+}
+
+/// A CONNECT passthrough entry.
+#[derive(Clone, Debug)]
+pub struct TunnelEntry {
+    /// Host pattern.
+    pub host: HostPattern,
+    /// Port (default 443).
+    pub port: u16,
+}
+
+/// A loaded, validated policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Unique name, equal to the file stem.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Declared secrets by name.
+    pub secrets: BTreeMap<PlaceholderName, SecretSpec>,
+    /// Rules in order.
+    pub rules: Vec<Rule>,
+    /// Passthrough tunnels.
+    pub tunnels: Vec<TunnelEntry>,
+    /// Task-wide rate ceiling.
+    pub rate: Option<Rate>,
+}

@@ -1,0 +1,179 @@
+//! `CONNECT host:port`: refuse, pass through (`tunnel:` entries), or intercept TLS
+//! and serve the requests inside one by one.
+
+use super::body::{empty_body, ProxyBody};
+use super::pipeline::{handle_request, ConnCtx};
+use super::state::ProxyState;
+use super::{serve_with_shutdown, CLIENT_HELLO_TIMEOUT};
+use crate::error::{Reason, Refusal};
+use crate::net::DialError;
+use crate::policy::{normalize_host, ConnectDecision, Policy};
+use crate::tasks::Task;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_rustls::LazyConfigAcceptor;
+
+/// Handles a CONNECT from an authenticated task.
+pub async fn handle_connect(
+    state: Arc<ProxyState>,
+    task: Arc<Task>,
+    policy: Arc<Policy>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let target = req
+        .uri()
+        .authority()
+        .and_then(|a| Some((normalize_host(a.host())?, a.port_u16()?)))
+        .filter(|(_, port)| *port != 0);
+    let Some((host, port)) = target else {
+        return refuse(
+            &task,
+            client,
+            "-",
+            0,
+            Refusal::new(Reason::BadRequest, "CONNECT needs host:port"),
+            started,
+        );
+    };
+    match policy.decide_connect(&host, port) {
+        ConnectDecision::NoRule => refuse(
+            &task,
+            client,
+            &host,
+            port,
+            Refusal::new(
+                Reason::NoRule,
+                format!(
+                    "policy {} has no rule or tunnel for {host}:{port}",
+                    policy.name
+                ),
+            ),
+            started,
+        ),
+        ConnectDecision::Passthrough => match state.dialer.dial(&host, port).await {
+            Err(err) => refuse(&task, client, &host, port, dial_refusal(&err), started),
+            Ok(upstream) => {
+                let on_upgrade = hyper::upgrade::on(req);
+                let tracker = state.tracker.clone();
+                tracker.spawn(async move {
+                    let (up, down) = match on_upgrade.await {
+                        Ok(upgraded) => splice(upgraded, upstream).await,
+                        Err(_) => (0, 0),
+                    };
+                    tracing::info!(
+                        task = %task.id, client = %client, method = "CONNECT", host = %host, port,
+                        decision = "allow", status = 200, bytes_up = up, bytes_down = down,
+                        duration_ms = started.elapsed().as_millis() as u64, "tunnel closed"
+                    );
+                });
+                Response::new(empty_body())
+            }
+        },
+        ConnectDecision::Intercept => {
+            let on_upgrade = hyper::upgrade::on(req);
+            let conn = Arc::new(ConnCtx {
+                task,
+                policy,
+                client,
+                tunnel_target: Some((host, port)),
+            });
+            let tracker = state.tracker.clone();
+            tracker.spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => intercept(state, conn, upgraded).await,
+                    Err(err) => tracing::debug!(error = %err, "CONNECT upgrade failed"),
+                }
+            });
+            Response::new(empty_body())
+        }
+    }
+}
+
+fn refuse(
+    task: &Task,
+    client: SocketAddr,
+    host: &str,
+    port: u16,
+    refusal: Refusal,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let decision = if refusal.reason == Reason::UpstreamError {
+        "error"
+    } else {
+        "deny"
+    };
+    let response = refusal.with_task(Some(&task.id)).into_response();
+    tracing::info!(
+        task = %task.id, client = %client, method = "CONNECT", host = %host, port, decision,
+        status = response.status().as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request"
+    );
+    response
+}
+
+/// Maps a dial failure to its refusal.
+pub fn dial_refusal(err: &DialError) -> Refusal {
+    match err {
+        DialError::PrivateDestination { .. } => {
+            Refusal::new(Reason::PrivateDestination, err.to_string())
+        }
+        DialError::Timeout { .. } => Refusal::new(Reason::UpstreamTimeout, err.to_string()),
+        _ => Refusal::new(Reason::UpstreamError, err.to_string()),
+    }
+}
+
+async fn splice(upgraded: Upgraded, upstream: tokio::net::TcpStream) -> (u64, u64) {
+    let mut client = TokioIo::new(upgraded);
+    let mut upstream = upstream;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream)
+        .await
+        .unwrap_or((0, 0))
+}
+
+/// Terminates the client's TLS with a minted certificate and serves HTTP/1.1 or
+/// HTTP/2 (by ALPN) inside, each request through the pipeline.
+async fn intercept(state: Arc<ProxyState>, conn: Arc<ConnCtx>, upgraded: Upgraded) {
+    let acceptor =
+        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+    let start = match tokio::time::timeout(CLIENT_HELLO_TIMEOUT, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(err)) => {
+            return tracing::debug!(task = %conn.task.id, error = %err, "no TLS ClientHello in tunnel")
+        }
+        Err(_) => return tracing::debug!(task = %conn.task.id, "ClientHello timed out"),
+    };
+    let Some((target_host, _)) = conn.tunnel_target.as_ref() else {
+        return;
+    };
+    let cert_host = start
+        .client_hello()
+        .server_name()
+        .and_then(normalize_host)
+        .unwrap_or_else(|| target_host.clone());
+    let config = match state.leaves.server_config(&cert_host).await {
+        Ok(config) => config,
+        Err(err) => {
+            return tracing::warn!(task = %conn.task.id, error = %err, "certificate minting failed")
+        }
+    };
+    let tls = match tokio::time::timeout(CLIENT_HELLO_TIMEOUT, start.into_stream(config)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            return tracing::debug!(task = %conn.task.id, error = %err, "client TLS handshake failed")
+        }
+        Err(_) => return tracing::debug!(task = %conn.task.id, "client TLS handshake timed out"),
+    };
+    let service_state = state.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let state = service_state.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle_request(&state, &conn, req).await) }
+    });
+    serve_with_shutdown(TokioIo::new(tls), service, &state.shutdown, true).await;
+}

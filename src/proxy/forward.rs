@@ -1,0 +1,177 @@
+//! Sending an allowed request upstream over a pooled, verified connection, and
+//! splicing WebSocket upgrades.
+
+use super::body::{empty_body, stream_body, ProxyBody};
+use super::headers::{is_websocket_upgrade, strip_hop_by_hop};
+use super::UPSTREAM_RESPONSE_TIMEOUT;
+use crate::error::{Reason, Refusal};
+use crate::net::{find_dial_error, DialError, Dialer};
+use crate::policy::Scheme;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::time::Duration;
+use tokio_util::task::TaskTracker;
+
+type UpstreamClient = Client<HttpsConnector<Dialer>, ProxyBody>;
+
+/// Pooled upstream clients: one negotiating h2 or HTTP/1.1 by ALPN, one HTTP/1.1
+/// only for upgrades (WebSocket over h2 is a different protocol).
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    any_version: UpstreamClient,
+    http1_only: UpstreamClient,
+}
+
+/// Idle pooled connections are closed after this.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Upstream {
+    /// Clients that dial through `dialer` and verify with `tls`.
+    pub fn new(dialer: Dialer, tls: rustls::ClientConfig) -> Self {
+        let build = |h2: bool| {
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+                .enable_http1();
+            let connector = if h2 {
+                builder.enable_http2().wrap_connector(dialer.clone())
+            } else {
+                builder.wrap_connector(dialer.clone())
+            };
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(connector)
+        };
+        Self {
+            any_version: build(true),
+            http1_only: build(false),
+        }
+    }
+
+    /// Forwards `req` to `scheme://authority` and returns the upstream response
+    /// with hop-by-hop headers removed. The body streams both ways.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        scheme: Scheme,
+        authority: &str,
+        tracker: &TaskTracker,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = Uri::try_from(format!(
+            "{}://{}{}",
+            scheme.as_str(),
+            authority,
+            path_and_query
+        ))
+        .map_err(|_| Refusal::new(Reason::BadRequest, "the request target is not a valid URI"))?;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::HOST);
+        parts.version = Version::HTTP_11;
+        if websocket {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        let upstream_req = Request::from_parts(parts, stream_body(body));
+        let client = if websocket {
+            &self.http1_only
+        } else {
+            &self.any_version
+        };
+        let mut response =
+            match tokio::time::timeout(UPSTREAM_RESPONSE_TIMEOUT, client.request(upstream_req))
+                .await
+            {
+                Err(_) => {
+                    return Err(Refusal::new(
+                        Reason::UpstreamTimeout,
+                        format!("{authority} did not answer in time"),
+                    ))
+                }
+                Ok(Err(err)) => return Err(upstream_refusal(&err, authority)),
+                Ok(Ok(response)) => response,
+            };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(Refusal::new(
+                    Reason::UpstreamError,
+                    "upstream switched protocols unasked",
+                ));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tracker.spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client_io, upstream_io)) => {
+                        let mut client_io = TokioIo::new(client_io);
+                        let mut upstream_io = TokioIo::new(upstream_io);
+                        if let Err(err) =
+                            tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
+                        {
+                            tracing::debug!(error = %err, "websocket splice ended");
+                        }
+                    }
+                    Err(err) => tracing::debug!(error = %err, "websocket upgrade failed"),
+                }
+            });
+            let (mut parts, _) = response.into_parts();
+            let upgrade = parts.headers.remove(header::UPGRADE);
+            strip_hop_by_hop(&mut parts.headers);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(upgrade) = upgrade {
+                parts.headers.insert(header::UPGRADE, upgrade);
+            }
+            return Ok(Response::from_parts(parts, empty_body()));
+        }
+
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, stream_body(body)))
+    }
+}
+
+/// Maps a client error to the refusal of DESIGN.md: a refused private address is
+/// 403, a timeout 504, anything else (including TLS verification) 502.
+fn upstream_refusal(err: &hyper_util::client::legacy::Error, authority: &str) -> Refusal {
+    match find_dial_error(err) {
+        Some(DialError::PrivateDestination { .. }) => Refusal::new(
+            Reason::PrivateDestination,
+            format!("{authority} resolves to a private address"),
+        ),
+        Some(DialError::Timeout { .. }) => Refusal::new(
+            Reason::UpstreamTimeout,
+            format!("connecting to {authority} timed out"),
+        ),
+        Some(other) => Refusal::new(Reason::UpstreamError, other.to_string()),
+        None => {
+            let mut detail = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(s) = source {
+                detail = format!("{detail}: {s}");
+                source = s.source();
+            }
+            Refusal::new(
+                Reason::UpstreamError,
+                format!("upstream {authority} failed: {detail}"),
+            )
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The path of one request, in order:
+//!
+//! authenticate (done by the caller, per connection) → check target → check path
+//! → policy decision → forward upstream → log.
+//!
+//! Every request inside an intercepted tunnel passes through here on its own;
+//! the CONNECT decision never stands in for it.
+
+use super::body::ProxyBody;
+use super::state::ProxyState;
+use crate::error::{Reason, Refusal};
+use crate::policy::{normalize_host, Action, Policy, RequestFacts, RequestPath, Scheme};
+use crate::tasks::Task;
+use http::{header, Request, Response};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What is known about the client connection a request arrived on.
+#[derive(Debug)]
+pub struct ConnCtx {
+    /// The authenticated task.
+    pub task: Arc<Task>,
+    /// Its policy.
+    pub policy: Arc<Policy>,
+    /// Client address.
+    pub client: SocketAddr,
+    /// For an intercepted tunnel: the CONNECT target every request must name.
+    pub tunnel_target: Option<(String, u16)>,
+}
+
+impl ConnCtx {
+    fn scheme(&self) -> Scheme {
+        if self.tunnel_target.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+}
+
+/// Everything the log line of one request needs.
+struct RequestLog<'a> {
+    conn: &'a ConnCtx,
+    method: http::Method,
+    host: String,
+    port: u16,
+    path: String,
+    rule: Option<String>,
+    started: Instant,
+}
+
+impl RequestLog<'_> {
+    fn emit(&self, decision: &str, status: u16) {
+        tracing::info!(
+            task = %self.conn.task.id,
+            client = %self.conn.client,
+            method = %self.method,
+            host = %self.host,
+            port = self.port,
+            path = %self.path,
+            rule = self.rule.as_deref().unwrap_or("-"),
+            decision,
+            status,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+}
+
+/// Handles one request from an authenticated connection.
+pub async fn handle_request(
+    state: &ProxyState,
+    conn: &ConnCtx,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let mut log = RequestLog {
+        conn,
+        method: req.method().clone(),
+        host: String::new(),
+        port: 0,
+        path: req.uri().path().to_string(),
+        rule: None,
+        started: Instant::now(),
+    };
+    match decide_and_forward(state, conn, req, &mut log).await {
+        Ok(response) => {
+            log.emit("allow", response.status().as_u16());
+            response
+        }
+        Err(refusal) => {
+            let refusal = refusal
+                .with_task(Some(&conn.task.id))
+                .with_rule(log.rule.as_deref());
+            let decision = match refusal.reason {
+                Reason::UpstreamError | Reason::UpstreamTimeout => "error",
+                Reason::RateLimited => "rate_limited",
+                Reason::ApprovalDenied => "approval_denied",
+                _ => "deny",
+            };
+            let response = refusal.into_response();
+            log.emit(decision, response.status().as_u16());
+            response
+        }
+    }
+}
+
+async fn decide_and_forward(
+    state: &ProxyState,
+    conn: &ConnCtx,
+    req: Request<Incoming>,
+    log: &mut RequestLog<'_>,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let scheme = conn.scheme();
+    let (host, port) = request_destination(conn, &req)?;
+    log.host.clone_from(&host);
+    log.port = port;
+
+    let path = RequestPath::parse(req.uri().path())
+        .map_err(|e| Refusal::new(Reason::BadRequest, format!("ambiguous request path: {e}")))?;
+
+    let facts = RequestFacts {
+        scheme,
+        host: &host,
+        port,
+        method: req.method(),
+        path: &path,
+    };
+    let Some(rule) = conn.policy.match_request(&facts) else {
+        return Err(Refusal::new(
+            Reason::NoRule,
+            format!(
+                "no rule of policy {} allows {} {}://{}:{}{}",
+                conn.policy.name,
+                req.method(),
+                scheme.as_str(),
+                host,
+                port,
+                req.uri().path()
+            ),
+        ));
+    };
+    log.rule = Some(rule.name.clone());
+    match rule.action {
+        Action::Allow => {}
+        Action::Deny => {
+            return Err(Refusal::new(
+                Reason::DeniedByRule,
+                format!("rule `{}` denies this request", rule.name),
+            ))
+        }
+        Action::Approve => return Err(Refusal::new(
+            Reason::ApprovalDenied,
+            format!(
+                "rule `{}` needs an approval, and approval holds are not available in this build",
+                rule.name
+            ),
+        )),
+    }
+
+    let authority = authority_for(&host, port, scheme);
+    state
+        .upstream
+        .forward(req, scheme, &authority, &state.tracker)
+        .await
+}
+
+/// The host and port a request is for, checked against the tunnel target.
+fn request_destination(conn: &ConnCtx, req: &Request<Incoming>) -> Result<(String, u16), Refusal> {
+    let bad = |msg: &str| Refusal::new(Reason::BadRequest, msg.to_string());
+    let uri_authority = req.uri().authority();
+    let host_header = req.headers().get(header::HOST);
+    match &conn.tunnel_target {
+        Some((target_host, target_port)) => {
+            // SECURITY: Host / :authority must equal the CONNECT target, or a client
+            // could reach any host through a tunnel that was allowed for one.
+            let mut named = Vec::with_capacity(2);
+            if let Some(a) = uri_authority {
+                named.push(a.as_str().to_string());
+            }
+            if let Some(h) = host_header {
+                named.push(
+                    h.to_str()
+                        .map_err(|_| bad("the Host header is not text"))?
+                        .to_string(),
+                );
+            }
+            if named.is_empty() {
+                return Err(bad("the request names no host"));
+            }
+            for value in &named {
+                let (host, port) = split_authority(value, Scheme::Https)
+                    .ok_or_else(|| bad("the Host header is malformed"))?;
+                if &host != target_host || port != *target_port {
+                    return Err(Refusal::new(
+                        Reason::HostMismatch,
+                        format!("this tunnel is for {target_host}:{target_port}, not {value}"),
+                    ));
+                }
+            }
+            Ok((target_host.clone(), *target_port))
+        }
+        None => {
+            if req.uri().scheme_str() != Some("http") {
+                return Err(bad("send absolute-form http:// URLs, or CONNECT for https"));
+            }
+            let authority = uri_authority.ok_or_else(|| bad("the request URL has no host"))?;
+            split_authority(authority.as_str(), Scheme::Http)
+                .ok_or_else(|| bad("the request URL host is malformed"))
+        }
+    }
+}
+
+/// Splits `host[:port]` into a normalized host and a port (scheme default if absent).
+pub fn split_authority(value: &str, scheme: Scheme) -> Option<(String, u16)> {
+    let authority: http::uri::Authority = value.parse().ok()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let host = normalize_host(authority.host())?;
+    let port = match authority.port() {
+        Some(p) => p.as_u16(),
+        None => scheme.default_port(),
+    };
+    (port != 0).then_some((host, port))
+}
+
+/// `host[:port]` for the upstream URI, bracketing IPv6 and omitting default ports.
+fn authority_for(host: &str, port: u16, scheme: Scheme) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == scheme.default_port() {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_split_and_normalize() {
+        assert_eq!(
+            split_authority("API.test.:8443", Scheme::Https),
+            Some(("api.test".into(), 8443))
+        );
+        assert_eq!(
+            split_authority("api.test", Scheme::Https),
+            Some(("api.test".into(), 443))
+        );
+        assert_eq!(
+            split_authority("api.test", Scheme::Http),
+            Some(("api.test".into(), 80))
+        );
+        assert_eq!(
+            split_authority("[::1]:80", Scheme::Http),
+            Some(("::1".into(), 80))
+        );
+        assert_eq!(split_authority("user@api.test", Scheme::Http), None);
+        assert_eq!(split_authority("api.test:0", Scheme::Http), None);
+        assert_eq!(authority_for("::1", 8080, Scheme::Http), "[::1]:8080");
+        assert_eq!(authority_for("a.test", 443, Scheme::Https), "a.test");
+    }
+}

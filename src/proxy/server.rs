@@ -1,0 +1,153 @@
+//! Starting the proxy: CA, policies, tasks, listeners; and the graceful drain.
+
+use super::forward::Upstream;
+use super::front::handle_front;
+use super::state::ProxyState;
+use super::{serve_with_shutdown, DRAIN_TIMEOUT};
+use crate::config::Config;
+use crate::net::Dialer;
+use crate::policy::load_policy_dir;
+use crate::tasks::TaskRegistry;
+use crate::tls::{self, ca::create_private_dir, LeafIssuer};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the proxy could not start. Printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// CA problem.
+    #[error(transparent)]
+    Ca(#[from] tls::ca::CaError),
+    /// Invalid policy files (each `file:line: message`).
+    #[error("invalid policies:\n{0}")]
+    Policies(String),
+    /// Extra roots unusable.
+    #[error(transparent)]
+    Roots(#[from] tls::upstream::RootsError),
+    /// A task names a missing policy.
+    #[error("{0}")]
+    Task(String),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Error.
+        source: std::io::Error,
+    },
+}
+
+/// Builds the shared state from a validated config: creates the state directory
+/// and CA if absent, loads policies, checks tasks.
+pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<ProxyState, StartError> {
+    create_private_dir(&config.state_dir)?;
+    if tls::ensure_ca(&config.ca_cert, &config.ca_key)? == tls::CaStatus::Created {
+        tracing::info!(cert = %config.ca_cert.display(), "created MITM CA");
+    }
+    let ca = tls::load_ca(&config.ca_cert, &config.ca_key)?;
+    let report = load_policy_dir(&config.policies_dir);
+    if !report.errors.is_empty() {
+        let lines: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        return Err(StartError::Policies(lines.join("\n")));
+    }
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    for task in &config.tasks {
+        if report.policies.get(&task.policy).is_none() {
+            let at = config
+                .source
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            return Err(StartError::Task(format!(
+                "{at}:{}: task `{}` uses policy `{}`, which is not in {}",
+                task.line.unwrap_or(0),
+                task.id,
+                task.policy,
+                config.policies_dir.display()
+            )));
+        }
+    }
+    let dialer = Dialer::new(&config.upstream);
+    let client_tls = tls::upstream_client_config(&config.upstream.extra_roots)?;
+    Ok(ProxyState {
+        policies: report.policies,
+        tasks: TaskRegistry::from_static(&config.tasks),
+        leaves: LeafIssuer::new(ca, tls::leaf::DEFAULT_CACHE_CAPACITY),
+        upstream: Upstream::new(dialer.clone(), client_tls),
+        dialer,
+        shutdown,
+        tracker: TaskTracker::new(),
+    })
+}
+
+/// A started proxy.
+#[derive(Debug)]
+pub struct Running {
+    /// Bound proxy addresses.
+    pub addrs: Vec<SocketAddr>,
+    state: Arc<ProxyState>,
+}
+
+impl Running {
+    /// Waits until shutdown is signalled, then drains in-flight work for up to
+    /// [`DRAIN_TIMEOUT`]. Returns whether everything finished in time.
+    pub async fn wait_and_drain(self) -> bool {
+        self.state.shutdown.cancelled().await;
+        self.state.tracker.close();
+        tokio::time::timeout(DRAIN_TIMEOUT, self.state.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Starts the proxy on every `listen` address. Returns once listening.
+pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let state = Arc::new(build_state(config, shutdown)?);
+    let mut addrs = Vec::new();
+    for addr in &config.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        addrs.push(listener.local_addr().unwrap_or(*addr));
+        tokio::spawn(accept_loop(state.clone(), listener));
+    }
+    Ok(Running { addrs, state })
+}
+
+async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, client) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn_state = state.clone();
+        state.tracker.spawn(async move {
+            let service_state = conn_state.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let state = service_state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle_front(state, client, req).await) }
+            });
+            serve_with_shutdown(TokioIo::new(stream), service, &conn_state.shutdown, false).await;
+        });
+    }
+}

@@ -1,0 +1,29 @@
+//! What every connection shares: policies, tasks, the certificate issuer, the
+//! upstream pool, and the shutdown signal.
+
+use super::forward::Upstream;
+use crate::net::Dialer;
+use crate::policy::PolicySet;
+use crate::tasks::TaskRegistry;
+use crate::tls::LeafIssuer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Shared proxy state.
+#[derive(Debug)]
+pub struct ProxyState {
+    /// Loaded policies.
+    pub policies: PolicySet,
+    /// Known tasks.
+    pub tasks: TaskRegistry,
+    /// Mints and caches leaf certificates.
+    pub leaves: LeafIssuer,
+    /// Resolves and connects with the private-address check (tunnels).
+    pub dialer: Dialer,
+    /// Pooled upstream clients.
+    pub upstream: Upstream,
+    /// Cancelled when the proxy should stop accepting and drain.
+    pub shutdown: CancellationToken,
+    /// Tracks every connection and spliced stream, for the drain.
+    pub tracker: TaskTracker,
+}

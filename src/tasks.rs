@@ -1,0 +1,204 @@
+//! Tasks and proxy authentication: who is speaking, and under which policy.
+
+use crate::config::StaticTask;
+use base64::Engine;
+use http::HeaderValue;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// One sandbox run under one policy.
+#[derive(Clone)]
+pub struct Task {
+    /// Task id (the proxy user name).
+    pub id: String,
+    /// Policy name.
+    pub policy: String,
+    token: Option<String>,
+    /// Required source address.
+    pub source: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("policy", &self.policy)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&StaticTask> for Task {
+    fn from(t: &StaticTask) -> Self {
+        Self {
+            id: t.id.clone(),
+            policy: t.policy.clone(),
+            token: t.token.clone(),
+            source: t.source,
+        }
+    }
+}
+
+/// The known tasks.
+#[derive(Debug, Default)]
+pub struct TaskRegistry {
+    by_id: HashMap<String, Arc<Task>>,
+    by_source: HashMap<IpAddr, Arc<Task>>,
+}
+
+impl TaskRegistry {
+    /// Builds the registry from static tasks.
+    pub fn from_static(tasks: &[StaticTask]) -> Self {
+        let mut registry = Self::default();
+        for t in tasks {
+            let task = Arc::new(Task::from(t));
+            if task.token.is_none() {
+                if let Some(src) = task.source {
+                    registry.by_source.insert(src, task.clone());
+                }
+            }
+            registry.by_id.insert(task.id.clone(), task);
+        }
+        registry
+    }
+
+    /// All tasks.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Task>> {
+        self.by_id.values()
+    }
+
+    /// Identifies the task behind a request from `client`, or `None` (407).
+    ///
+    /// With credentials: the id must exist, the token must match (constant time),
+    /// and a bound source must equal `client`. Without credentials: only a task that
+    /// has a source and no token, bound to `client`.
+    pub fn authenticate(
+        &self,
+        proxy_auth: Option<&HeaderValue>,
+        client: IpAddr,
+    ) -> Option<Arc<Task>> {
+        let client = canonical_ip(client);
+        let Some(header) = proxy_auth else {
+            return self.by_source.get(&client).cloned();
+        };
+        let (id, token) = parse_basic(header)?;
+        let task = self.by_id.get(&id)?;
+        let expected = task.token.as_deref()?;
+        // SECURITY: constant-time comparison, so the token cannot be guessed byte by byte.
+        aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), token.as_bytes())
+            .ok()?;
+        if task.source.is_some_and(|src| canonical_ip(src) != client) {
+            return None;
+        }
+        Some(task.clone())
+    }
+}
+
+/// An IPv4-mapped IPv6 peer address (dual-stack sockets) compares as IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Decodes `Basic base64(id:token)`.
+fn parse_basic(header: &HeaderValue) -> Option<(String, String)> {
+    let text = header.to_str().ok()?;
+    let (scheme, encoded) = text.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, token) = decoded.split_once(':')?;
+    Some((id.to_string(), token.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> TaskRegistry {
+        TaskRegistry::from_static(&[
+            StaticTask {
+                id: "a".into(),
+                policy: "p".into(),
+                token: Some("s3cret".into()),
+                source: None,
+                line: None,
+            },
+            StaticTask {
+                id: "b".into(),
+                policy: "p".into(),
+                token: Some("tok".into()),
+                source: Some("10.0.0.2".parse().unwrap()),
+                line: None,
+            },
+            StaticTask {
+                id: "c".into(),
+                policy: "p".into(),
+                token: None,
+                source: Some("10.0.0.3".parse().unwrap()),
+                line: None,
+            },
+        ])
+    }
+
+    fn basic(s: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn token_must_match() {
+        let r = registry();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            r.authenticate(Some(&basic("a:s3cret")), ip)
+                .map(|t| t.id.clone()),
+            Some("a".into())
+        );
+        assert!(r.authenticate(Some(&basic("a:wrong")), ip).is_none());
+        assert!(r.authenticate(Some(&basic("a:")), ip).is_none());
+        assert!(r.authenticate(Some(&basic("zz:s3cret")), ip).is_none());
+        assert!(r.authenticate(None, ip).is_none());
+        assert!(r
+            .authenticate(Some(&HeaderValue::from_static("Bearer x")), ip)
+            .is_none());
+    }
+
+    #[test]
+    fn source_binding_is_enforced() {
+        let r = registry();
+        assert!(r
+            .authenticate(Some(&basic("b:tok")), "10.0.0.9".parse().unwrap())
+            .is_none());
+        assert!(r
+            .authenticate(Some(&basic("b:tok")), "10.0.0.2".parse().unwrap())
+            .is_some());
+        assert!(r
+            .authenticate(Some(&basic("b:tok")), "::ffff:10.0.0.2".parse().unwrap())
+            .is_some());
+    }
+
+    #[test]
+    fn source_only_task_needs_no_credentials() {
+        let r = registry();
+        assert_eq!(
+            r.authenticate(None, "10.0.0.3".parse().unwrap())
+                .map(|t| t.id.clone()),
+            Some("c".into())
+        );
+        assert!(r.authenticate(None, "10.0.0.4".parse().unwrap()).is_none());
+        assert!(r
+            .authenticate(Some(&basic("c:")), "10.0.0.3".parse().unwrap())
+            .is_none());
+    }
+}
