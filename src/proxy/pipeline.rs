@@ -150,13 +150,15 @@ async fn decide_and_forward(
                 format!("rule `{}` denies this request", rule.name),
             ))
         }
-        Action::Approve => return Err(Refusal::new(
-            Reason::ApprovalDenied,
-            format!(
+        Action::Approve => {
+            return Err(Refusal::new(
+                Reason::ApprovalDenied,
+                format!(
                 "rule `{}` needs an approval, and approval holds are not available in this build",
                 rule.name
             ),
-        )),
+            ))
+        }
     }
 
     let authority = authority_for(&host, port, scheme);

@@ -1,0 +1,337 @@
+//! Shared test harness: the real `tollgate` binary with its own config and policy
+//! directory, real upstreams, and real clients (curl, reqwest). No fixed ports; every
+//! process is killed on drop.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod upstream;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The task every test uses unless it says otherwise.
+pub const TASK: &str = "agent";
+/// Its token.
+pub const TOKEN: &str = "s3cret-token";
+
+/// How to configure one proxy.
+#[derive(Default, Clone)]
+pub struct ProxySetup {
+    /// `(name, yaml)` policy files.
+    pub policies: Vec<(String, String)>,
+    /// Host name -> `ip:port` overrides.
+    pub resolve: Vec<(String, String)>,
+    /// Extra root PEM trusted for upstreams.
+    pub extra_root_pem: Option<String>,
+    /// `allow_private` CIDRs (default: 127.0.0.1/32).
+    pub allow_private: Option<Vec<String>>,
+    /// Policy of the `agent` task (default: first policy).
+    pub task_policy: Option<String>,
+    /// Verbatim extra YAML appended to the config.
+    pub extra_yaml: String,
+}
+
+impl ProxySetup {
+    /// A setup with one policy.
+    pub fn with_policy(name: &str, yaml: &str) -> Self {
+        Self {
+            policies: vec![(name.to_string(), yaml.to_string())],
+            ..Self::default()
+        }
+    }
+
+    /// Routes `host` to the upstream on 127.0.0.1:`port`.
+    pub fn resolve(self, host: &str, port: u16) -> Self {
+        self.resolve_addr(host, &format!("127.0.0.1:{port}"))
+    }
+
+    /// Routes `host` to `addr` (`ip:port`).
+    pub fn resolve_addr(mut self, host: &str, addr: &str) -> Self {
+        self.resolve.push((host.to_string(), addr.to_string()));
+        self
+    }
+
+    /// Trusts `pem` for upstream TLS.
+    pub fn trust(mut self, pem: &str) -> Self {
+        self.extra_root_pem = Some(pem.to_string());
+        self
+    }
+}
+
+/// A running `tollgate serve`.
+pub struct ProxyProc {
+    child: Child,
+    /// Proxy address.
+    pub addr: SocketAddr,
+    /// Its working directory (config, state, policies).
+    pub dir: tempfile::TempDir,
+    /// tollgate's MITM CA certificate (PEM file).
+    pub ca_pem: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl ProxyProc {
+    /// The proxy URL with the default task's credentials.
+    pub fn url(&self) -> String {
+        format!("http://{TASK}:{TOKEN}@{}", self.addr)
+    }
+
+    /// Process id (for /proc measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Log lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Peak resident set size in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmHWM:")
+    }
+}
+
+impl Drop for ProxyProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A field of `/proc/PID/status` in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Path of the built binary.
+pub fn tollgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tollgate")
+}
+
+/// Writes the config and policies into a temp dir and starts `tollgate serve`.
+pub fn start_proxy(setup: &ProxySetup) -> ProxyProc {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    for (name, yaml) in &setup.policies {
+        std::fs::write(
+            dir.path().join("policies").join(format!("{name}.yaml")),
+            yaml,
+        )
+        .unwrap();
+    }
+    let mut config = String::from("listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0 }\nstate_dir: state\npolicies: policies\nupstream:\n");
+    if let Some(pem) = &setup.extra_root_pem {
+        std::fs::write(dir.path().join("upstream-ca.pem"), pem).unwrap();
+        config.push_str("  extra_roots: [upstream-ca.pem]\n");
+    }
+    config.push_str("  resolve:\n");
+    for (host, addr) in &setup.resolve {
+        config.push_str(&format!("    \"{host}\": \"{addr}\"\n"));
+    }
+    if setup.resolve.is_empty() {
+        config.push_str("    {}\n");
+    }
+    let allow = setup
+        .allow_private
+        .clone()
+        .unwrap_or_else(|| vec!["127.0.0.1/32".into()]);
+    config.push_str(&format!("  allow_private: [{}]\n", allow.join(", ")));
+    config.push_str("  connect_timeout: 3s\n");
+    let policy = setup
+        .task_policy
+        .clone()
+        .or_else(|| setup.policies.first().map(|p| p.0.clone()))
+        .unwrap_or_else(|| "none".into());
+    config.push_str(&format!(
+        "tasks:\n  - {{ id: {TASK}, policy: {policy}, token_env: TEST_AGENT_TOKEN }}\n"
+    ));
+    config.push_str(&setup.extra_yaml);
+    std::fs::write(dir.path().join("tollgate.yaml"), &config).unwrap();
+    spawn_serve(dir)
+}
+
+/// Starts `tollgate serve` in `dir` (which holds tollgate.yaml) and waits until it listens.
+pub fn spawn_serve(dir: tempfile::TempDir) -> ProxyProc {
+    let mut child = Command::new(tollgate_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("tollgate.yaml"))
+        .env("TEST_AGENT_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(idx) = line.find("tollgate listening on ") {
+                let addr = line[idx + 22..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let _ = tx.send(addr);
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => addr.parse().unwrap(),
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "tollgate did not start; logs:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        }
+    };
+    let ca_pem = dir.path().join("state").join("ca.pem");
+    ProxyProc {
+        child,
+        addr,
+        dir,
+        ca_pem,
+        logs,
+    }
+}
+
+/// What curl reported.
+#[derive(Debug)]
+pub struct CurlOut {
+    /// Final HTTP status (0 if none).
+    pub status: u16,
+    /// Status of the CONNECT (0 if none).
+    pub connect_status: u16,
+    /// HTTP version used (`1.1`, `2`).
+    pub version: String,
+    /// Response body.
+    pub body: String,
+    /// Raw response headers.
+    pub headers: String,
+    /// curl's exit code.
+    pub exit: i32,
+    /// curl's stderr.
+    pub stderr: String,
+}
+
+impl CurlOut {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// A response header (last occurrence, case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().rev().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Runs curl through the proxy with tollgate's CA trusted, plus `args`.
+pub async fn curl(proxy: &ProxyProc, args: &[&str]) -> CurlOut {
+    let proxy_url = proxy.url();
+    let ca = proxy.ca_pem.to_str().unwrap().to_string();
+    let mut full = vec!["--proxy", proxy_url.as_str(), "--cacert", ca.as_str()];
+    full.extend_from_slice(args);
+    curl_raw(&full).await
+}
+
+/// Runs curl with exactly `args` (plus output capture flags).
+pub async fn curl_raw(args: &[&str]) -> CurlOut {
+    let out_dir = tempfile::tempdir().unwrap();
+    let body_path = out_dir.path().join("body");
+    let head_path = out_dir.path().join("headers");
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--noproxy", "", "-o"])
+        .arg(&body_path)
+        .arg("-D")
+        .arg(&head_path)
+        .args(["-w", "%{http_code} %{http_connect} %{http_version}"])
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .await
+        .expect("curl must be installed");
+    let written = String::from_utf8_lossy(&output.stdout).to_string();
+    let mut parts = written.split_whitespace();
+    let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let connect_status = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let version = parts.next().unwrap_or("").to_string();
+    CurlOut {
+        status,
+        connect_status,
+        version,
+        body: std::fs::read_to_string(&body_path).unwrap_or_default(),
+        headers: std::fs::read_to_string(&head_path).unwrap_or_default(),
+        exit: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
+    }
+}
+
+/// Writes `contents` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// reqwest (a real Rust HTTP client) configured with the proxy and tollgate's CA only.
+pub fn reqwest_client(proxy: &ProxyProc) -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(proxy.url()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&proxy.ca_pem).unwrap()).unwrap(),
+        )
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap()
+}

@@ -1,0 +1,662 @@
+//! End-to-end behaviour of the proxy, driven by real clients (curl, reqwest,
+//! tungstenite) against real local upstreams.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::upstream::{start_upstream, TestCa, Upstream};
+use common::{curl, curl_raw, start_proxy, ProxyProc, ProxySetup, TASK, TOKEN};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Names the test upstream certificate covers.
+const UPSTREAM_NAMES: &[&str] = &[
+    "api.test",
+    "a.wild.test",
+    "wild.test",
+    "private.test",
+    "pass.test",
+    "127.0.0.1",
+];
+
+struct Fixture {
+    ca: TestCa,
+    tls: Upstream,
+    plain: Upstream,
+    untrusted: Upstream,
+    proxy: ProxyProc,
+}
+
+fn policy(tls: u16, plain: u16, untrusted: u16) -> String {
+    format!(
+        r#"name: main
+description: test policy
+rules:
+  - name: block admin
+    host: api.test
+    port: {tls}
+    paths: ["/admin/**"]
+    action: deny
+  - name: echo
+    host: api.test
+    port: {tls}
+    methods: [GET, HEAD, POST]
+    paths: ["/echo", "/echo/**", "/bytes/*", "/ws", "/slow", "/small"]
+  - name: one
+    host: api.test
+    port: {tls}
+    methods: [GET]
+    paths: ["/one/*"]
+  - name: many
+    host: api.test
+    port: {tls}
+    methods: [GET]
+    paths: ["/many/**"]
+  - name: wild
+    host: "*.wild.test"
+    port: {tls}
+  - name: plain
+    host: plain.test
+    port: {plain}
+  - name: private
+    host: private.test
+    port: {tls}
+  - name: metadata
+    host: 169.254.169.254
+    port: 80
+  - name: untrusted
+    host: untrusted.test
+    port: {untrusted}
+tunnel:
+  - {{ host: pass.test, port: {tls} }}
+"#
+    )
+}
+
+async fn fixture() -> Fixture {
+    let ca = TestCa::new("upstream test CA");
+    let tls = start_upstream(Some(ca.server_config(UPSTREAM_NAMES))).await;
+    let plain = start_upstream(None).await;
+    let rogue = TestCa::new("rogue CA");
+    let untrusted = start_upstream(Some(rogue.server_config(&["untrusted.test"]))).await;
+    let setup = ProxySetup::with_policy("main", &policy(tls.port, plain.port, untrusted.port))
+        .resolve("api.test", tls.port)
+        .resolve("a.wild.test", tls.port)
+        .resolve("wild.test", tls.port)
+        .resolve("pass.test", tls.port)
+        .resolve("plain.test", plain.port)
+        .resolve("untrusted.test", untrusted.port)
+        .trust(&ca.cert_pem);
+    let proxy = start_proxy(&setup);
+    Fixture {
+        ca,
+        tls,
+        plain,
+        untrusted,
+        proxy,
+    }
+}
+
+fn api(f: &Fixture, path: &str) -> String {
+    format!("https://api.test:{}{}", f.tls.port, path)
+}
+
+fn assert_refusal(out: &common::CurlOut, status: u16, reason: &str) {
+    assert_eq!(out.status, status, "{out:?}");
+    assert_eq!(
+        out.header("x-tollgate-reason").as_deref(),
+        Some(reason),
+        "{out:?}"
+    );
+    let json = out.json();
+    assert_eq!(json["error"], reason, "{out:?}");
+    assert!(
+        json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{out:?}"
+    );
+    assert!(
+        json.get("task").is_some() && json.get("rule").is_some(),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_get_407() {
+    let f = fixture().await;
+    let target = format!("http://plain.test:{}/echo", f.plain.port);
+    let none = curl_raw(&["--proxy", &format!("http://{}", f.proxy.addr), &target]).await;
+    assert_refusal(&none, 407, "proxy_auth_required");
+    assert_eq!(
+        none.header("proxy-authenticate").as_deref(),
+        Some("Basic realm=\"tollgate\"")
+    );
+    assert!(none.json()["task"].is_null());
+
+    let wrong = curl_raw(&[
+        "--proxy",
+        &format!("http://{TASK}:wrong@{}", f.proxy.addr),
+        &target,
+    ])
+    .await;
+    assert_refusal(&wrong, 407, "proxy_auth_required");
+
+    let other_user = curl_raw(&[
+        "--proxy",
+        &format!("http://nobody:{TOKEN}@{}", f.proxy.addr),
+        &target,
+    ])
+    .await;
+    assert_refusal(&other_user, 407, "proxy_auth_required");
+
+    // CONNECT is authenticated too.
+    let ca = f.proxy.ca_pem.to_str().unwrap();
+    let connect = curl_raw(&[
+        "--proxy",
+        &format!("http://{TASK}:wrong@{}", f.proxy.addr),
+        "--cacert",
+        ca,
+        &api(&f, "/echo"),
+    ])
+    .await;
+    assert_eq!(connect.connect_status, 407, "{connect:?}");
+    assert_eq!(
+        f.plain.hits() + f.tls.hits(),
+        0,
+        "nothing may reach an upstream"
+    );
+}
+
+#[tokio::test]
+async fn allowed_request_reaches_upstream_without_proxy_credentials() {
+    let f = fixture().await;
+    let out = curl(&f.proxy, &["--http1.1", &api(&f, "/echo/x?q=1")]).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    let json = out.json();
+    assert_eq!(json["path"], "/echo/x?q=1");
+    assert_eq!(json["authority"], format!("api.test:{}", f.tls.port));
+    assert!(
+        json["headers"].get("proxy-authorization").is_none(),
+        "task token leaked upstream"
+    );
+    assert_eq!(f.tls.hits(), 1);
+    let logs = f.proxy.logs().join("\n");
+    assert!(
+        logs.contains("task=agent") && logs.contains("decision=\"allow\"")
+            || logs.contains("decision=allow"),
+        "{logs}"
+    );
+    assert!(!logs.contains(TOKEN), "the task token must never be logged");
+}
+
+#[tokio::test]
+async fn refusals_no_rule_deny_rule_and_unlisted_method() {
+    let f = fixture().await;
+    let no_rule = curl(&f.proxy, &[&api(&f, "/nothing/here")]).await;
+    assert_refusal(&no_rule, 403, "no_rule");
+    assert_eq!(no_rule.json()["task"], TASK);
+    assert!(no_rule.json()["rule"].is_null());
+
+    let denied = curl(&f.proxy, &[&api(&f, "/admin/users")]).await;
+    assert_refusal(&denied, 403, "denied_by_rule");
+    assert_eq!(denied.json()["rule"], "block admin");
+
+    let method = curl(&f.proxy, &["-X", "DELETE", &api(&f, "/echo")]).await;
+    assert_refusal(&method, 403, "no_rule");
+
+    let connect_no_rule = curl(
+        &f.proxy,
+        &[&format!("https://nowhere.test:{}/", f.tls.port)],
+    )
+    .await;
+    assert_eq!(connect_no_rule.connect_status, 403, "{connect_no_rule:?}");
+    assert_eq!(
+        f.tls.hits(),
+        0,
+        "refused requests must not reach the upstream"
+    );
+}
+
+#[tokio::test]
+async fn single_star_and_double_star_paths() {
+    let f = fixture().await;
+    for (path, status) in [
+        ("/one/x", 200),
+        ("/one/x/y", 403),
+        ("/one/", 403),
+        ("/many", 200),
+        ("/many/", 200),
+        ("/many/x/y/z", 200),
+        ("/manyx", 403),
+    ] {
+        let out = curl(&f.proxy, &[&api(&f, path)]).await;
+        assert_eq!(out.status, status, "{path}: {out:?}");
+    }
+}
+
+#[tokio::test]
+async fn host_case_trailing_dot_and_wildcard_apex() {
+    let f = fixture().await;
+    let upper = curl(
+        &f.proxy,
+        &[&format!("https://API.TEST:{}/echo", f.tls.port)],
+    )
+    .await;
+    assert_eq!(upper.status, 200, "{upper:?}");
+    let dotted = curl(
+        &f.proxy,
+        &[
+            "-H",
+            &format!("Host: api.test.:{}", f.tls.port),
+            &format!("https://api.test.:{}/echo", f.tls.port),
+        ],
+    )
+    .await;
+    assert_eq!(dotted.status, 200, "{dotted:?}");
+    let sub = curl(
+        &f.proxy,
+        &[&format!("https://a.wild.test:{}/echo", f.tls.port)],
+    )
+    .await;
+    assert_eq!(sub.status, 200, "{sub:?}");
+    let apex = curl(
+        &f.proxy,
+        &[&format!("https://wild.test:{}/echo", f.tls.port)],
+    )
+    .await;
+    assert_eq!(
+        apex.connect_status, 403,
+        "*.wild.test must not match wild.test: {apex:?}"
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_paths_get_400_and_reach_nothing() {
+    let f = fixture().await;
+    for path in [
+        "/echo/../admin/x",
+        "/echo/%2e%2e/admin",
+        "/echo%2Fadmin",
+        "/echo/.%2E/admin",
+        "/echo//x",
+        "/echo/%5c",
+    ] {
+        let out = curl(&f.proxy, &["--path-as-is", &api(&f, path)]).await;
+        assert_refusal(&out, 400, "bad_request");
+    }
+    let plain = curl(
+        &f.proxy,
+        &[
+            "--path-as-is",
+            &format!("http://plain.test:{}/a/../b", f.plain.port),
+        ],
+    )
+    .await;
+    assert_refusal(&plain, 400, "bad_request");
+    assert_eq!(
+        f.tls.hits() + f.plain.hits(),
+        0,
+        "the upstream saw a refused request"
+    );
+}
+
+#[tokio::test]
+async fn host_header_other_than_connect_target_gets_421() {
+    let f = fixture().await;
+    let out = curl(
+        &f.proxy,
+        &[
+            "--http1.1",
+            "-H",
+            &format!("Host: a.wild.test:{}", f.tls.port),
+            &api(&f, "/echo"),
+        ],
+    )
+    .await;
+    assert_refusal(&out, 421, "host_mismatch");
+    let port = curl(
+        &f.proxy,
+        &["--http1.1", "-H", "Host: api.test:1", &api(&f, "/echo")],
+    )
+    .await;
+    assert_refusal(&port, 421, "host_mismatch");
+    assert_eq!(f.tls.hits(), 0);
+}
+
+#[tokio::test]
+async fn private_destinations_get_403() {
+    let ca = TestCa::new("upstream test CA");
+    let tls = start_upstream(Some(ca.server_config(&["private.test", "api.test"]))).await;
+    let yaml = format!(
+        "name: main\nrules:\n  - {{ host: private.test, port: {p} }}\n  - {{ host: api.test, port: {p} }}\n  - {{ host: 169.254.169.254, port: 80 }}\n  - {{ host: 10.0.0.1 }}\ntunnel:\n  - {{ host: tunnel.test, port: {p} }}\n",
+        p = tls.port
+    );
+    // 127.0.0.2 is loopback but outside the allowed 127.0.0.1/32; nothing listens there.
+    let setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", tls.port)
+        .resolve_addr("private.test", &format!("127.0.0.2:{}", tls.port))
+        .resolve_addr("tunnel.test", &format!("127.0.0.2:{}", tls.port));
+    let proxy = start_proxy(&setup);
+
+    let private = curl(&proxy, &[&format!("https://private.test:{}/", tls.port)]).await;
+    assert_refusal(&private, 403, "private_destination");
+    let metadata = curl(&proxy, &["http://169.254.169.254/latest/meta-data/"]).await;
+    assert_refusal(&metadata, 403, "private_destination");
+    let rfc1918 = curl(&proxy, &["https://10.0.0.1/"]).await;
+    assert_refusal(&rfc1918, 403, "private_destination");
+    let tunnel = curl(&proxy, &[&format!("https://tunnel.test:{}/", tls.port)]).await;
+    assert_eq!(tunnel.connect_status, 403, "{tunnel:?}");
+    assert_eq!(tls.hits(), 0);
+    // The allowed loopback address still works.
+    let ok = curl(&proxy, &[&format!("https://api.test:{}/echo", tls.port)]).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+}
+
+#[tokio::test]
+async fn untrusted_upstream_certificate_gets_502() {
+    let f = fixture().await;
+    let out = curl(
+        &f.proxy,
+        &[&format!("https://untrusted.test:{}/echo", f.untrusted.port)],
+    )
+    .await;
+    assert_refusal(&out, 502, "upstream_error");
+    assert_eq!(
+        f.untrusted.hits(),
+        0,
+        "no request may be sent over an unverified connection"
+    );
+}
+
+#[tokio::test]
+async fn curl_http2_negotiates_h2_end_to_end() {
+    let f = fixture().await;
+    let out = curl(&f.proxy, &["--http2", &api(&f, "/echo")]).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(out.version, "2", "client side should be h2: {out:?}");
+    assert_eq!(
+        out.json()["version"],
+        "HTTP/2.0",
+        "upstream side negotiated h2 by ALPN"
+    );
+    // Several requests on one h2 connection are each matched on their own.
+    let a = api(&f, "/echo");
+    let b = api(&f, "/admin/x");
+    let both = curl(&f.proxy, &["--http2", &a, &b]).await;
+    assert!(both.headers.contains("HTTP/2 200"), "{both:?}");
+    assert!(
+        both.headers.contains("HTTP/2 403"),
+        "second stream must be refused on its own: {both:?}"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_absolute_form_works() {
+    let f = fixture().await;
+    let out = curl(
+        &f.proxy,
+        &[&format!("http://plain.test:{}/echo?x=1", f.plain.port)],
+    )
+    .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(out.json()["path"], "/echo?x=1");
+    assert!(out.json()["headers"].get("proxy-authorization").is_none());
+    let denied = curl(
+        &f.proxy,
+        &[&format!("http://plain.test:{}/echo", f.plain.port + 1)],
+    )
+    .await;
+    assert_refusal(&denied, 403, "no_rule");
+}
+
+#[tokio::test]
+async fn tunnel_passthrough_shows_the_upstream_certificate() {
+    let f = fixture().await;
+    let url = format!("https://pass.test:{}/echo", f.tls.port);
+    let upstream_ca =
+        common::write_file(f.proxy.dir.path(), "only-upstream-ca.pem", &f.ca.cert_pem);
+    // Trusting only the upstream's CA works: the client talks TLS with the upstream itself.
+    let direct = curl_raw(&[
+        "--proxy",
+        &f.proxy.url(),
+        "--cacert",
+        upstream_ca.to_str().unwrap(),
+        &url,
+    ])
+    .await;
+    assert_eq!(direct.status, 200, "{direct:?}");
+    // Trusting only tollgate's CA fails: nothing was intercepted.
+    let mitm = curl(&f.proxy, &[&url]).await;
+    assert_eq!(mitm.exit, 60, "expected a certificate error: {mitm:?}");
+    // And an intercepted host is the other way round.
+    let intercepted = curl_raw(&[
+        "--proxy",
+        &f.proxy.url(),
+        "--cacert",
+        upstream_ca.to_str().unwrap(),
+        &api(&f, "/echo"),
+    ])
+    .await;
+    assert_eq!(intercepted.exit, 60, "{intercepted:?}");
+}
+
+#[tokio::test]
+async fn websocket_echo_through_intercepted_tunnel() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let f = fixture().await;
+    let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
+    let auth = base64_basic(TASK, TOKEN);
+    let target = format!("api.test:{}", f.tls.port);
+    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let tls = tls_to(&f.proxy, "api.test", tcp, &[b"http/1.1"]).await;
+    let (mut ws, resp) = tokio_tungstenite::client_async(format!("wss://{target}/ws"), tls)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    for i in 0..3 {
+        ws.send(Message::text(format!("hello {i}"))).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), format!("hello {i}"));
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn websocket_to_a_refused_path_is_refused() {
+    let f = fixture().await;
+    let out = curl(
+        &f.proxy,
+        &[
+            "--http1.1",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            &api(&f, "/admin/ws"),
+        ],
+    )
+    .await;
+    assert_refusal(&out, 403, "denied_by_rule");
+}
+
+#[tokio::test]
+async fn large_download_streams_with_bounded_memory() {
+    let f = fixture().await;
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let client = common::reqwest_client(&f.proxy);
+    let baseline = f.proxy.peak_rss_kib();
+    let mut resp = client
+        .get(api(&f, &format!("/bytes/{SIZE}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut expected = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut received = 0u64;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        let pattern: Vec<u8> = (received..received + chunk.len() as u64)
+            .map(common::upstream::pattern_byte)
+            .collect();
+        expected.update(&pattern);
+        ctx.update(&chunk);
+        received += chunk.len() as u64;
+    }
+    assert_eq!(received, SIZE);
+    assert_eq!(
+        ctx.finish().as_ref(),
+        expected.finish().as_ref(),
+        "sha256 of the download differs"
+    );
+    let peak = f.proxy.peak_rss_kib();
+    eprintln!("proxy peak RSS: baseline {baseline} KiB, after 64 MiB download {peak} KiB");
+    assert!(
+        peak < 48 * 1024,
+        "peak RSS {peak} KiB suggests the body was buffered"
+    );
+}
+
+#[tokio::test]
+async fn garbage_on_the_proxy_port_does_not_stop_good_requests() {
+    let f = fixture().await;
+    for garbage in [
+        &b"\x16\x03\x01\x00\xff garbage \x00\x01\x02\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"\xff\xfe\xfd\r\n\r\n",
+        b"CONNECT\r\n\r\n",
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
+        let _ = tcp.write_all(garbage).await;
+        let mut buf = vec![0u8; 1024];
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+    }
+    // Garbage inside an accepted CONNECT tunnel, instead of a TLS ClientHello.
+    let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
+    let target = format!("api.test:{}", f.tls.port);
+    tcp.write_all(
+        format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {}\r\n\r\n",
+            base64_basic(TASK, TOKEN)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    tcp.write_all(b"this is not TLS at all\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+
+    let out = curl(&f.proxy, &[&api(&f, "/echo")]).await;
+    assert_eq!(out.status, 200, "{out:?}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_drains_in_flight_requests() {
+    let mut f = fixture().await;
+    let url = api(&f, "/slow");
+    let proxy_url = f.proxy.url();
+    let ca = f.proxy.ca_pem.to_str().unwrap().to_string();
+    let slow =
+        tokio::spawn(
+            async move { curl_raw(&["--proxy", &proxy_url, "--cacert", &ca, &url]).await },
+        );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.proxy.terminate();
+    let out = slow.await.unwrap();
+    assert_eq!(out.status, 200, "in-flight request must finish: {out:?}");
+    assert_eq!(out.body, "slow done");
+    let status = f
+        .proxy
+        .wait_exit(Duration::from_secs(15))
+        .expect("proxy did not exit");
+    assert!(
+        status.success(),
+        "serve must exit 0 after a clean drain: {status:?}"
+    );
+    // It no longer accepts.
+    assert!(tokio::net::TcpStream::connect(f.proxy.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn reqwest_client_through_the_proxy() {
+    let f = fixture().await;
+    let client = common::reqwest_client(&f.proxy);
+    for _ in 0..3 {
+        let resp = client
+            .post(api(&f, "/echo"))
+            .body("payload")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let json: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(json["method"], "POST");
+    }
+    let denied = client.get(api(&f, "/admin/x")).send().await.unwrap();
+    assert_eq!(denied.status(), 403);
+    assert_eq!(denied.headers()["x-tollgate-reason"], "denied_by_rule");
+}
+
+fn base64_basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+}
+
+async fn read_head(tcp: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).to_string()
+}
+
+async fn tls_to(
+    proxy: &ProxyProc,
+    name: &str,
+    tcp: tokio::net::TcpStream,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&proxy.ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    connector
+        .connect(
+            rustls_pki_types::ServerName::try_from(name.to_string()).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
