@@ -75,6 +75,9 @@ fn explain(config: Option<&std::path::Path>, args: &tollgate::cli::ExplainArgs) 
     let outcome = (|| -> Result<tollgate::explain::Explanation> {
         let config = Config::load(config)?;
         let path = config.policies_dir.join(format!("{}.yaml", args.policy));
+        if !path.exists() {
+            anyhow::bail!("no policy named `{}` in {}", args.policy, config.policies_dir.display());
+        }
         let (policy, _) = tollgate::policy::load_policy_file(&path)?;
         tollgate::explain::explain(&policy, &args.method, &args.url, &args.headers)
             .map_err(anyhow::Error::msg)
