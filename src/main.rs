@@ -76,7 +76,11 @@ fn explain(config: Option<&std::path::Path>, args: &tollgate::cli::ExplainArgs) 
         let config = Config::load(config)?;
         let path = config.policies_dir.join(format!("{}.yaml", args.policy));
         if !path.exists() {
-            anyhow::bail!("no policy named `{}` in {}", args.policy, config.policies_dir.display());
+            anyhow::bail!(
+                "no policy named `{}` in {}",
+                args.policy,
+                config.policies_dir.display()
+            );
         }
         let (policy, _) = tollgate::policy::load_policy_file(&path)?;
         tollgate::explain::explain(&policy, &args.method, &args.url, &args.headers)

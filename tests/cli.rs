@@ -40,15 +40,47 @@ fn policy_check_errors_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     write_file(p, "good.yaml", GOOD);
-    write_file(p, "unknown-key.yaml", "name: unknown-key\nrules:\n  - host: a.test\n    pathz: [\"/x\"]\n");
-    write_file(p, "bad-path.yaml", "name: bad-path\nrules:\n  - host: a.test\n    paths:\n      - \"/a/**/b\"\n");
+    write_file(
+        p,
+        "unknown-key.yaml",
+        "name: unknown-key\nrules:\n  - host: a.test\n    pathz: [\"/x\"]\n",
+    );
+    write_file(
+        p,
+        "bad-path.yaml",
+        "name: bad-path\nrules:\n  - host: a.test\n    paths:\n      - \"/a/**/b\"\n",
+    );
     write_file(p, "undeclared.yaml", "name: undeclared\nsecrets:\n  A:\n    env: A\n    hosts: [a.test]\nrules:\n  - name: first\n    host: a.test\n  - name: second\n    host: a.test\n    inject: [B]\n");
-    write_file(p, "wrong-name.yaml", "description: x\nname: other\nrules: []\n");
-    write_file(p, "bad-host.yaml", "name: bad-host\nrules:\n  - host: \"a.*.test\"\n");
-    write_file(p, "bad-secret.yaml", "name: bad-secret\nsecrets:\n  lower:\n    env: X\n    hosts: [a.test]\n");
-    write_file(p, "no-hosts.yaml", "name: no-hosts\nsecrets:\n  A:\n    env: A\nrules: []\n");
-    write_file(p, "bad-rate.yaml", "name: bad-rate\nrules:\n  - host: a.test\n    rate: { requests: 0, per: 1s }\n");
-    write_file(p, "bad-yaml.yaml", "name: bad-yaml\nrules:\n  - host: [unclosed\n");
+    write_file(
+        p,
+        "wrong-name.yaml",
+        "description: x\nname: other\nrules: []\n",
+    );
+    write_file(
+        p,
+        "bad-host.yaml",
+        "name: bad-host\nrules:\n  - host: \"a.*.test\"\n",
+    );
+    write_file(
+        p,
+        "bad-secret.yaml",
+        "name: bad-secret\nsecrets:\n  lower:\n    env: X\n    hosts: [a.test]\n",
+    );
+    write_file(
+        p,
+        "no-hosts.yaml",
+        "name: no-hosts\nsecrets:\n  A:\n    env: A\nrules: []\n",
+    );
+    write_file(
+        p,
+        "bad-rate.yaml",
+        "name: bad-rate\nrules:\n  - host: a.test\n    rate: { requests: 0, per: 1s }\n",
+    );
+    write_file(
+        p,
+        "bad-yaml.yaml",
+        "name: bad-yaml\nrules:\n  - host: [unclosed\n",
+    );
     let out = run(p, &["policy", "check", "."]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -66,7 +98,10 @@ fn policy_check_errors_name_file_and_line() {
         assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
     }
     assert!(err.contains("pathz"), "the unknown key is named:\n{err}");
-    assert!(err.contains("`B`"), "the undeclared secret is named:\n{err}");
+    assert!(
+        err.contains("`B`"),
+        "the undeclared secret is named:\n{err}"
+    );
     assert!(!err.contains("good.yaml"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -77,7 +112,11 @@ fn policy_check_warns_about_plaintext_injection() {
     write_file(dir.path(), "plain.yaml", "name: plain\nsecrets:\n  A:\n    env: A\n    hosts: [a.test]\nrules:\n  - host: a.test\n    port: 80\n    inject: [A]\n    allow_plaintext: true\n");
     let out = run(dir.path(), &["policy", "check", "."]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("plain.yaml:10: warning"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("plain.yaml:10: warning"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -85,32 +124,110 @@ fn policy_explain_reports_rule_decision_and_secrets() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     write_file(&dir.path().join("policies"), "good.yaml", GOOD);
-    let allowed = run(dir.path(), &["policy", "explain", "--policy", "good", "GET", "https://API.test/repos/x/pulls/1", "-H", "Authorization: Bearer __TOKEN__"]);
+    let allowed = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "good",
+            "GET",
+            "https://API.test/repos/x/pulls/1",
+            "-H",
+            "Authorization: Bearer __TOKEN__",
+        ],
+    );
     assert_eq!(allowed.status.code(), Some(0), "{}", stderr(&allowed));
     let text = stdout(&allowed);
     assert!(text.contains("rule: read"), "{text}");
     assert!(text.contains("decision: allow"), "{text}");
     assert!(text.contains("inject: TOKEN"), "{text}");
 
-    let denied = run(dir.path(), &["policy", "explain", "--policy", "good", "GET", "https://api.test/admin/x"]);
+    let denied = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "good",
+            "GET",
+            "https://api.test/admin/x",
+        ],
+    );
     assert_eq!(denied.status.code(), Some(1));
-    assert!(stdout(&denied).contains("denied_by_rule"), "{}", stdout(&denied));
+    assert!(
+        stdout(&denied).contains("denied_by_rule"),
+        "{}",
+        stdout(&denied)
+    );
 
-    let none = run(dir.path(), &["policy", "explain", "--policy", "good", "POST", "https://api.test/repos/x/pulls"]);
+    let none = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "good",
+            "POST",
+            "https://api.test/repos/x/pulls",
+        ],
+    );
     assert_eq!(none.status.code(), Some(1));
     assert!(stdout(&none).contains("no_rule"));
 
-    let ambiguous = run(dir.path(), &["policy", "explain", "--policy", "good", "GET", "https://api.test/repos/x/pulls/%2e%2e/admin"]);
+    let ambiguous = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "good",
+            "GET",
+            "https://api.test/repos/x/pulls/%2e%2e/admin",
+        ],
+    );
     assert_eq!(ambiguous.status.code(), Some(1));
     assert!(stdout(&ambiguous).contains("bad_request"));
 
-    let wrong_host = run(dir.path(), &["policy", "explain", "--policy", "good", "GET", "https://other.test/repos/x/pulls", "-H", "X: __TOKEN__"]);
+    let wrong_host = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "good",
+            "GET",
+            "https://other.test/repos/x/pulls",
+            "-H",
+            "X: __TOKEN__",
+        ],
+    );
     assert_eq!(wrong_host.status.code(), Some(1));
 
-    let missing = run(dir.path(), &["policy", "explain", "--policy", "absent", "GET", "https://api.test/"]);
+    let missing = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "absent",
+            "GET",
+            "https://api.test/",
+        ],
+    );
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("absent"), "{}", stderr(&missing));
-    let bad_url = run(dir.path(), &["policy", "explain", "--policy", "good", "GET", "ftp://api.test/"]);
+    let bad_url = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "good",
+            "GET",
+            "ftp://api.test/",
+        ],
+    );
     assert_eq!(bad_url.status.code(), Some(2));
 }
 
@@ -120,14 +237,32 @@ fn ca_init_creates_a_private_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["ca", "init", "--dir", "ca"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).trim().ends_with("ca/ca.pem"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).trim().ends_with("ca/ca.pem"),
+        "{}",
+        stdout(&out)
+    );
     let key = dir.path().join("ca/ca.key");
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(dir.path().join("ca")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("ca"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
     let before = std::fs::read(&key).unwrap();
     let again = run(dir.path(), &["ca", "init", "--dir", "ca"]);
     assert!(again.status.success());
-    assert_eq!(std::fs::read(&key).unwrap(), before, "an existing CA must never be replaced");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "an existing CA must never be replaced"
+    );
 
     let pem = std::fs::read(dir.path().join("ca/ca.pem")).unwrap();
     let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
@@ -146,11 +281,18 @@ fn ca_init_without_dir_uses_default_state_dir() {
 #[test]
 fn serve_refuses_bad_config_before_listening() {
     let dir = tempfile::tempdir().unwrap();
-    write_file(dir.path(), "tollgate.yaml", "listen: 127.0.0.1:0\nupstream:\n  alow_private: []\n");
+    write_file(
+        dir.path(),
+        "tollgate.yaml",
+        "listen: 127.0.0.1:0\nupstream:\n  alow_private: []\n",
+    );
     let out = run(dir.path(), &["serve"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("tollgate.yaml:3:") && err.contains("alow_private"), "{err}");
+    assert!(
+        err.contains("tollgate.yaml:3:") && err.contains("alow_private"),
+        "{err}"
+    );
     assert!(!err.contains("listening on"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
@@ -160,14 +302,26 @@ fn serve_refuses_bad_config_before_listening() {
 fn serve_refuses_broken_policies_and_unknown_task_policies() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
-    write_file(&dir.path().join("policies"), "p.yaml", "name: p\nrules:\n  - host: a.test\n    methods: [get]\n");
+    write_file(
+        &dir.path().join("policies"),
+        "p.yaml",
+        "name: p\nrules:\n  - host: a.test\n    methods: [get]\n",
+    );
     write_file(dir.path(), "tollgate.yaml", "listen: 127.0.0.1:0\n");
     let out = run(dir.path(), &["serve"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("p.yaml:4:"), "{}", stderr(&out));
 
-    write_file(&dir.path().join("policies"), "p.yaml", "name: p\nrules: []\n");
-    write_file(dir.path(), "tollgate.yaml", "listen: 127.0.0.1:0\ntasks:\n  - { id: t, policy: missing, source: 10.9.9.9 }\n");
+    write_file(
+        &dir.path().join("policies"),
+        "p.yaml",
+        "name: p\nrules: []\n",
+    );
+    write_file(
+        dir.path(),
+        "tollgate.yaml",
+        "listen: 127.0.0.1:0\ntasks:\n  - { id: t, policy: missing, source: 10.9.9.9 }\n",
+    );
     let out = run(dir.path(), &["serve"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
