@@ -320,6 +320,19 @@ async fn host_header_other_than_connect_target_gets_421() {
     )
     .await;
     assert_refusal(&port, 421, "host_mismatch");
+    // HTTP/2: curl turns the Host header into :authority.
+    let h2 = curl(
+        &f.proxy,
+        &[
+            "--http2",
+            "-H",
+            &format!("Host: a.wild.test:{}", f.tls.port),
+            &api(&f, "/echo"),
+        ],
+    )
+    .await;
+    assert_eq!(h2.version, "2", "{h2:?}");
+    assert_refusal(&h2, 421, "host_mismatch");
     assert_eq!(f.tls.hits(), 0);
 }
 
@@ -659,4 +672,74 @@ async fn tls_to(
         )
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn source_binding_and_source_only_tasks() {
+    let ca = TestCa::new("upstream test CA");
+    let tls = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let yaml = format!(
+        "name: main\nrules:\n  - {{ host: api.test, port: {} }}\n",
+        tls.port
+    );
+    let mut setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", tls.port);
+    setup.extra_tasks = vec![
+        "{ id: elsewhere, policy: main, token_env: TEST_AGENT_TOKEN, source: 10.9.9.9 }".into(),
+        "{ id: local, policy: main, source: 127.0.0.1 }".into(),
+    ];
+    let proxy = start_proxy(&setup);
+    let ca_pem = proxy.ca_pem.to_str().unwrap().to_string();
+    let url = format!("https://api.test:{}/echo", tls.port);
+
+    // Right token, wrong source address: 407.
+    let bound = curl_raw(&[
+        "--proxy",
+        &format!("http://elsewhere:{TOKEN}@{}", proxy.addr),
+        "--cacert",
+        &ca_pem,
+        &url,
+    ])
+    .await;
+    assert_eq!(bound.connect_status, 407, "{bound:?}");
+    // No credentials at all, from the source-only task's address: allowed.
+    let by_source = curl_raw(&[
+        "--proxy",
+        &format!("http://{}", proxy.addr),
+        "--cacert",
+        &ca_pem,
+        &url,
+    ])
+    .await;
+    assert_eq!(by_source.status, 200, "{by_source:?} {:?}", proxy.logs());
+    assert!(
+        proxy.logs().iter().any(|l| l.contains("task=local")),
+        "{:?}",
+        proxy.logs()
+    );
+    assert_eq!(tls.hits(), 1);
+}
+
+#[tokio::test]
+async fn upstream_that_stalls_the_handshake_gets_504() {
+    // Accepts TCP and then says nothing: the TLS handshake never completes.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = stall.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = stall.accept().await {
+            conns.push(c);
+        }
+    });
+    let yaml = format!("name: main\nrules:\n  - {{ host: stall.test, port: {port} }}\n");
+    let proxy = start_proxy(&ProxySetup::with_policy("main", &yaml).resolve("stall.test", port));
+    let started = std::time::Instant::now();
+    let out = curl(&proxy, &[&format!("https://stall.test:{port}/")]).await;
+    assert_refusal(&out, 504, "upstream_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "connect_timeout (3s) must bound the handshake"
+    );
+    held.abort();
 }

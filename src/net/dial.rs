@@ -78,6 +78,11 @@ impl Dialer {
         }
     }
 
+    /// The limit on resolving plus connecting.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// Opens a TCP connection to `host:port` (host normalized, IPv6 unbracketed).
     pub async fn dial(&self, host: &str, port: u16) -> Result<TcpStream, DialError> {
         match tokio::time::timeout(self.connect_timeout, self.dial_inner(host, port)).await {

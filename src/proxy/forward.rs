@@ -12,10 +12,45 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
-type UpstreamClient = Client<HttpsConnector<Dialer>, ProxyBody>;
+type UpstreamClient = Client<BoundedConnect, ProxyBody>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bounds a whole upstream connect, TCP and TLS handshake together, by
+/// `upstream.connect_timeout`, so an upstream that accepts and then stalls the
+/// handshake answers 504 instead of holding the request.
+#[derive(Clone, Debug)]
+pub struct BoundedConnect {
+    inner: HttpsConnector<Dialer>,
+    limit: Duration,
+}
+
+impl tower_service::Service<Uri> for BoundedConnect {
+    type Response = <HttpsConnector<Dialer> as tower_service::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let host = uri.host().unwrap_or_default().to_string();
+        let connect = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connect).await {
+                Ok(result) => result,
+                Err(_) => Err(Box::new(DialError::Timeout { host }) as BoxError),
+            }
+        })
+    }
+}
 
 /// Pooled upstream clients: one negotiating h2 or HTTP/1.1 by ALPN, one HTTP/1.1
 /// only for upgrades (WebSocket over h2 is a different protocol).
@@ -36,10 +71,14 @@ impl Upstream {
                 .with_tls_config(tls.clone())
                 .https_or_http()
                 .enable_http1();
-            let connector = if h2 {
+            let inner = if h2 {
                 builder.enable_http2().wrap_connector(dialer.clone())
             } else {
                 builder.wrap_connector(dialer.clone())
+            };
+            let connector = BoundedConnect {
+                inner,
+                limit: dialer.connect_timeout(),
             };
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(POOL_IDLE_TIMEOUT)

@@ -125,3 +125,106 @@ impl LeafIssuer {
         self.cache.entry_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{ensure_ca, load_ca};
+    use x509_parser::prelude::*;
+
+    fn issuer() -> (tempfile::TempDir, LeafIssuer) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+        ensure_ca(&cert, &key).unwrap();
+        (dir, LeafIssuer::new(load_ca(&cert, &key).unwrap(), 100))
+    }
+
+    #[test]
+    fn leaf_has_own_p256_key_random_serial_and_backdated_validity() {
+        let (_dir, issuer) = issuer();
+        let (chain_a, key_a) = issuer.mint_leaf("api.example.com").unwrap();
+        let (chain_b, _) = issuer.mint_leaf("api.example.com").unwrap();
+        assert_eq!(chain_a.len(), 2, "leaf plus CA");
+        let (_, leaf) = X509Certificate::from_der(&chain_a[0]).unwrap();
+        let (_, leaf_b) = X509Certificate::from_der(&chain_b[0]).unwrap();
+        let (_, ca) = X509Certificate::from_der(&chain_a[1]).unwrap();
+
+        assert_ne!(
+            leaf.public_key().raw,
+            ca.public_key().raw,
+            "leaf must not reuse the CA key"
+        );
+        assert_ne!(
+            leaf.public_key().raw,
+            leaf_b.public_key().raw,
+            "each mint has a fresh key"
+        );
+        assert_eq!(
+            leaf.public_key()
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok()),
+            Some(x509_parser::oid_registry::OID_EC_P256)
+        );
+        assert_ne!(leaf.raw_serial(), leaf_b.raw_serial(), "serials are random");
+        assert!(leaf.raw_serial().len() >= 16);
+        let now = ::time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(
+            leaf.validity().not_before.timestamp() < now - 3600,
+            "not_before is backdated"
+        );
+        assert!(leaf.validity().not_after.timestamp() > now);
+        assert!(!leaf.is_ca());
+        assert_eq!(leaf.issuer(), ca.subject());
+        let sans = leaf.subject_alternative_name().unwrap().unwrap();
+        assert!(sans
+            .value
+            .general_names
+            .iter()
+            .any(|n| matches!(n, GeneralName::DNSName("api.example.com"))));
+        assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+        assert!(matches!(key_a, PrivateKeyDer::Pkcs8(_)));
+    }
+
+    #[test]
+    fn ip_hosts_get_ip_sans() {
+        let (_dir, issuer) = issuer();
+        let (chain, _) = issuer.mint_leaf("10.1.2.3").unwrap();
+        let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
+        let sans = leaf.subject_alternative_name().unwrap().unwrap();
+        assert!(sans
+            .value
+            .general_names
+            .iter()
+            .any(|n| matches!(n, GeneralName::IPAddress(ip) if *ip == [10, 1, 2, 3])));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_requests_mint_once() {
+        let (_dir, issuer) = issuer();
+        let issuer = std::sync::Arc::new(issuer);
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let issuer = issuer.clone();
+                tokio::spawn(async move { issuer.server_config("once.example.com").await.unwrap() })
+            })
+            .collect();
+        let mut configs = Vec::new();
+        for t in tasks {
+            configs.push(t.await.unwrap());
+        }
+        assert!(
+            configs.iter().all(|c| Arc::ptr_eq(c, &configs[0])),
+            "one mint shared by all"
+        );
+        let again = issuer.server_config("once.example.com").await.unwrap();
+        assert!(
+            Arc::ptr_eq(&again, &configs[0]),
+            "cached across connections"
+        );
+        let other = issuer.server_config("other.example.com").await.unwrap();
+        assert!(!Arc::ptr_eq(&other, &configs[0]));
+        assert_eq!(issuer.cached_hosts().await, 2);
+    }
+}

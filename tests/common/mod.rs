@@ -31,6 +31,9 @@ pub struct ProxySetup {
     pub allow_private: Option<Vec<String>>,
     /// Policy of the `agent` task (default: first policy).
     pub task_policy: Option<String>,
+    /// Extra task entries (flow-style YAML maps) after the `agent` task.
+    /// `token_env: TEST_AGENT_TOKEN` gives them the same token as `agent`.
+    pub extra_tasks: Vec<String>,
     /// Verbatim extra YAML appended to the config.
     pub extra_yaml: String,
 }
@@ -176,6 +179,9 @@ pub fn start_proxy(setup: &ProxySetup) -> ProxyProc {
     config.push_str(&format!(
         "tasks:\n  - {{ id: {TASK}, policy: {policy}, token_env: TEST_AGENT_TOKEN }}\n"
     ));
+    for task in &setup.extra_tasks {
+        config.push_str(&format!("  - {task}\n"));
+    }
     config.push_str(&setup.extra_yaml);
     std::fs::write(dir.path().join("tollgate.yaml"), &config).unwrap();
     spawn_serve(dir)

@@ -1,0 +1,309 @@
+//! End-to-end load bench: small GETs over keep-alive connections through tollgate
+//! and direct to the same local HTTPS upstream, in one run; then new TLS
+//! connections through tollgate. Reports requests per second, tollgate's own CPU
+//! time (utime+stime from /proc/PID/stat) per request and per new connection, and
+//! its peak RSS. Loopback only; every loop is bounded.
+//!
+//!     cargo bench --bench e2e_load
+//!
+//! Knobs (env): E2E_CONNS (default 16), E2E_REQS per connection (default 2000),
+//! E2E_NEW_CONNS (default 1000), E2E_LOG (tollgate's RUST_LOG, default `info`,
+//! i.e. with its per-request log line), E2E_UPSTREAM_H1 (set: the upstream offers
+//! only HTTP/1.1, so tollgate pools one upstream connection per client connection).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/common/upstream.rs"]
+mod upstream;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const HOST: &str = "api.bench.test";
+const TOKEN: &str = "bench-token";
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+    ca_pem: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// utime + stime in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        // Fields 14 and 15 of /proc/PID/stat; index 11 and 12 after the comm.
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / clock_ticks() as f64
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn start_proxy(upstream_port: u16, upstream_ca: &str) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir(p.join("policies")).unwrap();
+    std::fs::write(
+        p.join("policies/bench.yaml"),
+        format!("name: bench\nrules:\n  - name: small\n    host: {HOST}\n    port: {upstream_port}\n    methods: [GET]\n    paths: [\"/small\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(p.join("upstream-ca.pem"), upstream_ca).unwrap();
+    std::fs::write(
+        p.join("tollgate.yaml"),
+        format!("listen: 127.0.0.1:0\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ {HOST}: \"127.0.0.1:{upstream_port}\" }}\n  allow_private: [127.0.0.1/32]\ntasks:\n  - {{ id: bench, policy: bench, token_env: BENCH_TOKEN }}\n"),
+    )
+    .unwrap();
+    let log = std::fs::File::create(p.join("tollgate.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--config"])
+        .arg(p.join("tollgate.yaml"))
+        .env("BENCH_TOKEN", TOKEN)
+        .env(
+            "RUST_LOG",
+            std::env::var("E2E_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let log_path = p.join("tollgate.log");
+    let ca_pem = p.join("state/ca.pem");
+    // Owned by `Proxy` at once, so that any panic below still kills the child.
+    let mut proxy = Proxy {
+        child,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        ca_pem,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(idx) = text.find("tollgate listening on ") {
+            proxy.addr = text[idx + 22..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            return proxy;
+        }
+        assert!(Instant::now() < deadline, "tollgate did not start:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tls_connector(pem: &[u8]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Direct(SocketAddr),
+    Proxy(SocketAddr),
+}
+
+async fn open(route: Route, target_port: u16, tls: &TlsConnector) -> SendRequest<Empty<Bytes>> {
+    let addr = match route {
+        Route::Direct(a) | Route::Proxy(a) => a,
+    };
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    if let Route::Proxy(_) = route {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("bench:{TOKEN}"));
+        tcp.write_all(format!("CONNECT {HOST}:{target_port} HTTP/1.1\r\nHost: {HOST}:{target_port}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                tcp.read(&mut byte).await.unwrap(),
+                1,
+                "proxy closed during CONNECT"
+            );
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();
+    let stream = tls.connect(name, tcp).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn get_small(sender: &mut SendRequest<Empty<Bytes>>, target_port: u16) {
+    sender.ready().await.unwrap();
+    let req = http::Request::get("/small")
+        .header("host", format!("{HOST}:{target_port}"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+}
+
+/// `conns` keep-alive connections, `reqs` GETs each. Returns requests per second.
+async fn keepalive_run(
+    route: Route,
+    target_port: u16,
+    tls: &TlsConnector,
+    conns: usize,
+    reqs: usize,
+) -> f64 {
+    let mut senders = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        senders.push(open(route, target_port, tls).await);
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|mut sender| {
+            tokio::spawn(async move {
+                for _ in 0..reqs {
+                    get_small(&mut sender, target_port).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (conns * reqs) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `total` new connections (8 at a time), one GET each. Returns connections per second.
+async fn new_conn_run(route: Route, target_port: u16, tls: &TlsConnector, total: usize) -> f64 {
+    let start = Instant::now();
+    let per_worker = total / 8;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_worker {
+                    let mut sender = open(route, target_port, &tls).await;
+                    get_small(&mut sender, target_port).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (per_worker * 8) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` asks benches to list themselves; nothing to do.
+    }
+    let conns = env_num("E2E_CONNS", 16);
+    let reqs = env_num("E2E_REQS", 2000);
+    let new_conns = env_num("E2E_NEW_CONNS", 1000);
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ca = upstream::TestCa::new("bench upstream CA");
+        let mut server_config = (*ca.server_config(&[HOST])).clone();
+        if std::env::var("E2E_UPSTREAM_H1").is_ok() {
+            server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        }
+        let up = upstream::start_upstream(Some(Arc::new(server_config))).await;
+        let proxy = start_proxy(up.port, &ca.cert_pem);
+        let direct_tls = tls_connector(ca.cert_pem.as_bytes());
+        let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
+
+        // Warm up both paths (certificate mint, upstream pool).
+        keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, 2, 50).await;
+        keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50).await;
+
+        let direct_rps = keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, conns, reqs).await;
+        let cpu0 = proxy.cpu_seconds();
+        let proxy_rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs).await;
+        let cpu1 = proxy.cpu_seconds();
+        let per_req_us = (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6;
+
+        let cpu2 = proxy.cpu_seconds();
+        let conn_rate = new_conn_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, new_conns).await;
+        let cpu3 = proxy.cpu_seconds();
+        let per_conn_ms = (cpu3 - cpu2) / (new_conns / 8 * 8) as f64 * 1e3;
+
+        println!("e2e_load: {conns} keep-alive connections x {reqs} GET /small (HTTP/1.1 over TLS)");
+        println!("  direct to upstream:      {direct_rps:>10.0} req/s");
+        println!("  through tollgate:        {proxy_rps:>10.0} req/s  ({:.0}% of direct)", proxy_rps / direct_rps * 100.0);
+        println!("  tollgate CPU/request:    {per_req_us:>10.1} µs  (utime+stime over the run / requests)");
+        println!("new connections through tollgate (CONNECT + TLS + 1 GET), 8 at a time, {new_conns} total:");
+        println!("  rate:                    {conn_rate:>10.0} conn/s");
+        println!("  tollgate CPU/connection: {per_conn_ms:>10.3} ms  (includes its one request and the pooled upstream hop)");
+        println!("tollgate peak RSS:         {:>10.1} MiB", proxy.peak_rss_mib());
+    });
+}
