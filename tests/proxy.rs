@@ -181,11 +181,27 @@ async fn allowed_request_reaches_upstream_without_proxy_credentials() {
     );
     assert_eq!(f.tls.hits(), 1);
     let logs = f.proxy.logs().join("\n");
-    assert!(
-        logs.contains("task=agent") && logs.contains("decision=\"allow\"")
-            || logs.contains("decision=allow"),
-        "{logs}"
-    );
+    let line = f
+        .proxy
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("path=/echo/x"))
+        .unwrap_or_else(|| panic!("no request log line:\n{logs}"));
+    for field in [
+        "INFO",
+        "task=agent",
+        "method=GET",
+        "host=api.test",
+        "rule=echo",
+        "decision=allow",
+        "status=200",
+        "duration_ms=",
+    ] {
+        assert!(
+            line.contains(field),
+            "`{field}` missing from the request log line: {line}"
+        );
+    }
     assert!(!logs.contains(TOKEN), "the task token must never be logged");
 }
 

@@ -68,8 +68,8 @@ pub async fn handle_connect(
                         Err(_) => (0, 0),
                     };
                     tracing::info!(
-                        task = %task.id, client = %client, method = "CONNECT", host = %host, port,
-                        decision = "allow", status = 200, bytes_up = up, bytes_down = down,
+                        task = %task.id, client = %client, method = %"CONNECT", host = %host, port,
+                        decision = %"allow", status = 200, bytes_up = up, bytes_down = down,
                         duration_ms = started.elapsed().as_millis() as u64, "tunnel closed"
                     );
                 });
@@ -111,7 +111,7 @@ fn refuse(
     };
     let response = refusal.with_task(Some(&task.id)).into_response();
     tracing::info!(
-        task = %task.id, client = %client, method = "CONNECT", host = %host, port, decision,
+        task = %task.id, client = %client, method = %"CONNECT", host = %host, port, decision = %decision,
         status = response.status().as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request"
     );
     response

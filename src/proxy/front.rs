@@ -21,7 +21,7 @@ pub async fn handle_front(
         .authenticate(req.headers().get(header::PROXY_AUTHORIZATION), client.ip())
     else {
         tracing::info!(
-            client = %client, method = %req.method(), target = %req.uri(), decision = "deny",
+            client = %client, method = %req.method(), target = %req.uri(), decision = %"deny",
             status = 407, "request: proxy authentication required"
         );
         return Refusal::new(

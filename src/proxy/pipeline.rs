@@ -60,8 +60,8 @@ impl RequestLog<'_> {
             host = %self.host,
             port = self.port,
             path = %self.path,
-            rule = self.rule.as_deref().unwrap_or("-"),
-            decision,
+            rule = %self.rule.as_deref().unwrap_or("-"),
+            decision = %decision,
             status,
             duration_ms = self.started.elapsed().as_millis() as u64,
             "request"
