@@ -42,7 +42,7 @@ rules:
     host: api.test
     port: {tls}
     methods: [GET, HEAD, POST]
-    paths: ["/echo", "/echo/**", "/bytes/*", "/ws", "/slow", "/small"]
+    paths: ["/echo", "/echo/**", "/bytes/*", "/ws", "/ws-forged", "/slow", "/small"]
   - name: one
     host: api.test
     port: {tls}
@@ -295,6 +295,8 @@ async fn ambiguous_paths_get_400_and_reach_nothing() {
         "/echo%2Fadmin",
         "/echo/.%2E/admin",
         "/echo//x",
+        "/echo;jsessionid=1",
+        "/echo/..;/admin/x",
         "/echo/%5c",
     ] {
         let out = curl(&f.proxy, &["--path-as-is", &api(&f, path)]).await;
@@ -667,6 +669,15 @@ async fn tls_to(
     tcp: tokio::net::TcpStream,
     alpn: &[&[u8]],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    try_tls_to(proxy, name, tcp, alpn).await.unwrap()
+}
+
+async fn try_tls_to(
+    proxy: &ProxyProc,
+    name: &str,
+    tcp: tokio::net::TcpStream,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(&proxy.ca_pem).unwrap() {
@@ -687,7 +698,6 @@ async fn tls_to(
             tcp,
         )
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -758,4 +768,62 @@ async fn upstream_that_stalls_the_handshake_gets_504() {
         "connect_timeout (3s) must bound the handshake"
     );
     held.abort();
+}
+
+#[tokio::test]
+async fn method_and_url_override_headers_are_refused() {
+    let f = fixture().await;
+    for header in [
+        "X-HTTP-Method-Override: DELETE",
+        "X-Original-URL: /admin/users",
+        "X-Rewrite-URL: /admin/users",
+        "X-HTTP-Method: DELETE",
+    ] {
+        let out = curl(&f.proxy, &["-X", "POST", "-H", header, &api(&f, "/echo")]).await;
+        assert_refusal(&out, 400, "bad_request");
+    }
+    assert_eq!(f.tls.hits(), 0);
+}
+
+#[tokio::test]
+async fn forged_protocol_switch_is_not_spliced() {
+    let f = fixture().await;
+    let ws_headers = [
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+    ];
+    let mut args: Vec<&str> = vec!["--http1.1"];
+    args.extend_from_slice(&ws_headers);
+    let url = api(&f, "/ws-forged");
+    args.push(&url);
+    let out = curl(&f.proxy, &args).await;
+    assert_refusal(&out, 502, "upstream_error");
+}
+
+#[tokio::test]
+async fn sni_other_than_connect_target_gets_no_certificate_for_it() {
+    let f = fixture().await;
+    let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
+    let target = format!("api.test:{}", f.tls.port);
+    tcp.write_all(
+        format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {}\r\n\r\n",
+            base64_basic(TASK, TOKEN)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 200"));
+    let result = try_tls_to(&f.proxy, "a.wild.test", tcp, &[b"http/1.1"]).await;
+    let err = result
+        .err()
+        .expect("a certificate for another name than the CONNECT target must not be minted");
+    assert!(err.to_string().contains("certificate"), "{err}");
 }

@@ -29,7 +29,12 @@ fn is_private_v4(ip: Ipv4Addr) -> bool {
         || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments 192.0.0.0/24
         || (a == 198 && (b & 0xFE) == 18) // benchmarking 198.18.0.0/15
         || a >= 240 // reserved 240.0.0.0/4
+        || ip == AZURE_WIRESERVER
 }
+
+/// Azure's WireServer / platform endpoint: public-looking, but reachable only from
+/// inside Azure and serving host-level metadata, like 169.254.169.254 elsewhere.
+const AZURE_WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
 
 fn is_private_v6(ip: Ipv6Addr) -> bool {
     let seg = ip.segments();
@@ -43,16 +48,17 @@ fn is_private_v6(ip: Ipv6Addr) -> bool {
 }
 
 /// IPv4 carried inside IPv6 can reach IPv4 hosts through translators, so every
-/// such form is refused: mapped, compatible, NAT64, 6to4 and Teredo.
+/// such form is refused: mapped, compatible, SIIT-translated, NAT64, 6to4 and Teredo.
 fn embeds_ipv4(ip: Ipv6Addr) -> bool {
     let seg = ip.segments();
     let mapped = seg[..5] == [0, 0, 0, 0, 0] && seg[5] == 0xFFFF;
     let compatible = seg[..6] == [0, 0, 0, 0, 0, 0];
+    let translated = seg[..4] == [0, 0, 0, 0] && seg[4] == 0xFFFF && seg[5] == 0; // SIIT ::ffff:0:0/96
     let nat64 = seg[..6] == [0x64, 0xFF9B, 0, 0, 0, 0];
     let nat64_local = seg[0] == 0x64 && seg[1] == 0xFF9B && seg[2] == 1; // 64:ff9b:1::/48
     let six_to_four = seg[0] == 0x2002;
     let teredo = seg[0] == 0x2001 && seg[1] == 0;
-    mapped || compatible || nat64 || nat64_local || six_to_four || teredo
+    mapped || compatible || translated || nat64 || nat64_local || six_to_four || teredo
 }
 
 /// Whether a connection to `ip` is permitted: public, or inside an allowed CIDR.

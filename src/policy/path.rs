@@ -30,6 +30,10 @@ pub enum PathError {
     /// `//` inside the path, which some servers merge into one `/`.
     #[error("the path has an empty segment (`//`)")]
     EmptySegment,
+    /// A raw `;`: Tomcat, Jetty and Spring strip `;params` from each segment, so
+    /// `/admin;x` or `/a/..;/admin` would mean something else upstream.
+    #[error("the path has a `;` (path parameters are read differently by different servers)")]
+    PathParameter,
 }
 
 /// A request path split into percent-decoded segments, proven unambiguous.
@@ -69,6 +73,9 @@ fn decode_segment(seg: &str) -> Result<Cow<'_, [u8]>, PathError> {
     let bytes = seg.as_bytes();
     if bytes.contains(&b'\\') {
         return Err(PathError::EncodedSeparator);
+    }
+    if bytes.contains(&b';') {
+        return Err(PathError::PathParameter);
     }
     if bytes.contains(&0) {
         return Err(PathError::Nul);
@@ -228,6 +235,10 @@ mod tests {
         assert!(!m("/admin", "/admin/"));
         assert!(!m("/admin", "/Admin"));
         assert!(m("/", "/"));
+        assert!(
+            m("/a%3Bb", "/a%3bb"),
+            "an encoded `;` is an ordinary character"
+        );
     }
 
     #[test]
@@ -247,6 +258,8 @@ mod tests {
             ("a/b", PathError::NotAbsolute),
             ("*", PathError::NotAbsolute),
             ("//admin", PathError::EmptySegment),
+            ("/admin;x/settings", PathError::PathParameter),
+            ("/a/..;/admin", PathError::PathParameter),
             ("/a//b", PathError::EmptySegment),
         ] {
             assert_eq!(RequestPath::parse(path), Err(err), "{path}");

@@ -151,11 +151,15 @@ async fn intercept(state: Arc<ProxyState>, conn: Arc<ConnCtx>, upgraded: Upgrade
     let Some((target_host, _)) = conn.tunnel_target.as_ref() else {
         return;
     };
-    let cert_host = start
-        .client_hello()
-        .server_name()
-        .and_then(normalize_host)
-        .unwrap_or_else(|| target_host.clone());
+    // SECURITY: the leaf names the CONNECT target, which a rule allowed. A client
+    // sending another SNI gets a certificate it will not accept, instead of making
+    // tollgate mint (and cache) certificates for arbitrary names. Only a CONNECT
+    // to an IP literal takes its name from SNI.
+    let sni = start.client_hello().server_name().and_then(normalize_host);
+    let cert_host = match sni {
+        Some(sni) if target_host.parse::<std::net::IpAddr>().is_ok() => sni,
+        _ => target_host.clone(),
+    };
     let config = match state.leaves.server_config(&cert_host).await {
         Ok(config) => config,
         Err(err) => {

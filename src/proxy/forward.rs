@@ -2,7 +2,7 @@
 //! splicing WebSocket upgrades.
 
 use super::body::{empty_body, stream_body, ProxyBody};
-use super::headers::{is_websocket_upgrade, strip_hop_by_hop};
+use super::headers::{is_websocket_upgrade, strip_hop_by_hop, websocket_accept};
 use super::UPSTREAM_RESPONSE_TIMEOUT;
 use crate::error::{Reason, Refusal};
 use crate::net::{find_dial_error, DialError, Dialer};
@@ -102,6 +102,11 @@ impl Upstream {
         tracker: &TaskTracker,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
+        // What a genuine WebSocket server must answer; `None` refuses any 101.
+        let expected_accept = websocket
+            .then(|| req.headers().get(header::SEC_WEBSOCKET_KEY))
+            .flatten()
+            .map(|key| websocket_accept(key.as_bytes()));
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let path_and_query = parts
@@ -133,7 +138,7 @@ impl Upstream {
         } else {
             &self.any_version
         };
-        let mut response =
+        let response =
             match tokio::time::timeout(UPSTREAM_RESPONSE_TIMEOUT, client.request(upstream_req))
                 .await
             {
@@ -148,43 +153,69 @@ impl Upstream {
             };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
-                return Err(Refusal::new(
-                    Reason::UpstreamError,
-                    "upstream switched protocols unasked",
-                ));
-            };
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tracker.spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client_io, upstream_io)) => {
-                        let mut client_io = TokioIo::new(client_io);
-                        let mut upstream_io = TokioIo::new(upstream_io);
-                        if let Err(err) =
-                            tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
-                        {
-                            tracing::debug!(error = %err, "websocket splice ended");
-                        }
-                    }
-                    Err(err) => tracing::debug!(error = %err, "websocket upgrade failed"),
-                }
-            });
-            let (mut parts, _) = response.into_parts();
-            let upgrade = parts.headers.remove(header::UPGRADE);
-            strip_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            if let Some(upgrade) = upgrade {
-                parts.headers.insert(header::UPGRADE, upgrade);
-            }
-            return Ok(Response::from_parts(parts, empty_body()));
+            return splice_websocket(response, client_upgrade, expected_accept, tracker);
         }
 
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, stream_body(body)))
     }
+}
+
+/// Accepts an upstream 101 only if it completes the WebSocket handshake that was
+/// asked for, then splices client and upstream both ways.
+///
+/// SECURITY: a 101 turns the connection into a raw byte stream that no rule sees
+/// again. Any other switch (or a forged one without the right
+/// `Sec-WebSocket-Accept`) would let a client smuggle unchecked requests through.
+fn splice_websocket(
+    mut response: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    expected_accept: Option<String>,
+    tracker: &TaskTracker,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let is_websocket = response
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    let accept_ok = match (
+        &expected_accept,
+        response.headers().get(header::SEC_WEBSOCKET_ACCEPT),
+    ) {
+        (Some(expected), Some(got)) => got.as_bytes() == expected.as_bytes(),
+        _ => false,
+    };
+    let Some(client_upgrade) = client_upgrade.filter(|_| is_websocket && accept_ok) else {
+        return Err(Refusal::new(
+            Reason::UpstreamError,
+            "the upstream switched protocols without completing the WebSocket handshake that was asked for",
+        ));
+    };
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    tracker.spawn(async move {
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((client_io, upstream_io)) => {
+                let mut client_io = TokioIo::new(client_io);
+                let mut upstream_io = TokioIo::new(upstream_io);
+                if let Err(err) =
+                    tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
+                {
+                    tracing::debug!(error = %err, "websocket splice ended");
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "websocket upgrade failed"),
+        }
+    });
+    let (mut parts, _) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    parts
+        .headers
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    Ok(Response::from_parts(parts, empty_body()))
 }
 
 /// Maps a client error to the refusal of DESIGN.md: a refused private address is

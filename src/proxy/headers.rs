@@ -32,6 +32,35 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
+/// Headers with which common frameworks let a request name another method or
+/// path than the one on its request line (Symfony, IIS URL Rewrite, Rails, Google
+/// front ends). tollgate checks the request line, so these would act on something
+/// the policy never saw.
+const REROUTING: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// The first header that could make the upstream act on another method or path.
+pub fn rerouting_header(headers: &HeaderMap) -> Option<&'static str> {
+    REROUTING
+        .into_iter()
+        .find(|name| headers.contains_key(*name))
+}
+
+/// The `Sec-WebSocket-Accept` a server must answer to `key` (RFC 6455 §4.2.2).
+pub fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(GUID);
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish().as_ref())
+}
+
 /// Whether a request asks for a WebSocket upgrade (HTTP/1.1 `Upgrade: websocket`).
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let has_token = |name: HeaderName, token: &str| {
@@ -67,6 +96,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn websocket_accept_matches_rfc_example() {
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn finds_rerouting_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(rerouting_header(&h), None);
+        h.insert("X-HTTP-Method-Override", HeaderValue::from_static("DELETE"));
+        assert_eq!(rerouting_header(&h), Some("x-http-method-override"));
     }
 
     #[test]

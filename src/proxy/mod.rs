@@ -23,6 +23,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for an upstream's response headers.
 pub const UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Concurrent HTTP/2 streams per intercepted client connection.
+pub const H2_MAX_STREAMS: u32 = 100;
+/// HTTP/2 PING interval towards clients, so dead peers do not hold connections.
+pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long an HTTP/2 client has to answer a PING.
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest drain on shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,7 +55,12 @@ pub async fn serve_with_shutdown<I, S>(
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
         let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
         tokio::select! {

@@ -119,6 +119,12 @@ async fn decide_and_forward(
 
     let path = RequestPath::parse(req.uri().path())
         .map_err(|e| Refusal::new(Reason::BadRequest, format!("ambiguous request path: {e}")))?;
+    if let Some(header) = super::headers::rerouting_header(req.headers()) {
+        return Err(Refusal::new(
+            Reason::BadRequest,
+            format!("the request carries {header}, which would let the upstream act on another method or path than the one checked"),
+        ));
+    }
 
     let facts = RequestFacts {
         scheme,

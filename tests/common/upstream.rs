@@ -157,6 +157,16 @@ async fn route(mut req: Request<Incoming>) -> Response<Body> {
     if path == "/ws" {
         return websocket_echo(&mut req);
     }
+    if path == "/ws-forged" {
+        // A 101 that does not complete the handshake: a smuggling attempt.
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", "Zm9yZ2VkIGFjY2VwdCB2YWx1ZQ==")
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap();
+    }
     if let Some(n) = path.strip_prefix("/bytes/") {
         let total: u64 = n.parse().unwrap_or(0);
         return download(total);
