@@ -61,6 +61,16 @@ impl Reason {
         }
     }
 
+    /// The audit `decision` of a request refused for this reason.
+    pub fn decision(self) -> &'static str {
+        match self {
+            Reason::UpstreamError | Reason::UpstreamTimeout | Reason::SecretUnavailable => "error",
+            Reason::RateLimited => "rate_limited",
+            Reason::ApprovalDenied => "approval_denied",
+            _ => "deny",
+        }
+    }
+
     /// The HTTP status for this reason.
     pub fn status(self) -> StatusCode {
         match self {

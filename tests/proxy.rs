@@ -827,3 +827,105 @@ async fn sni_other_than_connect_target_gets_no_certificate_for_it() {
     };
     assert!(err.to_string().contains("certificate"), "{err}");
 }
+
+#[tokio::test]
+async fn tunnel_refuses_a_client_hello_for_another_host() {
+    let f = fixture().await;
+    let target = format!("pass.test:{}", f.tls.port);
+    let connect = |sni: &'static str| {
+        let target = target.clone();
+        let proxy_addr = f.proxy.addr;
+        let pem = f.ca.cert_pem.clone();
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(proxy_addr).await.unwrap();
+            tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {}\r\n\r\n", base64_basic(TASK, TOKEN)).as_bytes())
+                .await
+                .unwrap();
+            assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 200"));
+            // Trust the upstream's own CA: this is a passthrough tunnel.
+            tls_with_roots(pem.as_bytes(), sni, tcp).await
+        }
+    };
+    assert!(
+        connect("pass.test").await.is_ok(),
+        "the tunnel's own host must work"
+    );
+    // The upstream's certificate also covers api.test, so only tollgate can stop this.
+    assert!(
+        connect("api.test").await.is_err(),
+        "SNI for another host must be cut"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = f.proxy.logs().join("\n");
+    assert!(
+        logs.contains("sni_refused=\"api.test\"") || logs.contains("sni_refused=api.test"),
+        "{logs}"
+    );
+}
+
+async fn tls_with_roots(
+    pem: &[u8],
+    name: &str,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from(name.to_string()).unwrap(),
+            tcp,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn one_task_cannot_hold_unbounded_tunnels() {
+    const LIMIT: usize = 512; // tollgate::proxy::limits::MAX_TUNNELS_PER_TASK
+    assert_eq!(LIMIT, tollgate::proxy::limits::MAX_TUNNELS_PER_TASK);
+    let f = fixture().await;
+    let target = format!("api.test:{}", f.tls.port);
+    let request = format!(
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {}\r\n\r\n",
+        base64_basic(TASK, TOKEN)
+    );
+    let mut held = Vec::with_capacity(LIMIT);
+    for _ in 0..LIMIT {
+        let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let head = read_head(&mut tcp).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        held.push(tcp);
+    }
+    let mut extra = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
+    extra.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut extra).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 429"), "{head}");
+    assert!(
+        head.contains("x-tollgate-reason: rate_limited") && head.contains("retry-after: 1"),
+        "{head}"
+    );
+    drop(held);
+    // Slots come back when tunnels close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = curl(&f.proxy, &[&api(&f, "/echo")]).await;
+        if out.status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots were not released: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -2,6 +2,8 @@
 //! and serve the requests inside one by one.
 
 use super::body::{empty_body, ProxyBody};
+use super::limits::MAX_TUNNELS_PER_TASK;
+use super::passthrough::{splice_tunnel, TunnelOutcome};
 use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
 use super::{serve_with_shutdown, CLIENT_HELLO_TIMEOUT};
@@ -42,7 +44,25 @@ pub async fn handle_connect(
             started,
         );
     };
-    match policy.decide_connect(&host, port) {
+    let decision = policy.decide_connect(&host, port);
+    let slot = match decision {
+        ConnectDecision::NoRule => None,
+        _ => match state.tunnel_slots.try_acquire(&task.id) {
+            Some(slot) => Some(slot),
+            None => {
+                let mut refusal = Refusal::new(
+                    Reason::RateLimited,
+                    format!(
+                        "task {} already holds {MAX_TUNNELS_PER_TASK} open tunnels",
+                        task.id
+                    ),
+                );
+                refusal.retry_after = Some(1);
+                return refuse(&task, client, &host, port, refusal, started);
+            }
+        },
+    };
+    match decision {
         ConnectDecision::NoRule => refuse(
             &task,
             client,
@@ -63,13 +83,16 @@ pub async fn handle_connect(
                 let on_upgrade = hyper::upgrade::on(req);
                 let tracker = state.tracker.clone();
                 tracker.spawn(async move {
-                    let (up, down) = match on_upgrade.await {
-                        Ok(upgraded) => splice(upgraded, upstream).await,
-                        Err(_) => (0, 0),
+                    let _slot = slot;
+                    let outcome = match on_upgrade.await {
+                        Ok(upgraded) => splice_tunnel(upgraded, upstream, &host).await,
+                        Err(_) => TunnelOutcome::default(),
                     };
+                    let decision = if outcome.refused_sni.is_some() { "deny" } else { "allow" };
                     tracing::info!(
                         task = %task.id, client = %client, method = %"CONNECT", host = %host, port,
-                        decision = %"allow", status = 200, bytes_up = up, bytes_down = down,
+                        decision = %decision, status = 200, bytes_up = outcome.bytes_up,
+                        bytes_down = outcome.bytes_down, sni_refused = outcome.refused_sni.as_deref(),
                         duration_ms = started.elapsed().as_millis() as u64, "tunnel closed"
                     );
                 });
@@ -86,6 +109,7 @@ pub async fn handle_connect(
             });
             let tracker = state.tracker.clone();
             tracker.spawn(async move {
+                let _slot = slot;
                 match on_upgrade.await {
                     Ok(upgraded) => intercept(state, conn, upgraded).await,
                     Err(err) => tracing::debug!(error = %err, "CONNECT upgrade failed"),
@@ -104,11 +128,7 @@ fn refuse(
     refusal: Refusal,
     started: Instant,
 ) -> Response<ProxyBody> {
-    let decision = if refusal.reason == Reason::UpstreamError {
-        "error"
-    } else {
-        "deny"
-    };
+    let decision = refusal.reason.decision();
     let response = refusal.with_task(Some(&task.id)).into_response();
     tracing::info!(
         task = %task.id, client = %client, method = %"CONNECT", host = %host, port, decision = %decision,
@@ -126,14 +146,6 @@ pub fn dial_refusal(err: &DialError) -> Refusal {
         DialError::Timeout { .. } => Refusal::new(Reason::UpstreamTimeout, err.to_string()),
         _ => Refusal::new(Reason::UpstreamError, err.to_string()),
     }
-}
-
-async fn splice(upgraded: Upgraded, upstream: tokio::net::TcpStream) -> (u64, u64) {
-    let mut client = TokioIo::new(upgraded);
-    let mut upstream = upstream;
-    tokio::io::copy_bidirectional(&mut client, &mut upstream)
-        .await
-        .unwrap_or((0, 0))
 }
 
 /// Terminates the client's TLS with a minted certificate and serves HTTP/1.1 or

@@ -5,6 +5,8 @@ pub mod connect;
 pub mod forward;
 pub mod front;
 pub mod headers;
+pub mod limits;
+pub mod passthrough;
 pub mod pipeline;
 pub mod server;
 pub mod state;

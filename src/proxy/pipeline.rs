@@ -93,12 +93,7 @@ pub async fn handle_request(
             let refusal = refusal
                 .with_task(Some(&conn.task.id))
                 .with_rule(log.rule.as_deref());
-            let decision = match refusal.reason {
-                Reason::UpstreamError | Reason::UpstreamTimeout => "error",
-                Reason::RateLimited => "rate_limited",
-                Reason::ApprovalDenied => "approval_denied",
-                _ => "deny",
-            };
+            let decision = refusal.reason.decision();
             let response = refusal.into_response();
             log.emit(decision, response.status().as_u16());
             response

@@ -2,6 +2,7 @@
 
 use super::forward::Upstream;
 use super::front::handle_front;
+use super::limits::MAX_CLIENT_CONNECTIONS;
 use super::state::ProxyState;
 use super::{serve_with_shutdown, DRAIN_TIMEOUT};
 use crate::config::Config;
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -84,6 +86,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         dialer,
         shutdown,
         tracker: TaskTracker::new(),
+        tunnel_slots: Default::default(),
     })
 }
 
@@ -111,6 +114,7 @@ impl Running {
 pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let state = Arc::new(build_state(config, shutdown)?);
     let mut addrs = Vec::new();
+    let connection_slots = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));
     for addr in &config.listen {
         let listener = TcpListener::bind(addr)
             .await
@@ -119,13 +123,24 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running
                 source,
             })?;
         addrs.push(listener.local_addr().unwrap_or(*addr));
-        tokio::spawn(accept_loop(state.clone(), listener));
+        tokio::spawn(accept_loop(
+            state.clone(),
+            listener,
+            connection_slots.clone(),
+        ));
     }
     Ok(Running { addrs, state })
 }
 
-async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener) {
+async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener, slots: Arc<Semaphore>) {
     loop {
+        let permit = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             _ = state.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
@@ -148,6 +163,7 @@ async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener) {
                 async move { Ok::<_, std::convert::Infallible>(handle_front(state, client, req).await) }
             });
             serve_with_shutdown(TokioIo::new(stream), service, &conn_state.shutdown, false).await;
+            drop(permit);
         });
     }
 }

@@ -26,4 +26,6 @@ pub struct ProxyState {
     pub shutdown: CancellationToken,
     /// Tracks every connection and spliced stream, for the drain.
     pub tracker: TaskTracker,
+    /// Per-task caps on open tunnels.
+    pub tunnel_slots: super::limits::TunnelSlots,
 }
