@@ -42,7 +42,7 @@ rules:
     host: api.test
     port: {tls}
     methods: [GET, HEAD, POST]
-    paths: ["/echo", "/echo/**", "/bytes/*", "/ws", "/ws-forged", "/slow", "/small"]
+    paths: ["/echo", "/echo/**", "/bytes/*", "/ws", "/ws-forged", "/slow", "/small", "/upload"]
   - name: one
     host: api.test
     port: {tls}
@@ -928,4 +928,72 @@ async fn one_task_cannot_hold_unbounded_tunnels() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn large_upload_streams_with_bounded_memory() {
+    let f = fixture().await;
+    const SIZE: usize = 48 * 1024 * 1024;
+    let data: Vec<u8> = (0..SIZE as u64)
+        .map(common::upstream::pattern_byte)
+        .collect();
+    let expected: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file = common::write_file_bytes(f.proxy.dir.path(), "upload.bin", &data);
+    drop(data);
+    for version in ["--http1.1", "--http2"] {
+        let out = curl(
+            &f.proxy,
+            &[
+                version,
+                "--data-binary",
+                &format!("@{}", file.display()),
+                &api(&f, "/upload"),
+            ],
+        )
+        .await;
+        assert_eq!(out.status, 200, "{version}: {out:?}");
+        assert_eq!(
+            out.body,
+            format!("{SIZE} {expected}"),
+            "{version}: upload arrived changed"
+        );
+    }
+    let peak = f.proxy.peak_rss_kib();
+    eprintln!("proxy peak RSS after two 48 MiB uploads: {peak} KiB");
+    assert!(
+        peak < 48 * 1024,
+        "peak RSS {peak} KiB suggests the upload was buffered"
+    );
+}
+
+#[tokio::test]
+async fn non_proxy_request_forms_get_400() {
+    let f = fixture().await;
+    // Origin-form sent to the proxy port, and absolute-form https without CONNECT.
+    for head in [
+        "GET /echo HTTP/1.1\r\nHost: api.test\r\n",
+        "GET https://api.test/echo HTTP/1.1\r\nHost: api.test\r\n",
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
+        tcp.write_all(
+            format!(
+                "{head}Proxy-Authorization: Basic {}\r\n\r\n",
+                base64_basic(TASK, TOKEN)
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let response = read_head(&mut tcp).await.to_ascii_lowercase();
+        assert!(response.starts_with("http/1.1 400"), "{head}: {response}");
+        assert!(
+            response.contains("x-tollgate-reason: bad_request"),
+            "{response}"
+        );
+    }
+    assert_eq!(f.tls.hits(), 0);
 }

@@ -341,3 +341,10 @@ pub fn reqwest_client(proxy: &ProxyProc) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// Writes bytes to `dir/name` and returns the path.
+pub fn write_file_bytes(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}

@@ -171,6 +171,28 @@ async fn route(mut req: Request<Incoming>) -> Response<Body> {
         let total: u64 = n.parse().unwrap_or(0);
         return download(total);
     }
+    if path == "/upload" {
+        // Reads the body frame by frame and answers its length and SHA-256.
+        let mut body = req.into_body();
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut len = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return full(StatusCode::BAD_REQUEST, "body error");
+            };
+            if let Some(data) = frame.data_ref() {
+                ctx.update(data);
+                len += data.len() as u64;
+            }
+        }
+        let hex: String = ctx
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        return full(StatusCode::OK, format!("{len} {hex}"));
+    }
     if path == "/slow" {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         return full(StatusCode::OK, "slow done");
