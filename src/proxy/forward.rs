@@ -3,6 +3,7 @@
 
 use super::body::{empty_body, stream_body, ProxyBody};
 use super::headers::{is_websocket_upgrade, strip_hop_by_hop, websocket_accept};
+use super::splice::{splice, SPLICE_IDLE_TIMEOUT};
 use super::UPSTREAM_RESPONSE_TIMEOUT;
 use crate::error::{Reason, Refusal};
 use crate::net::{find_dial_error, DialError, Dialer};
@@ -196,13 +197,13 @@ fn splice_websocket(
     tracker.spawn(async move {
         match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok((client_io, upstream_io)) => {
-                let mut client_io = TokioIo::new(client_io);
-                let mut upstream_io = TokioIo::new(upstream_io);
-                if let Err(err) =
-                    tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
-                {
-                    tracing::debug!(error = %err, "websocket splice ended");
-                }
+                let (up, down) = splice(
+                    TokioIo::new(client_io),
+                    TokioIo::new(upstream_io),
+                    SPLICE_IDLE_TIMEOUT,
+                )
+                .await;
+                tracing::debug!(bytes_up = up, bytes_down = down, "websocket closed");
             }
             Err(err) => tracing::debug!(error = %err, "websocket upgrade failed"),
         }

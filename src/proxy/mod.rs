@@ -9,6 +9,7 @@ pub mod limits;
 pub mod passthrough;
 pub mod pipeline;
 pub mod server;
+pub mod splice;
 pub mod state;
 
 pub use server::{build_state, run, Running};

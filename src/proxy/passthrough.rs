@@ -4,6 +4,7 @@
 //! SECURITY: without the SNI check a tunnel entry for one host on a CDN would let
 //! the client reach any other site on that CDN (domain fronting by SNI).
 
+use super::splice::{splice, SPLICE_IDLE_TIMEOUT};
 use super::CLIENT_HELLO_TIMEOUT;
 use crate::policy::normalize_host;
 use hyper::upgrade::Upgraded;
@@ -63,9 +64,7 @@ pub async fn splice_tunnel(
     if upstream.write_all(&hello).await.is_err() {
         return TunnelOutcome::default();
     }
-    let (up, down) = tokio::io::copy_bidirectional(&mut client, &mut upstream)
-        .await
-        .unwrap_or((0, 0));
+    let (up, down) = splice(client, upstream, SPLICE_IDLE_TIMEOUT).await;
     TunnelOutcome {
         bytes_up: up + hello.len() as u64,
         bytes_down: down,

@@ -1,0 +1,158 @@
+//! Copying bytes both ways between two streams (passthrough tunnels, WebSocket
+//! upgrades), ending after a period with no traffic in either direction.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// A spliced stream with no traffic for this long is closed.
+pub const SPLICE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Bytes moved by [`splice`]: `(a to b, b to a)`.
+pub type Moved = (u64, u64);
+
+/// Copies `a` <-> `b` until both sides close, an error occurs, or nothing moves
+/// for `idle`. Returns the bytes moved, counted even when the splice is cut.
+pub async fn splice<A, B>(a: A, b: B, idle: Duration) -> Moved
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let last_activity = Arc::new(AtomicU64::new(0));
+    let from_a = Arc::new(AtomicU64::new(0));
+    let from_b = Arc::new(AtomicU64::new(0));
+    let mut a = Counted {
+        inner: a,
+        read: from_a.clone(),
+        last_activity: last_activity.clone(),
+        start,
+    };
+    let mut b = Counted {
+        inner: b,
+        read: from_b.clone(),
+        last_activity: last_activity.clone(),
+        start,
+    };
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    loop {
+        let quiet_for = start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last_activity.load(Ordering::Relaxed)));
+        if quiet_for >= idle {
+            break;
+        }
+        tokio::select! {
+            _ = &mut copy => break,
+            _ = tokio::time::sleep(idle - quiet_for) => {}
+        }
+    }
+    (
+        from_a.load(Ordering::Relaxed),
+        from_b.load(Ordering::Relaxed),
+    )
+}
+
+/// Counts bytes read and stamps the time of the last read or write.
+struct Counted<T> {
+    inner: T,
+    read: Arc<AtomicU64>,
+    last_activity: Arc<AtomicU64>,
+    start: Instant,
+}
+
+impl<T> Counted<T> {
+    fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_activity.store(now, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.read.fetch_add(n as u64, Ordering::Relaxed);
+            self.touch();
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_splice_is_cut_and_counts_survive() {
+        let (client, proxy_side_a) = tokio::io::duplex(1024);
+        let (proxy_side_b, mut upstream) = tokio::io::duplex(1024);
+        let mut client = client;
+        let task = tokio::spawn(splice(proxy_side_a, proxy_side_b, Duration::from_secs(60)));
+        client.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        upstream.read_exact(&mut buf).await.unwrap();
+        upstream.write_all(b"hi").await.unwrap();
+        let mut buf2 = [0u8; 2];
+        client.read_exact(&mut buf2).await.unwrap();
+        // Traffic keeps it open; then silence longer than the idle limit cuts it.
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert!(!task.is_finished());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let moved = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("an idle splice must be cut")
+            .unwrap();
+        assert_eq!(moved, (5, 2));
+    }
+
+    #[tokio::test]
+    async fn splice_ends_when_both_sides_close() {
+        let (mut client, a) = tokio::io::duplex(1024);
+        let (b, mut upstream) = tokio::io::duplex(1024);
+        let task = tokio::spawn(splice(a, b, Duration::from_secs(60)));
+        client.write_all(b"abc").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        upstream.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"abc");
+        upstream.shutdown().await.unwrap();
+        drop(upstream);
+        assert_eq!(task.await.unwrap(), (3, 0));
+    }
+}
