@@ -2,13 +2,15 @@
 //! splicing WebSocket upgrades.
 
 use super::body::{empty_body, stream_body, ProxyBody};
-use super::headers::{is_websocket_upgrade, strip_hop_by_hop, websocket_accept};
+use super::headers::{
+    is_websocket_upgrade, set_websocket_upgrade, strip_hop_by_hop, websocket_accept,
+};
 use super::splice::{splice, SPLICE_IDLE_TIMEOUT};
 use super::UPSTREAM_RESPONSE_TIMEOUT;
 use crate::error::{Reason, Refusal};
 use crate::net::{find_dial_error, DialError, Dialer};
 use crate::policy::Scheme;
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{header, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -126,12 +128,7 @@ impl Upstream {
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_11;
         if websocket {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts
-                .headers
-                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            set_websocket_upgrade(&mut parts.headers);
         }
         let upstream_req = Request::from_parts(parts, stream_body(body));
         let client = if websocket {
@@ -210,12 +207,7 @@ fn splice_websocket(
     });
     let (mut parts, _) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    parts
-        .headers
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    parts
-        .headers
-        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    set_websocket_upgrade(&mut parts.headers);
     Ok(Response::from_parts(parts, empty_body()))
 }
 

@@ -61,6 +61,16 @@ pub fn websocket_accept(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(ctx.finish().as_ref())
 }
 
+/// Marks a message as a WebSocket upgrade (after hop-by-hop stripping removed
+/// the client's own `Connection` and `Upgrade`).
+pub fn set_websocket_upgrade(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
+}
+
 /// Whether a request asks for a WebSocket upgrade (HTTP/1.1 `Upgrade: websocket`).
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let has_token = |name: HeaderName, token: &str| {
