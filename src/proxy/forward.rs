@@ -99,7 +99,7 @@ impl Upstream {
     /// with hop-by-hop headers removed. The body streams both ways.
     pub async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ProxyBody>,
         scheme: Scheme,
         authority: &str,
         tracker: &TaskTracker,
@@ -130,7 +130,7 @@ impl Upstream {
         if websocket {
             set_websocket_upgrade(&mut parts.headers);
         }
-        let upstream_req = Request::from_parts(parts, stream_body(body));
+        let upstream_req = Request::from_parts(parts, body);
         let client = if websocket {
             &self.http1_only
         } else {

@@ -6,10 +6,13 @@
 //! Every request inside an intercepted tunnel passes through here on its own;
 //! the CONNECT decision never stands in for it.
 
-use super::body::ProxyBody;
+use super::body::{empty_body, full_body, stream_body, ProxyBody};
+use crate::inject::{self, Scrubber};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
 use super::state::ProxyState;
 use crate::error::{Reason, Refusal};
-use crate::policy::{normalize_host, Action, Policy, RequestFacts, RequestPath, Scheme};
+use crate::policy::{normalize_host, Action, Policy, RequestFacts, RequestPath, Rule, Scheme};
 use crate::tasks::Task;
 use http::{header, Request, Response};
 use hyper::body::Incoming;
@@ -48,6 +51,7 @@ struct RequestLog<'a> {
     port: u16,
     path: String,
     rule: Option<String>,
+    secrets: Vec<String>,
     started: Instant,
 }
 
@@ -62,6 +66,7 @@ impl RequestLog<'_> {
             path = %self.path,
             rule = %self.rule.as_deref().unwrap_or("-"),
             decision = %decision,
+            secrets = %self.secrets.join(","),
             status,
             duration_ms = self.started.elapsed().as_millis() as u64,
             "request"
@@ -82,6 +87,7 @@ pub async fn handle_request(
         port: 0,
         path: req.uri().path().to_string(),
         rule: None,
+        secrets: Vec::new(),
         started: Instant::now(),
     };
     match decide_and_forward(state, conn, req, &mut log).await {
@@ -163,10 +169,99 @@ async fn decide_and_forward(
     }
 
     let authority = authority_for(&host, port, scheme);
-    state
+    let (req, scrubber) = inject_secrets(state, conn, rule, &host, scheme, req, log).await?;
+    let response = state
         .upstream
         .forward(req, scheme, &authority, &state.tracker)
-        .await
+        .await?;
+    match scrubber {
+        Some(scrubber) => inject::scrub_response(response, Arc::new(scrubber)),
+        None => Ok(response),
+    }
+}
+
+/// Secrets phase: bind placeholders to the rule (403 `secret_not_allowed`), fetch
+/// the values (503 `secret_unavailable`), substitute them. Returns the request to
+/// forward and, when something was injected, the scrubber for its response.
+async fn inject_secrets(
+    state: &ProxyState,
+    conn: &ConnCtx,
+    rule: &Rule,
+    host: &str,
+    scheme: Scheme,
+    req: Request<Incoming>,
+    log: &mut RequestLog<'_>,
+) -> Result<(Request<ProxyBody>, Option<Scrubber>), Refusal> {
+    let (mut parts, body) = req.into_parts();
+    let (mut buffered, streamed) = if rule.inject_body && is_textual(&parts.headers) {
+        (Some(read_limited(&parts.headers, body).await?), None)
+    } else {
+        (None, Some(body))
+    };
+    let permit = inject::check_request(&conn.policy, rule, host, scheme, &parts, buffered.as_deref())?;
+    let scrubber = if permit.is_empty() {
+        None
+    } else {
+        let mut values = Vec::with_capacity(permit.secrets().len());
+        for spec in permit.secrets() {
+            let value = state
+                .secrets
+                .get(&conn.policy.name, spec)
+                .await
+                .map_err(|err| Refusal::new(Reason::SecretUnavailable, err.to_string()))?;
+            values.push(value);
+        }
+        log.secrets = permit.secrets().iter().map(|s| s.name.as_str().to_string()).collect();
+        // An uncompressed answer can be scrubbed as it streams.
+        parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        permit.apply(&mut parts, buffered.as_mut(), &values)
+    };
+    let body = match (buffered, streamed) {
+        (Some(bytes), _) => full_body(bytes),
+        (None, Some(body)) => stream_body(body),
+        (None, None) => empty_body(),
+    };
+    Ok((Request::from_parts(parts, body), scrubber))
+}
+
+/// Whether an `inject_body` rule reads this body: a textual, uncompressed type.
+fn is_textual(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::CONTENT_ENCODING) {
+        return false;
+    }
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime.starts_with("text/")
+        || mime.ends_with("+json")
+        || mime.ends_with("+xml")
+        || matches!(
+            mime.as_str(),
+            "application/json" | "application/x-www-form-urlencoded" | "application/xml" | "application/graphql" | "application/javascript"
+        )
+}
+
+/// Reads a body of at most [`inject::MAX_INJECT_BODY`] bytes; larger is 413.
+async fn read_limited(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, Refusal> {
+    let too_large = || {
+        Refusal::new(
+            Reason::BodyTooLarge,
+            format!("the body is over the {} byte limit of an inject_body rule", inject::MAX_INJECT_BODY),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > inject::MAX_INJECT_BODY as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, inject::MAX_INJECT_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(Refusal::new(Reason::BadRequest, "the request body could not be read")),
+    }
 }
 
 /// The host and port a request is for, checked against the tunnel target.

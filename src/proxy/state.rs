@@ -26,6 +26,8 @@ pub struct ProxyState {
     pub shutdown: CancellationToken,
     /// Tracks every connection and spliced stream, for the drain.
     pub tracker: TaskTracker,
+    /// Secret values, cached per policy.
+    pub secrets: crate::secrets::SecretStore,
     /// Per-task caps on open tunnels.
     pub tunnel_slots: super::limits::TunnelSlots,
 }
