@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 /// Scrubs a response to a request that carried injected secrets: headers, and the
 /// body streamed (decompressed first when the upstream compressed it anyway).
-pub fn scrub_response(response: Response<ProxyBody>, scrubber: Arc<Scrubber>) -> Result<Response<ProxyBody>, Refusal> {
+pub fn scrub_response(
+    response: Response<ProxyBody>,
+    scrubber: Arc<Scrubber>,
+) -> Result<Response<ProxyBody>, Refusal> {
     let (mut parts, body) = response.into_parts();
     scrubber.scrub_headers(&mut parts.headers);
     let body = match parts.headers.remove(header::CONTENT_ENCODING) {

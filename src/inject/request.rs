@@ -54,7 +54,9 @@ impl<'p> InjectionPermit<'p> {
             .collect();
         let mut scrub: Vec<(Vec<u8>, Vec<u8>)> = subs
             .iter()
-            .map(|(placeholder, value)| (value.as_bytes().to_vec(), placeholder.as_bytes().to_vec()))
+            .map(|(placeholder, value)| {
+                (value.as_bytes().to_vec(), placeholder.as_bytes().to_vec())
+            })
             .collect();
 
         for (name, value) in parts.headers.iter_mut() {
@@ -81,7 +83,10 @@ impl<'p> InjectionPermit<'p> {
                     .iter()
                     .map(|(p, v)| (p.clone(), percent_encode_query(v)))
                     .collect();
-                let refs: Vec<(String, &str)> = encoded.iter().map(|(p, v)| (p.clone(), v.as_str())).collect();
+                let refs: Vec<(String, &str)> = encoded
+                    .iter()
+                    .map(|(p, v)| (p.clone(), v.as_str()))
+                    .collect();
                 if let Some(new_query) = replace_all(query.as_bytes(), &refs) {
                     for ((placeholder, _), (_, enc)) in subs.iter().zip(&encoded) {
                         scrub.push((enc.as_bytes().to_vec(), placeholder.as_bytes().to_vec()));
@@ -101,7 +106,9 @@ impl<'p> InjectionPermit<'p> {
         if let Some(body) = body {
             if let Some(new) = replace_all(body, &subs) {
                 *body = new;
-                parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                parts
+                    .headers
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             }
         }
         Scrubber::new(scrub)
@@ -134,26 +141,42 @@ pub fn check_request<'p>(
     for spec in policy.secrets.values() {
         let placeholder = spec.name.placeholder();
         if contains(path, placeholder.as_bytes()) {
-            return Err(refuse(&spec.name, "in its path, where no secret is ever injected"));
+            return Err(refuse(
+                &spec.name,
+                "in its path, where no secret is ever injected",
+            ));
         }
-        let in_query = parts.uri.query().is_some_and(|q| contains(q.as_bytes(), placeholder.as_bytes()));
+        let in_query = parts
+            .uri
+            .query()
+            .is_some_and(|q| contains(q.as_bytes(), placeholder.as_bytes()));
         let in_headers = parts.headers.iter().any(|(name, value)| {
             name != PROXY_AUTHORIZATION
                 && (contains(value.as_bytes(), placeholder.as_bytes())
-                    || (name == AUTHORIZATION && basic_contains(value.as_bytes(), placeholder.as_bytes())))
+                    || (name == AUTHORIZATION
+                        && basic_contains(value.as_bytes(), placeholder.as_bytes())))
         });
         let in_body = body.is_some_and(|b| contains(b, placeholder.as_bytes()));
         if !(in_query || in_headers || in_body) {
             continue;
         }
         if !rule.inject.contains(&spec.name) {
-            return Err(refuse(&spec.name, &format!("but rule `{}` does not inject it", rule.name)));
+            return Err(refuse(
+                &spec.name,
+                &format!("but rule `{}` does not inject it", rule.name),
+            ));
         }
         if !spec.hosts.iter().any(|h| h.matches(host)) {
-            return Err(refuse(&spec.name, &format!("to {host}, which is not among its hosts")));
+            return Err(refuse(
+                &spec.name,
+                &format!("to {host}, which is not among its hosts"),
+            ));
         }
         if scheme == Scheme::Http && !rule.allow_plaintext {
-            return Err(refuse(&spec.name, "over plain http, and the rule does not set allow_plaintext"));
+            return Err(refuse(
+                &spec.name,
+                "over plain http, and the rule does not set allow_plaintext",
+            ));
         }
         secrets.push(spec);
     }
@@ -175,7 +198,9 @@ fn decode_basic(value: &[u8]) -> Option<Vec<u8>> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
 }
 
 /// Replaces placeholders inside Basic credentials and re-encodes them.
@@ -247,13 +272,20 @@ mod tests {
         let basic = base64::engine::general_purpose::STANDARD.encode("x-access-token:__TOKEN__");
         let mut req = parts(
             "https://api.test/x?t=__TOKEN__&u=__UNDECLARED__",
-            &[("authorization", &format!("Basic {basic}")), ("x-api-key", "__TOKEN__"), ("x-keep", "__UNDECLARED__")],
+            &[
+                ("authorization", &format!("Basic {basic}")),
+                ("x-api-key", "__TOKEN__"),
+                ("x-keep", "__UNDECLARED__"),
+            ],
         );
         let permit = check_request(&p, rule, "api.test", Scheme::Https, &req, None).unwrap();
         assert_eq!(permit.secrets().len(), 1);
         let value = Arc::new(SecretValue::new("s3cr3t/+v".into()));
         let scrubber = permit.apply(&mut req, None, &[value]).unwrap();
-        let expected_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("x-access-token:s3cr3t/+v"));
+        let expected_basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("x-access-token:s3cr3t/+v")
+        );
         assert_eq!(req.headers["authorization"], expected_basic.as_str());
         assert_eq!(req.headers["x-api-key"], "s3cr3t/+v");
         assert_eq!(req.headers["x-keep"], "__UNDECLARED__");
@@ -268,23 +300,83 @@ mod tests {
         let p = policy();
         let with = |uri: &str, h: &[(&str, &str)]| parts(uri, h);
         // Host outside the secret's hosts (a rule for bare.test does not inject).
-        let err = check_request(&p, &p.rules[1], "bare.test", Scheme::Https, &with("https://bare.test/", &[("x", "__TOKEN__")]), None).unwrap_err();
+        let err = check_request(
+            &p,
+            &p.rules[1],
+            "bare.test",
+            Scheme::Https,
+            &with("https://bare.test/", &[("x", "__TOKEN__")]),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(err.reason, Reason::SecretNotAllowed);
         // In the path.
-        let err = check_request(&p, &p.rules[0], "api.test", Scheme::Https, &with("https://api.test/__TOKEN__", &[]), None).unwrap_err();
+        let err = check_request(
+            &p,
+            &p.rules[0],
+            "api.test",
+            Scheme::Https,
+            &with("https://api.test/__TOKEN__", &[]),
+            None,
+        )
+        .unwrap_err();
         assert!(err.message.contains("path"));
         // A declared secret the rule does not list.
-        let err = check_request(&p, &p.rules[0], "api.test", Scheme::Https, &with("https://api.test/", &[("x", "__OTHER__")]), None).unwrap_err();
+        let err = check_request(
+            &p,
+            &p.rules[0],
+            "api.test",
+            Scheme::Https,
+            &with("https://api.test/", &[("x", "__OTHER__")]),
+            None,
+        )
+        .unwrap_err();
         assert!(err.message.contains("OTHER"));
         // Plain http without allow_plaintext.
-        let err = check_request(&p, &p.rules[0], "api.test", Scheme::Http, &with("http://api.test/", &[("x", "__TOKEN__")]), None).unwrap_err();
+        let err = check_request(
+            &p,
+            &p.rules[0],
+            "api.test",
+            Scheme::Http,
+            &with("http://api.test/", &[("x", "__TOKEN__")]),
+            None,
+        )
+        .unwrap_err();
         assert!(err.message.contains("plain http"));
         // Inside Basic credentials, toward a host it may not go to.
-        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:__TOKEN__"));
-        assert!(check_request(&p, &p.rules[1], "bare.test", Scheme::Https, &with("https://bare.test/", &[("authorization", &basic)]), None).is_err());
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("u:__TOKEN__")
+        );
+        assert!(check_request(
+            &p,
+            &p.rules[1],
+            "bare.test",
+            Scheme::Https,
+            &with("https://bare.test/", &[("authorization", &basic)]),
+            None
+        )
+        .is_err());
         // In the body of an inject_body request.
-        assert!(check_request(&p, &p.rules[1], "bare.test", Scheme::Https, &with("https://bare.test/", &[]), Some(b"{\"t\":\"__TOKEN__\"}")).is_err());
+        assert!(check_request(
+            &p,
+            &p.rules[1],
+            "bare.test",
+            Scheme::Https,
+            &with("https://bare.test/", &[]),
+            Some(b"{\"t\":\"__TOKEN__\"}")
+        )
+        .is_err());
         // Undeclared placeholders pass.
-        assert!(check_request(&p, &p.rules[1], "bare.test", Scheme::Https, &with("https://bare.test/__NOPE__", &[("x", "__NOPE__")]), None).unwrap().is_empty());
+        assert!(check_request(
+            &p,
+            &p.rules[1],
+            "bare.test",
+            Scheme::Https,
+            &with("https://bare.test/__NOPE__", &[("x", "__NOPE__")]),
+            None
+        )
+        .unwrap()
+        .is_empty());
     }
 }

@@ -37,7 +37,11 @@ impl Scrubber {
             .match_kind(MatchKind::LeftmostLongest)
             .build(pairs.iter().map(|(n, _)| n))
             .ok()?;
-        Some(Self { matcher, replacements: pairs.into_iter().map(|(_, r)| r).collect(), longest })
+        Some(Self {
+            matcher,
+            replacements: pairs.into_iter().map(|(_, r)| r).collect(),
+            longest,
+        })
     }
 
     /// Scrubs `data` whole.
@@ -66,13 +70,23 @@ impl Scrubber {
 
     /// Scrubs a streamed body.
     pub fn scrub_body(self: Arc<Self>, body: ProxyBody) -> ProxyBody {
-        ScrubBody { inner: body, scrubber: self, pending: BytesMut::new(), done: false }.boxed()
+        ScrubBody {
+            inner: body,
+            scrubber: self,
+            pending: BytesMut::new(),
+            done: false,
+        }
+        .boxed()
     }
 
     /// Processes `pending` (earlier tail plus new bytes). Returns what is safe to
     /// send; keeps in `pending` what could still be the start of a needle.
     fn process(&self, pending: &mut BytesMut, at_end: bool) -> Bytes {
-        let keep = if at_end { 0 } else { self.longest.saturating_sub(1) };
+        let keep = if at_end {
+            0
+        } else {
+            self.longest.saturating_sub(1)
+        };
         let safe = pending.len().saturating_sub(keep);
         let mut out = Vec::with_capacity(pending.len());
         let mut committed = 0;
@@ -104,7 +118,10 @@ impl Body for ScrubBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
             if this.done {
@@ -152,14 +169,21 @@ mod tests {
         Arc::new(
             Scrubber::new(vec![
                 (b"ghp_SECRETVALUE".to_vec(), b"__GITHUB_TOKEN__".to_vec()),
-                (b"Bearer ghp_SECRETVALUE".to_vec(), b"Bearer __GITHUB_TOKEN__".to_vec()),
+                (
+                    b"Bearer ghp_SECRETVALUE".to_vec(),
+                    b"Bearer __GITHUB_TOKEN__".to_vec(),
+                ),
             ])
             .unwrap(),
         )
     }
 
     async fn run(chunks: Vec<&'static [u8]>) -> Vec<u8> {
-        let body = StreamBody::new(stream::iter(chunks.into_iter().map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c))))));
+        let body = StreamBody::new(stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c)))),
+        ));
         let scrubbed = scrubber().scrub_body(BodyExt::boxed(body));
         scrubbed.collect().await.unwrap().to_bytes().to_vec()
     }
@@ -170,15 +194,26 @@ mod tests {
         for split in 0..text.len() {
             let (a, b) = text.split_at(split);
             let out = run(vec![a, b]).await;
-            assert_eq!(out, b"x __GITHUB_TOKEN__ y Bearer __GITHUB_TOKEN__ z ghp_SECRETVALU", "split at {split}");
+            assert_eq!(
+                out, b"x __GITHUB_TOKEN__ y Bearer __GITHUB_TOKEN__ z ghp_SECRETVALU",
+                "split at {split}"
+            );
         }
         let bytes: Vec<&'static [u8]> = text.chunks(1).collect();
-        assert_eq!(run(bytes).await, b"x __GITHUB_TOKEN__ y Bearer __GITHUB_TOKEN__ z ghp_SECRETVALU");
+        assert_eq!(
+            run(bytes).await,
+            b"x __GITHUB_TOKEN__ y Bearer __GITHUB_TOKEN__ z ghp_SECRETVALU"
+        );
     }
 
     #[tokio::test]
     async fn untouched_body_passes_whole() {
-        let out = scrubber().scrub_body(full_body("nothing secret here")).collect().await.unwrap().to_bytes();
+        let out = scrubber()
+            .scrub_body(full_body("nothing secret here"))
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
         assert_eq!(&out[..], b"nothing secret here");
     }
 

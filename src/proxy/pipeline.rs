@@ -7,14 +7,14 @@
 //! the CONNECT decision never stands in for it.
 
 use super::body::{empty_body, full_body, stream_body, ProxyBody};
-use crate::inject::{self, Scrubber};
-use http::{HeaderMap, HeaderValue};
-use http_body_util::BodyExt;
 use super::state::ProxyState;
 use crate::error::{Reason, Refusal};
+use crate::inject::{self, Scrubber};
 use crate::policy::{normalize_host, Action, Policy, RequestFacts, RequestPath, Rule, Scheme};
 use crate::tasks::Task;
 use http::{header, Request, Response};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -198,7 +198,14 @@ async fn inject_secrets(
     } else {
         (None, Some(body))
     };
-    let permit = inject::check_request(&conn.policy, rule, host, scheme, &parts, buffered.as_deref())?;
+    let permit = inject::check_request(
+        &conn.policy,
+        rule,
+        host,
+        scheme,
+        &parts,
+        buffered.as_deref(),
+    )?;
     let scrubber = if permit.is_empty() {
         None
     } else {
@@ -211,9 +218,16 @@ async fn inject_secrets(
                 .map_err(|err| Refusal::new(Reason::SecretUnavailable, err.to_string()))?;
             values.push(value);
         }
-        log.secrets = permit.secrets().iter().map(|s| s.name.as_str().to_string()).collect();
+        log.secrets = permit
+            .secrets()
+            .iter()
+            .map(|s| s.name.as_str().to_string())
+            .collect();
         // An uncompressed answer can be scrubbed as it streams.
-        parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         permit.apply(&mut parts, buffered.as_mut(), &values)
     };
     let body = match (buffered, streamed) {
@@ -229,16 +243,28 @@ fn is_textual(headers: &HeaderMap) -> bool {
     if headers.contains_key(header::CONTENT_ENCODING) {
         return false;
     }
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime.starts_with("text/")
         || mime.ends_with("+json")
         || mime.ends_with("+xml")
         || matches!(
             mime.as_str(),
-            "application/json" | "application/x-www-form-urlencoded" | "application/xml" | "application/graphql" | "application/javascript"
+            "application/json"
+                | "application/x-www-form-urlencoded"
+                | "application/xml"
+                | "application/graphql"
+                | "application/javascript"
         )
 }
 
@@ -247,7 +273,10 @@ async fn read_limited(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, Re
     let too_large = || {
         Refusal::new(
             Reason::BodyTooLarge,
-            format!("the body is over the {} byte limit of an inject_body rule", inject::MAX_INJECT_BODY),
+            format!(
+                "the body is over the {} byte limit of an inject_body rule",
+                inject::MAX_INJECT_BODY
+            ),
         )
     };
     let declared = headers
@@ -257,10 +286,16 @@ async fn read_limited(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, Re
     if declared.is_some_and(|len| len > inject::MAX_INJECT_BODY as u64) {
         return Err(too_large());
     }
-    match http_body_util::Limited::new(body, inject::MAX_INJECT_BODY).collect().await {
+    match http_body_util::Limited::new(body, inject::MAX_INJECT_BODY)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(Refusal::new(Reason::BadRequest, "the request body could not be read")),
+        Err(_) => Err(Refusal::new(
+            Reason::BadRequest,
+            "the request body could not be read",
+        )),
     }
 }
 

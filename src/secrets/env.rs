@@ -12,7 +12,9 @@ pub struct EnvBackend {
 impl EnvBackend {
     /// A backend reading `$<prefix>NAME`.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     /// Reads `$<prefix><var>` for the secret `name`.

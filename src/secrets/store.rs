@@ -45,12 +45,19 @@ impl SecretStore {
     pub fn new(env: EnvBackend) -> Self {
         Self {
             env,
-            cache: Cache::builder().max_capacity(10_000).expire_after(EntryTtl).build(),
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(EntryTtl)
+                .build(),
         }
     }
 
     /// The value of `spec` for `policy`, from cache or its backend.
-    pub async fn get(&self, policy: &str, spec: &SecretSpec) -> Result<Arc<SecretValue>, SecretError> {
+    pub async fn get(
+        &self,
+        policy: &str,
+        spec: &SecretSpec,
+    ) -> Result<Arc<SecretValue>, SecretError> {
         let key = (policy.to_string(), spec.name.as_str().to_string());
         self.cache
             .try_get_with(key, async {

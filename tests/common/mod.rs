@@ -36,6 +36,8 @@ pub struct ProxySetup {
     pub extra_tasks: Vec<String>,
     /// Verbatim extra YAML appended to the config.
     pub extra_yaml: String,
+    /// Extra environment for the proxy process (e.g. `TOLLGATE_SECRET_*`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ProxySetup {
@@ -184,11 +186,11 @@ pub fn start_proxy(setup: &ProxySetup) -> ProxyProc {
     }
     config.push_str(&setup.extra_yaml);
     std::fs::write(dir.path().join("tollgate.yaml"), &config).unwrap();
-    spawn_serve(dir)
+    spawn_serve(dir, &setup.env)
 }
 
 /// Starts `tollgate serve` in `dir` (which holds tollgate.yaml) and waits until it listens.
-pub fn spawn_serve(dir: tempfile::TempDir) -> ProxyProc {
+pub fn spawn_serve(dir: tempfile::TempDir, env: &[(String, String)]) -> ProxyProc {
     let mut child = Command::new(tollgate_bin())
         .arg("serve")
         .arg("--config")
@@ -196,6 +198,7 @@ pub fn spawn_serve(dir: tempfile::TempDir) -> ProxyProc {
         .env("TEST_AGENT_TOKEN", TOKEN)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -80,6 +80,8 @@ pub struct Upstream {
     pub port: u16,
     /// Requests received so far (any path).
     pub hits: Arc<AtomicUsize>,
+    /// Every request seen: method, path and headers, as the echo body shows them.
+    pub seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -107,6 +109,8 @@ pub async fn start_upstream(tls: Option<Arc<ServerConfig>>) -> Upstream {
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let task = tokio::spawn(async move {
         loop {
@@ -114,10 +118,12 @@ pub async fn start_upstream(tls: Option<Arc<ServerConfig>>) -> Upstream {
                 continue;
             };
             let counter = counter.clone();
+            let log = log.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    log.lock().unwrap().push(describe(&req));
                     async move { Ok::<_, Infallible>(route(req).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -138,7 +144,12 @@ pub async fn start_upstream(tls: Option<Arc<ServerConfig>>) -> Upstream {
             });
         }
     });
-    Upstream { port, hits, task }
+    Upstream {
+        port,
+        hits,
+        seen,
+        task,
+    }
 }
 
 /// Byte `i` of a `/bytes/N` download.
@@ -150,6 +161,28 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = status;
     r
+}
+
+/// Method, path and headers of a request, as JSON.
+fn describe(req: &Request<Incoming>) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                serde_json::Value::from(v.to_str().unwrap_or("<bin>")),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "method": req.method().as_str(),
+        "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "version": format!("{:?}", req.version()),
+        "authority": req.uri().authority().map(|a| a.to_string())
+            .or_else(|| req.headers().get("host").and_then(|h| h.to_str().ok()).map(str::to_string)),
+        "headers": headers,
+    })
 }
 
 async fn route(mut req: Request<Incoming>) -> Response<Body> {
@@ -200,24 +233,56 @@ async fn route(mut req: Request<Incoming>) -> Response<Body> {
     if path == "/small" {
         return full(StatusCode::OK, "ok");
     }
-    let headers: serde_json::Map<String, serde_json::Value> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                serde_json::Value::from(v.to_str().unwrap_or("<bin>")),
-            )
-        })
-        .collect();
-    let body = serde_json::json!({
-        "method": req.method().as_str(),
-        "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-        "version": format!("{:?}", req.version()),
-        "authority": req.uri().authority().map(|a| a.to_string())
-            .or_else(|| req.headers().get("host").and_then(|h| h.to_str().ok()).map(str::to_string)),
-        "headers": headers,
-    });
+    let body = describe(&req);
+    if path == "/echo-header" {
+        let mut r = full(StatusCode::OK, "see headers");
+        if let Some(auth) = req.headers().get("authorization") {
+            r.headers_mut().insert("x-echo-auth", auth.clone());
+        }
+        r.headers_mut().insert(
+            "set-cookie",
+            format!("q={}", req.uri().query().unwrap_or(""))
+                .parse()
+                .unwrap(),
+        );
+        return r;
+    }
+    if path == "/echo-gzip" {
+        // Compressed whatever the client asked for.
+        use tokio::io::AsyncReadExt;
+        let text = body.to_string();
+        let mut encoder = async_compression::tokio::bufread::GzipEncoder::new(text.as_bytes());
+        let mut gz = Vec::new();
+        encoder.read_to_end(&mut gz).await.unwrap();
+        let mut r = full(StatusCode::OK, gz);
+        r.headers_mut()
+            .insert("content-encoding", "gzip".parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        return r;
+    }
+    if path == "/echo-body" {
+        let declared = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let data = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        return full(
+            StatusCode::OK,
+            format!(
+                "content-length={declared} actual={} body={}",
+                data.len(),
+                String::from_utf8_lossy(&data)
+            ),
+        );
+    }
     let mut r = full(StatusCode::OK, body.to_string());
     r.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
