@@ -23,6 +23,32 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default env-backend prefix.
 pub const DEFAULT_ENV_PREFIX: &str = "TOLLGATE_SECRET_";
 
+/// How tollgate reaches Vault / OpenBao.
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    /// `http(s)://host:port`.
+    pub address: String,
+    /// How tollgate logs in.
+    pub auth: VaultAuth,
+}
+
+/// tollgate's own Vault login.
+#[derive(Debug, Clone)]
+pub enum VaultAuth {
+    /// A token read from a file.
+    Token {
+        /// File holding the token.
+        token_file: PathBuf,
+    },
+    /// AppRole login.
+    AppRole {
+        /// Role id.
+        role_id: String,
+        /// File holding the secret id.
+        secret_id_file: PathBuf,
+    },
+}
+
 /// Upstream connection settings.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -74,8 +100,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Env-backend prefix.
     pub env_prefix: String,
-    /// Vault address, when configured.
-    pub vault_address: Option<String>,
+    /// Vault / OpenBao, when configured.
+    pub vault: Option<VaultConfig>,
     /// Audit settings.
     pub audit: AuditConfig,
     /// Static tasks.
@@ -180,13 +206,11 @@ impl Config {
             .env
             .and_then(|e| e.prefix)
             .unwrap_or_else(|| DEFAULT_ENV_PREFIX.to_string());
-        let vault_address = match secrets.vault {
-            None => None,
-            Some(v) => {
-                validate_vault(&v).map_err(|msg| at_key("secrets", msg))?;
-                Some(v.address)
-            }
-        };
+        let vault = secrets
+            .vault
+            .map(|v| vault_config(v, &rel))
+            .transpose()
+            .map_err(|msg| at_key("secrets", msg))?;
 
         let audit = audit::audit_config(wire.audit.unwrap_or_default(), &state_dir, &rel)
             .map_err(|msg| at_key("audit", msg))?;
@@ -219,7 +243,7 @@ impl Config {
             policies_dir,
             upstream,
             env_prefix,
-            vault_address,
+            vault,
             audit,
             tasks,
         })
@@ -260,29 +284,28 @@ fn upstream_config(
     })
 }
 
-fn validate_vault(v: &VaultWire) -> Result<(), String> {
+fn vault_config(v: VaultWire, rel: &dyn Fn(&Path) -> PathBuf) -> Result<VaultConfig, String> {
     if !(v.address.starts_with("http://") || v.address.starts_with("https://")) {
         return Err(format!(
             "secrets.vault.address `{}` is not an http(s) URL",
             v.address
         ));
     }
-    match (
-        v.auth.method.as_str(),
-        &v.auth.token_file,
-        &v.auth.role_id,
-        &v.auth.secret_id_file,
-    ) {
-        ("token", Some(_), None, None) => Ok(()),
-        ("token", _, _, _) => Err("secrets.vault.auth method token needs `token_file` only".into()),
-        ("approle", None, Some(_), Some(_)) => Ok(()),
+    let auth = match (v.auth.method.as_str(), v.auth.token_file, v.auth.role_id, v.auth.secret_id_file) {
+        ("token", Some(token_file), None, None) => VaultAuth::Token { token_file: rel(&token_file) },
+        ("token", _, _, _) => return Err("secrets.vault.auth method token needs `token_file` only".into()),
+        ("approle", None, Some(role_id), Some(secret_id_file)) => VaultAuth::AppRole {
+            role_id,
+            secret_id_file: rel(&secret_id_file),
+        },
         ("approle", _, _, _) => {
-            Err("secrets.vault.auth method approle needs `role_id` and `secret_id_file`".into())
+            return Err("secrets.vault.auth method approle needs `role_id` and `secret_id_file`".into())
         }
-        (other, _, _, _) => Err(format!(
-            "secrets.vault.auth method `{other}` is not supported (token or approle)"
-        )),
-    }
+        (other, _, _, _) => {
+            return Err(format!("secrets.vault.auth method `{other}` is not supported (token or approle)"))
+        }
+    };
+    Ok(VaultConfig { address: v.address, auth })
 }
 
 fn static_tasks(

@@ -213,7 +213,7 @@ async fn inject_secrets(
         for spec in permit.secrets() {
             let value = state
                 .secrets
-                .get(&conn.policy.name, spec)
+                .get(&conn.task.id, &conn.policy.name, spec)
                 .await
                 .map_err(|err| Refusal::new(Reason::SecretUnavailable, err.to_string()))?;
             values.push(value);

@@ -76,6 +76,13 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
             )));
         }
     }
+    let vault = config
+        .vault
+        .clone()
+        .map(|v| Arc::new(crate::secrets::VaultBackend::new(v)));
+    if let Some(vault) = &vault {
+        vault.clone().spawn_renewal(shutdown.clone());
+    }
     let dialer = Dialer::new(&config.upstream);
     let client_tls = tls::upstream_client_config(&config.upstream.extra_roots)?;
     Ok(ProxyState {
@@ -87,9 +94,10 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         shutdown,
         tracker: TaskTracker::new(),
         tunnel_slots: Default::default(),
-        secrets: crate::secrets::SecretStore::new(crate::secrets::EnvBackend::new(
-            config.env_prefix.clone(),
-        )),
+        secrets: crate::secrets::SecretStore::new(
+            crate::secrets::EnvBackend::new(config.env_prefix.clone()),
+            vault,
+        ),
     })
 }
 
@@ -107,9 +115,15 @@ impl Running {
     pub async fn wait_and_drain(self) -> bool {
         self.state.shutdown.cancelled().await;
         self.state.tracker.close();
-        tokio::time::timeout(DRAIN_TIMEOUT, self.state.tracker.wait())
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, self.state.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        // Static tasks end with the proxy: their leases go with them.
+        let revoked = self.state.secrets.revoke_all().await;
+        if revoked > 0 {
+            tracing::info!(revoked, "revoked Vault leases of ended tasks");
+        }
+        drained
     }
 }
 

@@ -6,9 +6,11 @@
 
 mod env;
 mod store;
+pub mod vault;
 
 pub use env::EnvBackend;
 pub use store::SecretStore;
+pub use vault::VaultBackend;
 
 use std::fmt;
 use zeroize::Zeroizing;
