@@ -291,21 +291,37 @@ fn vault_config(v: VaultWire, rel: &dyn Fn(&Path) -> PathBuf) -> Result<VaultCon
             v.address
         ));
     }
-    let auth = match (v.auth.method.as_str(), v.auth.token_file, v.auth.role_id, v.auth.secret_id_file) {
-        ("token", Some(token_file), None, None) => VaultAuth::Token { token_file: rel(&token_file) },
-        ("token", _, _, _) => return Err("secrets.vault.auth method token needs `token_file` only".into()),
+    let auth = match (
+        v.auth.method.as_str(),
+        v.auth.token_file,
+        v.auth.role_id,
+        v.auth.secret_id_file,
+    ) {
+        ("token", Some(token_file), None, None) => VaultAuth::Token {
+            token_file: rel(&token_file),
+        },
+        ("token", _, _, _) => {
+            return Err("secrets.vault.auth method token needs `token_file` only".into())
+        }
         ("approle", None, Some(role_id), Some(secret_id_file)) => VaultAuth::AppRole {
             role_id,
             secret_id_file: rel(&secret_id_file),
         },
         ("approle", _, _, _) => {
-            return Err("secrets.vault.auth method approle needs `role_id` and `secret_id_file`".into())
+            return Err(
+                "secrets.vault.auth method approle needs `role_id` and `secret_id_file`".into(),
+            )
         }
         (other, _, _, _) => {
-            return Err(format!("secrets.vault.auth method `{other}` is not supported (token or approle)"))
+            return Err(format!(
+                "secrets.vault.auth method `{other}` is not supported (token or approle)"
+            ))
         }
     };
-    Ok(VaultConfig { address: v.address, auth })
+    Ok(VaultConfig {
+        address: v.address,
+        auth,
+    })
 }
 
 fn static_tasks(

@@ -42,7 +42,9 @@ pub struct SecretStore {
 
 impl std::fmt::Debug for SecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretStore").field("vault", &self.vault).finish_non_exhaustive()
+        f.debug_struct("SecretStore")
+            .field("vault", &self.vault)
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,9 +69,24 @@ impl SecretStore {
     }
 
     /// The value of `spec` for `task` under `policy`, from cache or its backend.
-    pub async fn get(&self, task: &str, policy: &str, spec: &SecretSpec) -> Result<Arc<SecretValue>, SecretError> {
-        let dynamic = matches!(&spec.source, SecretSource::Vault { method: Some(_), .. });
-        let scope = if dynamic { format!("{task}\u{0}{policy}") } else { policy.to_string() };
+    pub async fn get(
+        &self,
+        task: &str,
+        policy: &str,
+        spec: &SecretSpec,
+    ) -> Result<Arc<SecretValue>, SecretError> {
+        let dynamic = matches!(
+            &spec.source,
+            SecretSource::Vault {
+                method: Some(_),
+                ..
+            }
+        );
+        let scope = if dynamic {
+            format!("{task}\u{0}{policy}")
+        } else {
+            policy.to_string()
+        };
         let key = (scope, spec.name.as_str().to_string());
         self.cache
             .try_get_with(key, self.fetch(spec))
@@ -82,24 +99,50 @@ impl SecretStore {
         let name = spec.name.as_str();
         let ttl = spec.ttl.unwrap_or(DEFAULT_SECRET_TTL);
         match &spec.source {
-            SecretSource::Env { name: var } => Ok(Entry { value: Arc::new(self.env.read(name, var)?), ttl, lease: None }),
-            SecretSource::Vault { mount, path, field, method, data } => {
-                let vault = self.vault.as_ref().ok_or_else(|| SecretError::Unavailable {
-                    name: name.to_string(),
-                    reason: "no `secrets.vault` is configured".into(),
-                })?;
+            SecretSource::Env { name: var } => Ok(Entry {
+                value: Arc::new(self.env.read(name, var)?),
+                ttl,
+                lease: None,
+            }),
+            SecretSource::Vault {
+                mount,
+                path,
+                field,
+                method,
+                data,
+            } => {
+                let vault = self
+                    .vault
+                    .as_ref()
+                    .ok_or_else(|| SecretError::Unavailable {
+                        name: name.to_string(),
+                        reason: "no `secrets.vault` is configured".into(),
+                    })?;
                 match method {
                     None => {
                         let mount = mount.as_deref().unwrap_or("secret");
                         let value = vault.read_kv(name, mount, path, field).await?;
-                        Ok(Entry { value: Arc::new(value), ttl, lease: None })
+                        Ok(Entry {
+                            value: Arc::new(value),
+                            ttl,
+                            lease: None,
+                        })
                     }
                     Some(method) => {
-                        let (value, lease) = vault.call(name, method, path, data.as_ref(), field).await?;
-                        let lifetime = if lease.duration.is_zero() { ttl } else { ttl.min(lease.duration) };
+                        let (value, lease) =
+                            vault.call(name, method, path, data.as_ref(), field).await?;
+                        let lifetime = if lease.duration.is_zero() {
+                            ttl
+                        } else {
+                            ttl.min(lease.duration)
+                        };
                         // Refreshed before the lease runs out, not at its last second.
                         let refresh = (lifetime * 2 / 3).max(Duration::from_secs(1));
-                        Ok(Entry { value: Arc::new(value), ttl: refresh, lease: Some(lease) })
+                        Ok(Entry {
+                            value: Arc::new(value),
+                            ttl: refresh,
+                            lease: Some(lease),
+                        })
                     }
                 }
             }
@@ -109,7 +152,11 @@ impl SecretStore {
     /// Revokes every lease still held (on shutdown). Returns how many.
     pub async fn revoke_all(&self) -> usize {
         let Some(vault) = &self.vault else { return 0 };
-        let leases: Vec<Lease> = self.cache.iter().filter_map(|(_, entry)| entry.lease).collect();
+        let leases: Vec<Lease> = self
+            .cache
+            .iter()
+            .filter_map(|(_, entry)| entry.lease)
+            .collect();
         for lease in &leases {
             vault.revoke(lease).await;
         }

@@ -44,19 +44,27 @@ pub struct VaultBackend {
 
 impl std::fmt::Debug for VaultBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VaultBackend").field("address", &self.config.address).finish_non_exhaustive()
+        f.debug_struct("VaultBackend")
+            .field("address", &self.config.address)
+            .finish_non_exhaustive()
     }
 }
 
 fn unavailable(name: &str, reason: impl std::fmt::Display) -> SecretError {
-    SecretError::Unavailable { name: name.to_string(), reason: reason.to_string() }
+    SecretError::Unavailable {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 impl VaultBackend {
     /// A backend for `config`; it logs in on first use, so tollgate starts even
     /// while Vault is down.
     pub fn new(config: VaultConfig) -> Self {
-        Self { config, session: Mutex::new(None) }
+        Self {
+            config,
+            session: Mutex::new(None),
+        }
     }
 
     fn new_client(&self, token: &str) -> Result<VaultClient, String> {
@@ -76,16 +84,26 @@ impl VaultBackend {
                 let token = std::fs::read_to_string(token_file)
                     .map_err(|e| format!("cannot read {}: {e}", token_file.display()))?;
                 let client = self.new_client(token.trim())?;
-                let info = vaultrs::token::lookup_self(&client).await.map_err(|e| e.to_string())?;
-                Ok(Session { client: Arc::new(client), ttl: Duration::from_secs(info.ttl), renewable: info.renewable.unwrap_or(false) })
+                let info = vaultrs::token::lookup_self(&client)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Session {
+                    client: Arc::new(client),
+                    ttl: Duration::from_secs(info.ttl),
+                    renewable: info.renewable.unwrap_or(false),
+                })
             }
-            VaultAuth::AppRole { role_id, secret_id_file } => {
+            VaultAuth::AppRole {
+                role_id,
+                secret_id_file,
+            } => {
                 let secret_id = std::fs::read_to_string(secret_id_file)
                     .map_err(|e| format!("cannot read {}: {e}", secret_id_file.display()))?;
                 let mut client = self.new_client("")?;
-                let auth = vaultrs::auth::approle::login(&client, "approle", role_id, secret_id.trim())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let auth =
+                    vaultrs::auth::approle::login(&client, "approle", role_id, secret_id.trim())
+                        .await
+                        .map_err(|e| e.to_string())?;
                 client.set_token(&auth.client_token);
                 Ok(Session {
                     client: Arc::new(client),
@@ -101,7 +119,10 @@ impl VaultBackend {
         if let Some(s) = session.as_ref() {
             return Ok(s.client.clone());
         }
-        let fresh = self.login().await.map_err(|e| unavailable(name, format!("Vault login failed: {e}")))?;
+        let fresh = self
+            .login()
+            .await
+            .map_err(|e| unavailable(name, format!("Vault login failed: {e}")))?;
         let client = fresh.client.clone();
         *session = Some(fresh);
         Ok(client)
@@ -113,12 +134,21 @@ impl VaultBackend {
     }
 
     /// Reads `field` of the KV v2 secret at `mount`/`path`.
-    pub async fn read_kv(&self, name: &str, mount: &str, path: &str, field: &str) -> Result<SecretValue, SecretError> {
+    pub async fn read_kv(
+        &self,
+        name: &str,
+        mount: &str,
+        path: &str,
+        field: &str,
+    ) -> Result<SecretValue, SecretError> {
         let client = self.client(name).await?;
         let data: serde_json::Value = match vaultrs::kv2::read(&*client, mount, path).await {
             Ok(data) => data,
             Err(vaultrs::error::ClientError::APIError { code: 404, .. }) => {
-                return Err(SecretError::Missing { name: name.into(), reason: format!("no secret at {mount}/{path}") })
+                return Err(SecretError::Missing {
+                    name: name.into(),
+                    reason: format!("no secret at {mount}/{path}"),
+                })
             }
             Err(err) => {
                 self.reset().await;
@@ -171,13 +201,22 @@ impl VaultBackend {
     /// Revokes a lease (direct HTTP: `sys/leases/revoke`) or a created token (by
     /// accessor, through vaultrs). Failures are logged; the lease then runs out.
     pub async fn revoke(&self, lease: &Lease) {
-        let Ok(client) = self.client("lease").await else { return };
+        let Ok(client) = self.client("lease").await else {
+            return;
+        };
         let result = if let Some(id) = &lease.lease_id {
-            self.raw(&client, "PUT", "sys/leases/revoke", Some(&serde_json::json!({ "lease_id": id })))
-                .await
-                .map(|_| ())
+            self.raw(
+                &client,
+                "PUT",
+                "sys/leases/revoke",
+                Some(&serde_json::json!({ "lease_id": id })),
+            )
+            .await
+            .map(|_| ())
         } else if let Some(accessor) = &lease.accessor {
-            vaultrs::token::revoke_accessor(&*client, accessor).await.map_err(|e| e.to_string())
+            vaultrs::token::revoke_accessor(&*client, accessor)
+                .await
+                .map_err(|e| e.to_string())
         } else {
             Ok(())
         };
@@ -193,14 +232,20 @@ impl VaultBackend {
         path: &str,
         data: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, String> {
-        let url = format!("{}/v1/{}", self.config.address.trim_end_matches('/'), path.trim_start_matches('/'));
+        let url = format!(
+            "{}/v1/{}",
+            self.config.address.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
         let http = &client.http.http;
         let builder = match method {
             "GET" => http.get(&url),
             "PUT" => http.put(&url),
             _ => http.post(&url),
         };
-        let mut builder = builder.header("X-Vault-Token", client.settings.token.as_str()).timeout(VAULT_TIMEOUT);
+        let mut builder = builder
+            .header("X-Vault-Token", client.settings.token.as_str())
+            .timeout(VAULT_TIMEOUT);
         if let Some(data) = data {
             builder = builder
                 .header("Content-Type", "application/json")
@@ -225,9 +270,16 @@ impl VaultBackend {
             loop {
                 let (ttl, renewable) = {
                     let session = self.session.lock().await;
-                    session.as_ref().map(|s| (s.ttl, s.renewable)).unwrap_or((Duration::ZERO, false))
+                    session
+                        .as_ref()
+                        .map(|s| (s.ttl, s.renewable))
+                        .unwrap_or((Duration::ZERO, false))
                 };
-                let wait = if ttl.is_zero() { Duration::from_secs(30) } else { (ttl * 2 / 3).max(Duration::from_secs(1)) };
+                let wait = if ttl.is_zero() {
+                    Duration::from_secs(30)
+                } else {
+                    (ttl * 2 / 3).max(Duration::from_secs(1))
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
@@ -240,7 +292,9 @@ impl VaultBackend {
                     Err(_) => continue,
                 };
                 let renewed = if renewable {
-                    vaultrs::token::renew_self(&*client, None).await.map_err(|e| e.to_string())
+                    vaultrs::token::renew_self(&*client, None)
+                        .await
+                        .map_err(|e| e.to_string())
                 } else {
                     Err("token is not renewable".to_string())
                 };

@@ -1,0 +1,237 @@
+//! Secrets from a real OpenBao dev server: KV reads, rotation, AppRole login,
+//! dynamic tokens revoked when the task ends, and a Vault outage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::bao::{Bao, ROOT_TOKEN};
+use common::upstream::{start_upstream, TestCa, Upstream};
+use common::{curl, start_proxy, ProxyProc, ProxySetup};
+use std::time::Duration;
+
+const KV_VALUE: &str = "ghp_fromVault0001";
+
+fn policy(port: u16) -> String {
+    format!(
+        r#"name: main
+secrets:
+  GITHUB_TOKEN:
+    vault: {{ mount: secret, path: agents/github, field: token }}
+    hosts: [api.test]
+    ttl: 1s
+  DEPLOY_KEY:
+    vault: {{ path: auth/token/create, method: POST, data: {{ ttl: 15m, policies: [default] }}, field: auth.client_token }}
+    hosts: [api.test]
+rules:
+  - name: api
+    host: api.test
+    port: {port}
+    inject: [GITHUB_TOKEN, DEPLOY_KEY]
+"#
+    )
+}
+
+async fn setup(bao: &Bao, auth_yaml: &str) -> (Upstream, ProxyProc) {
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let mut setup = ProxySetup::with_policy("main", &policy(api.port))
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    setup.extra_yaml = format!(
+        "secrets:\n  vault:\n    address: {}\n    auth: {auth_yaml}\n",
+        bao.addr()
+    );
+    let proxy = start_proxy(&setup);
+    (api, proxy)
+}
+
+fn token_file(proxy_dir: &std::path::Path) -> String {
+    let path = proxy_dir.join("vault-token");
+    std::fs::write(&path, ROOT_TOKEN).unwrap();
+    path.display().to_string()
+}
+
+fn last_auth(up: &Upstream) -> String {
+    up.seen
+        .lock()
+        .unwrap()
+        .last()
+        .and_then(|r| r["headers"]["authorization"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn bearer(proxy: &ProxyProc, api: &Upstream, placeholder: &str) -> common::CurlOut {
+    curl(
+        proxy,
+        &[
+            "-H",
+            &format!("Authorization: Bearer __{placeholder}__"),
+            &format!("https://api.test:{}/echo", api.port),
+        ],
+    )
+    .await
+}
+
+/// The proxy's config needs the token file inside its own directory, which exists
+/// only once the proxy does; so tests write it to a fixed temp path first.
+fn token_auth(dir: &tempfile::TempDir) -> String {
+    format!(
+        "{{ method: token, token_file: {} }}",
+        token_file(dir.path())
+    )
+}
+
+#[tokio::test]
+async fn kv_secret_is_injected_rotates_and_is_never_echoed() {
+    let bao = Bao::start();
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/agents/github",
+        &format!("token={KV_VALUE}"),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (api, proxy) = setup(&bao, &token_auth(&tmp)).await;
+
+    let out = bearer(&proxy, &api, "GITHUB_TOKEN").await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(last_auth(&api), format!("Bearer {KV_VALUE}"));
+    assert_eq!(
+        out.json()["headers"]["authorization"],
+        "Bearer __GITHUB_TOKEN__"
+    );
+    assert!(!out.body.contains(KV_VALUE));
+
+    // Rotation: after the 1s ttl the new value is used.
+    bao.cli(&["kv", "put", "secret/agents/github", "token=ghp_rotated0002"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = bearer(&proxy, &api, "GITHUB_TOKEN").await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(last_auth(&api), "Bearer ghp_rotated0002");
+    let logs = proxy.logs().join("\n");
+    assert!(
+        !logs.contains(KV_VALUE) && !logs.contains("ghp_rotated0002"),
+        "secret in logs"
+    );
+}
+
+#[tokio::test]
+async fn approle_login_reads_secrets() {
+    let bao = Bao::start();
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/agents/github",
+        &format!("token={KV_VALUE}"),
+    ]);
+    bao.cli(&["auth", "enable", "approle"]);
+    let policy_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        policy_file.path(),
+        "path \"secret/data/agents/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    bao.cli(&[
+        "policy",
+        "write",
+        "tollgate-reader",
+        policy_file.path().to_str().unwrap(),
+    ]);
+    bao.cli(&[
+        "write",
+        "auth/approle/role/tollgate",
+        "token_policies=tollgate-reader",
+        "token_ttl=1h",
+    ]);
+    let role_id = bao.cli(&[
+        "read",
+        "-field=role_id",
+        "auth/approle/role/tollgate/role-id",
+    ]);
+    let secret_id = bao.cli(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/tollgate/secret-id",
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let secret_file = tmp.path().join("secret-id");
+    std::fs::write(&secret_file, secret_id).unwrap();
+    let auth = format!(
+        "{{ method: approle, role_id: {role_id}, secret_id_file: {} }}",
+        secret_file.display()
+    );
+    let (api, proxy) = setup(&bao, &auth).await;
+    let out = bearer(&proxy, &api, "GITHUB_TOKEN").await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(last_auth(&api), format!("Bearer {KV_VALUE}"));
+}
+
+#[tokio::test]
+async fn dynamic_token_is_valid_and_revoked_when_the_task_ends() {
+    let bao = Bao::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (api, mut proxy) = setup(&bao, &token_auth(&tmp)).await;
+    let out = bearer(&proxy, &api, "DEPLOY_KEY").await;
+    assert_eq!(out.status, 200, "{out:?}");
+    let token = last_auth(&api).trim_start_matches("Bearer ").to_string();
+    assert!(
+        !token.is_empty() && !token.contains("DEPLOY_KEY"),
+        "{token}"
+    );
+    assert!(
+        bao.token_is_valid(&token),
+        "the injected token is a real, live token"
+    );
+    assert_eq!(
+        out.json()["headers"]["authorization"],
+        "Bearer __DEPLOY_KEY__"
+    );
+    // A second request of the same task reuses the lease.
+    bearer(&proxy, &api, "DEPLOY_KEY").await;
+    assert_eq!(last_auth(&api), format!("Bearer {token}"));
+
+    // Static tasks end with the proxy.
+    proxy.terminate();
+    assert!(proxy
+        .wait_exit(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+    assert!(
+        !bao.token_is_valid(&token),
+        "the lease must be revoked when the task ends"
+    );
+}
+
+#[tokio::test]
+async fn vault_outage_gives_503_and_recovers() {
+    let mut bao = Bao::start();
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/agents/github",
+        &format!("token={KV_VALUE}"),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (api, proxy) = setup(&bao, &token_auth(&tmp)).await;
+    assert_eq!(bearer(&proxy, &api, "GITHUB_TOKEN").await.status, 200);
+
+    bao.stop();
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the 1s ttl
+    let down = bearer(&proxy, &api, "GITHUB_TOKEN").await;
+    assert_eq!(down.status, 503, "{down:?}");
+    assert_eq!(down.json()["error"], "secret_unavailable");
+    let plain = curl(&proxy, &[&format!("https://api.test:{}/echo", api.port)]).await;
+    assert_eq!(plain.status, 200, "requests without secrets are unaffected");
+
+    bao.restart();
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/agents/github",
+        &format!("token={KV_VALUE}"),
+    ]);
+    let back = bearer(&proxy, &api, "GITHUB_TOKEN").await;
+    assert_eq!(back.status, 200, "service recovers by itself: {back:?}");
+    assert_eq!(last_auth(&api), format!("Bearer {KV_VALUE}"));
+}
