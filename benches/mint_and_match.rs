@@ -101,5 +101,131 @@ fn matching(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, minting, matching);
+fn injection(c: &mut Criterion) {
+    use std::sync::Arc;
+    use tollgate::inject::check_request;
+    use tollgate::secrets::SecretValue;
+    let text = "name: p\nsecrets:\n  GITHUB_TOKEN:\n    env: GH\n    hosts: [api.github.com]\n  NPM_TOKEN:\n    env: NPM\n    hosts: [registry.npmjs.org]\nrules:\n  - host: api.github.com\n    inject: [GITHUB_TOKEN]\n";
+    let (policy, _) = parse_policy(Path::new("p.yaml"), text).unwrap();
+    let rule = &policy.rules[0];
+    let request = || {
+        http::Request::get("https://api.github.com/repos/acme/x/pulls?state=open&per_page=100")
+            .header("host", "api.github.com")
+            .header("user-agent", "gh/2.40.0 (linux)")
+            .header("accept", "application/vnd.github+json")
+            .header("accept-encoding", "gzip, deflate, br")
+            .header("x-github-api-version", "2022-11-28")
+            .header("authorization", "Bearer __GITHUB_TOKEN__")
+            .header("content-type", "application/json")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    };
+    let value = vec![Arc::new(SecretValue::new(
+        "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".into(),
+    ))];
+    c.bench_function(
+        "inject: check + substitute, 8 typical headers, one Bearer secret",
+        |b| {
+            b.iter_batched(
+                request,
+                |mut parts| {
+                    let permit = check_request(
+                        &policy,
+                        rule,
+                        "api.github.com",
+                        tollgate::policy::Scheme::Https,
+                        &parts,
+                        None,
+                    )
+                    .unwrap();
+                    black_box(permit.apply(&mut parts, None, &value))
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        },
+    );
+    c.bench_function("inject: check only, no placeholder present", |b| {
+        b.iter_batched(
+            || {
+                let mut p = request();
+                p.headers.remove("authorization");
+                p
+            },
+            |parts| {
+                black_box(
+                    check_request(
+                        &policy,
+                        rule,
+                        "api.github.com",
+                        tollgate::policy::Scheme::Https,
+                        &parts,
+                        None,
+                    )
+                    .unwrap()
+                    .is_empty(),
+                )
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+fn scrubbing(c: &mut Criterion) {
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use std::sync::Arc;
+    use tollgate::inject::Scrubber;
+    let scrubber = Arc::new(
+        Scrubber::new(vec![
+            (
+                b"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".to_vec(),
+                b"__GITHUB_TOKEN__".to_vec(),
+            ),
+            (
+                b"Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".to_vec(),
+                b"Bearer __GITHUB_TOKEN__".to_vec(),
+            ),
+        ])
+        .unwrap(),
+    );
+    // 10 MiB of JSON-ish text in 16 KiB chunks, with the secret echoed a few times.
+    let mut body = Vec::with_capacity(10 << 20);
+    while body.len() < (10 << 20) {
+        body.extend_from_slice(br#"{"id":123456,"title":"Fix the flaky test in the proxy","state":"open","user":{"login":"octocat"}},"#);
+        if body.len() % (1 << 20) < 100 {
+            body.extend_from_slice(b"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB");
+        }
+    }
+    let chunks: Vec<Bytes> = body.chunks(16 * 1024).map(Bytes::copy_from_slice).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("scrub");
+    group.throughput(criterion::Throughput::Bytes(body.len() as u64));
+    group.sample_size(20);
+    group.bench_function("10 MiB streamed body, 16 KiB chunks", |b| {
+        b.iter(|| {
+            let stream = futures_util::stream::iter(
+                chunks
+                    .clone()
+                    .into_iter()
+                    .map(|c| Ok::<_, tollgate::proxy::body::BoxError>(http_body::Frame::data(c))),
+            );
+            let body = http_body_util::StreamBody::new(stream).boxed();
+            let out = rt
+                .block_on(scrubber.clone().scrub_body(body).collect())
+                .unwrap();
+            black_box(out.to_bytes().len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, minting, matching, injection, scrubbing);
 criterion_main!(benches);

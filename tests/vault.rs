@@ -103,6 +103,30 @@ async fn kv_secret_is_injected_rotates_and_is_never_echoed() {
     );
     assert!(!out.body.contains(KV_VALUE));
 
+    // The same KV value inside Basic credentials and in the query.
+    let basic = curl(
+        &proxy,
+        &[
+            "-u",
+            "x-access-token:__GITHUB_TOKEN__",
+            &format!("https://api.test:{}/echo?t=__GITHUB_TOKEN__", api.port),
+        ],
+    )
+    .await;
+    assert_eq!(basic.status, 200, "{basic:?}");
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{KV_VALUE}"))
+    );
+    assert_eq!(last_auth(&api), expected);
+    let seen_path = api.seen.lock().unwrap().last().unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(seen_path, format!("/echo?t={KV_VALUE}"));
+    assert!(!basic.body.contains(KV_VALUE));
+
     // Rotation: after the 1s ttl the new value is used.
     bao.cli(&["kv", "put", "secret/agents/github", "token=ghp_rotated0002"]);
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -4,7 +4,6 @@
 //! chunk boundaries.
 
 use crate::proxy::body::{BoxError, ProxyBody};
-use aho_corasick::{AhoCorasick, MatchKind};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
@@ -14,51 +13,89 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 /// Replaces secret bytes with their placeholder form.
-#[derive(Debug)]
+///
+/// A request carries few secrets, so each needle gets its own SIMD substring
+/// finder; building them costs well under a microsecond, which matters because a
+/// scrubber is built for every injected request.
 pub struct Scrubber {
-    matcher: AhoCorasick,
-    replacements: Vec<Vec<u8>>,
+    needles: Vec<Needle>,
     /// Longest needle; a body keeps `longest - 1` bytes back between chunks.
     longest: usize,
 }
 
+struct Needle {
+    finder: memchr::memmem::Finder<'static>,
+    replacement: Vec<u8>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrubber")
+            .field("needles", &self.needles.len())
+            .finish()
+    }
+}
+
 impl Scrubber {
     /// A scrubber for `(needle, replacement)` pairs; `None` when there is nothing
-    /// to scrub. The longest needle wins where needles overlap.
+    /// to scrub. Where needles overlap, the leftmost wins, then the longest.
     pub fn new(mut pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Option<Self> {
         pairs.retain(|(needle, replacement)| !needle.is_empty() && needle != replacement);
         pairs.sort();
         pairs.dedup_by(|a, b| a.0 == b.0);
-        if pairs.is_empty() {
-            return None;
-        }
-        let longest = pairs.iter().map(|(n, _)| n.len()).max().unwrap_or(1);
-        let matcher = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(pairs.iter().map(|(n, _)| n))
-            .ok()?;
-        Some(Self {
-            matcher,
-            replacements: pairs.into_iter().map(|(_, r)| r).collect(),
-            longest,
+        let longest = pairs.iter().map(|(n, _)| n.len()).max()?;
+        let needles = pairs
+            .into_iter()
+            .map(|(needle, replacement)| Needle {
+                finder: memchr::memmem::Finder::new(&needle).into_owned(),
+                replacement,
+            })
+            .collect();
+        Some(Self { needles, longest })
+    }
+
+    /// Non-overlapping matches `(start, needle index)` in `hay`, leftmost first,
+    /// longest where two start together.
+    fn matches<'h>(&'h self, hay: &'h [u8]) -> impl Iterator<Item = (usize, usize)> + 'h {
+        let mut next: Vec<Option<usize>> =
+            self.needles.iter().map(|n| n.finder.find(hay)).collect();
+        std::iter::from_fn(move || {
+            let (idx, start) = next
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.map(|p| (i, p)))
+                .min_by_key(|&(i, p)| (p, usize::MAX - self.needles[i].finder.needle().len()))?;
+            let end = start + self.needles[idx].finder.needle().len();
+            for (i, slot) in next.iter_mut().enumerate() {
+                if slot.is_some_and(|p| p < end) {
+                    *slot = self.needles[i].finder.find(&hay[end..]).map(|p| p + end);
+                }
+            }
+            Some((start, idx))
         })
     }
 
     /// Scrubs `data` whole.
     pub fn scrub(&self, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(data.len());
-        self.matcher
-            .replace_all_with_bytes(data, &mut out, |m, _, dst| {
-                dst.extend_from_slice(&self.replacements[m.pattern().as_usize()]);
-                true
-            });
+        let mut done = 0;
+        for (start, idx) in self.matches(data) {
+            out.extend_from_slice(&data[done..start]);
+            out.extend_from_slice(&self.needles[idx].replacement);
+            done = start + self.needles[idx].finder.needle().len();
+        }
+        out.extend_from_slice(&data[done..]);
         out
+    }
+
+    fn is_match(&self, data: &[u8]) -> bool {
+        self.needles.iter().any(|n| n.finder.find(data).is_some())
     }
 
     /// Scrubs every header value.
     pub fn scrub_headers(&self, headers: &mut HeaderMap) {
         for value in headers.values_mut() {
-            if self.matcher.is_match(value.as_bytes()) {
+            if self.is_match(value.as_bytes()) {
                 if let Ok(clean) = HeaderValue::from_bytes(&self.scrub(value.as_bytes())) {
                     *value = clean;
                 } else {
@@ -90,13 +127,13 @@ impl Scrubber {
         let safe = pending.len().saturating_sub(keep);
         let mut out = Vec::with_capacity(pending.len());
         let mut committed = 0;
-        for m in self.matcher.find_iter(&pending[..]) {
-            if m.start() >= safe {
+        for (start, idx) in self.matches(&pending[..]) {
+            if start >= safe {
                 break;
             }
-            out.extend_from_slice(&pending[committed..m.start()]);
-            out.extend_from_slice(&self.replacements[m.pattern().as_usize()]);
-            committed = m.end();
+            out.extend_from_slice(&pending[committed..start]);
+            out.extend_from_slice(&self.needles[idx].replacement);
+            committed = start + self.needles[idx].finder.needle().len();
         }
         let cut = committed.max(safe);
         if cut > committed {
@@ -215,6 +252,17 @@ mod tests {
             .unwrap()
             .to_bytes();
         assert_eq!(&out[..], b"nothing secret here");
+    }
+
+    #[test]
+    fn leftmost_then_longest_wins() {
+        let s = Scrubber::new(vec![
+            (b"abc".to_vec(), b"[3]".to_vec()),
+            (b"abcdef".to_vec(), b"[6]".to_vec()),
+            (b"cde".to_vec(), b"[c]".to_vec()),
+        ])
+        .unwrap();
+        assert_eq!(s.scrub(b"xabcdefx abcx cdex"), b"x[6]x [3]x [c]x");
     }
 
     #[test]
