@@ -1,6 +1,7 @@
 //! End-to-end load bench: small GETs over keep-alive connections through tollgate
-//! and direct to the same local HTTPS upstream, in one run; then new TLS
-//! connections through tollgate. Reports requests per second, tollgate's own CPU
+//! and direct to the same local HTTPS upstream, in one run; the same through
+//! tollgate with one injected (cached) secret, and the latency of both on one
+//! connection; then new TLS connections through tollgate. Reports requests per second, tollgate's own CPU
 //! time (utime+stime from /proc/PID/stat) per request and per new connection, and
 //! its peak RSS. Loopback only; every loop is bounded.
 //!
@@ -92,7 +93,7 @@ fn start_proxy(upstream_port: u16, upstream_ca: &str) -> Proxy {
     std::fs::create_dir(p.join("policies")).unwrap();
     std::fs::write(
         p.join("policies/bench.yaml"),
-        format!("name: bench\nrules:\n  - name: small\n    host: {HOST}\n    port: {upstream_port}\n    methods: [GET]\n    paths: [\"/small\"]\n"),
+        format!("name: bench\nsecrets:\n  BENCH_TOKEN:\n    env: BENCH\n    hosts: [{HOST}]\nrules:\n  - name: small\n    host: {HOST}\n    port: {upstream_port}\n    methods: [GET]\n    paths: [\"/small\"]\n    inject: [BENCH_TOKEN]\n"),
     )
     .unwrap();
     std::fs::write(p.join("upstream-ca.pem"), upstream_ca).unwrap();
@@ -106,6 +107,10 @@ fn start_proxy(upstream_port: u16, upstream_ca: &str) -> Proxy {
         .args(["serve", "--config"])
         .arg(p.join("tollgate.yaml"))
         .env("BENCH_TOKEN", TOKEN)
+        .env(
+            "TOLLGATE_SECRET_BENCH",
+            "bench-secret-0123456789abcdefghijklmnop",
+        )
         .env(
             "RUST_LOG",
             std::env::var("E2E_LOG").unwrap_or_else(|_| "info".into()),
@@ -198,12 +203,18 @@ async fn open(route: Route, target_port: u16, tls: &TlsConnector) -> SendRequest
     sender
 }
 
-async fn get_small(sender: &mut SendRequest<Empty<Bytes>>, target_port: u16) {
+async fn get_small(sender: &mut SendRequest<Empty<Bytes>>, target_port: u16, inject: bool) {
     sender.ready().await.unwrap();
-    let req = http::Request::get("/small")
+    let mut req = http::Request::get("/small")
         .header("host", format!("{HOST}:{target_port}"))
         .body(Empty::new())
         .unwrap();
+    if inject {
+        req.headers_mut().insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer __BENCH_TOKEN__"),
+        );
+    }
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.into_body().collect().await.unwrap();
@@ -216,6 +227,7 @@ async fn keepalive_run(
     tls: &TlsConnector,
     conns: usize,
     reqs: usize,
+    inject: bool,
 ) -> f64 {
     let mut senders = Vec::with_capacity(conns);
     for _ in 0..conns {
@@ -227,7 +239,7 @@ async fn keepalive_run(
         .map(|mut sender| {
             tokio::spawn(async move {
                 for _ in 0..reqs {
-                    get_small(&mut sender, target_port).await;
+                    get_small(&mut sender, target_port, inject).await;
                 }
             })
         })
@@ -248,7 +260,7 @@ async fn new_conn_run(route: Route, target_port: u16, tls: &TlsConnector, total:
             tokio::spawn(async move {
                 for _ in 0..per_worker {
                     let mut sender = open(route, target_port, &tls).await;
-                    get_small(&mut sender, target_port).await;
+                    get_small(&mut sender, target_port, false).await;
                 }
             })
         })
@@ -257,6 +269,28 @@ async fn new_conn_run(route: Route, target_port: u16, tls: &TlsConnector, total:
         t.await.unwrap();
     }
     (per_worker * 8) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Median latency of sequential GETs on one connection, plain and injected,
+/// interleaved so that both see the same machine.
+async fn latency_pair(proxy: &Proxy, target_port: u16, tls: &TlsConnector, n: usize) -> (f64, f64) {
+    let mut plain_sender = open(Route::Proxy(proxy.addr), target_port, tls).await;
+    let mut inject_sender = open(Route::Proxy(proxy.addr), target_port, tls).await;
+    let mut plain = Vec::with_capacity(n);
+    let mut injected = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        get_small(&mut plain_sender, target_port, false).await;
+        plain.push(t.elapsed().as_secs_f64() * 1e6);
+        let t = Instant::now();
+        get_small(&mut inject_sender, target_port, true).await;
+        injected.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    (median(&mut plain), median(&mut injected))
 }
 
 fn main() {
@@ -283,14 +317,18 @@ fn main() {
         let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
 
         // Warm up both paths (certificate mint, upstream pool).
-        keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, 2, 50).await;
-        keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50).await;
+        keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, 2, 50, false).await;
+        keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50, true).await;
 
-        let direct_rps = keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, conns, reqs).await;
+        let direct_rps = keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, conns, reqs, false).await;
         let cpu0 = proxy.cpu_seconds();
-        let proxy_rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs).await;
+        let proxy_rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs, false).await;
         let cpu1 = proxy.cpu_seconds();
         let per_req_us = (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6;
+        let inject_rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs, true).await;
+        let cpu1b = proxy.cpu_seconds();
+        let per_inject_us = (cpu1b - cpu1) / (conns * reqs) as f64 * 1e6;
+        let (plain_lat, inject_lat) = latency_pair(&proxy, up.port, &proxy_tls, 2000).await;
 
         let cpu2 = proxy.cpu_seconds();
         let conn_rate = new_conn_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, new_conns).await;
@@ -301,6 +339,8 @@ fn main() {
         println!("  direct to upstream:      {direct_rps:>10.0} req/s");
         println!("  through tollgate:        {proxy_rps:>10.0} req/s  ({:.0}% of direct)", proxy_rps / direct_rps * 100.0);
         println!("  tollgate CPU/request:    {per_req_us:>10.1} µs  (utime+stime over the run / requests)");
+        println!("  with one injected secret:{inject_rps:>10.0} req/s, {per_inject_us:.1} µs CPU/request (Bearer placeholder, cached, response scrubbed)");
+        println!("  one connection, sequential: median latency {plain_lat:.1} µs plain, {inject_lat:.1} µs with one injected secret");
         println!("new connections through tollgate (CONNECT + TLS + 1 GET), 8 at a time, {new_conns} total:");
         println!("  rate:                    {conn_rate:>10.0} conn/s");
         println!("  tollgate CPU/connection: {per_conn_ms:>10.3} ms  (includes its one request and the pooled upstream hop)");
