@@ -23,11 +23,15 @@ secrets:
   DEPLOY_KEY:
     vault: {{ path: auth/token/create, method: POST, data: {{ ttl: 15m, policies: [default] }}, field: auth.client_token }}
     hosts: [api.test]
+  SHORT_KEY:
+    vault: {{ path: auth/token/create, method: POST, data: {{ ttl: 1h, policies: [default] }}, field: auth.client_token }}
+    hosts: [api.test]
+    ttl: 9s
 rules:
   - name: api
     host: api.test
     port: {port}
-    inject: [GITHUB_TOKEN, DEPLOY_KEY]
+    inject: [GITHUB_TOKEN, DEPLOY_KEY, SHORT_KEY]
 "#
     )
 }
@@ -166,7 +170,9 @@ async fn approle_login_reads_secrets() {
         "write",
         "auth/approle/role/tollgate",
         "token_policies=tollgate-reader",
-        "token_ttl=1h",
+        // A 3s token: still working after 5s means tollgate renewed it.
+        "token_ttl=3s",
+        "token_max_ttl=1h",
     ]);
     let role_id = bao.cli(&[
         "read",
@@ -190,6 +196,24 @@ async fn approle_login_reads_secrets() {
     let out = bearer(&proxy, &api, "GITHUB_TOKEN").await;
     assert_eq!(out.status, 200, "{out:?}");
     assert_eq!(last_auth(&api), format!("Bearer {KV_VALUE}"));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/agents/github",
+        "token=ghp_afterRenewal",
+    ]);
+    let later = bearer(&proxy, &api, "GITHUB_TOKEN").await;
+    assert_eq!(
+        later.status, 200,
+        "tollgate's own token was renewed: {later:?}"
+    );
+    assert_eq!(last_auth(&api), "Bearer ghp_afterRenewal");
+    assert!(
+        !proxy.logs().join("\n").contains("renewal failed"),
+        "{:?}",
+        proxy.logs()
+    );
 }
 
 #[tokio::test]
@@ -258,4 +282,39 @@ async fn vault_outage_gives_503_and_recovers() {
     let back = bearer(&proxy, &api, "GITHUB_TOKEN").await;
     assert_eq!(back.status, 200, "service recovers by itself: {back:?}");
     assert_eq!(last_auth(&api), format!("Bearer {KV_VALUE}"));
+}
+
+#[tokio::test]
+async fn dynamic_secret_is_refreshed_ahead_and_the_old_lease_revoked() {
+    let bao = Bao::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (api, proxy) = setup(&bao, &token_auth(&tmp)).await;
+    let token_of = |api: &Upstream| last_auth(api).trim_start_matches("Bearer ").to_string();
+
+    bearer(&proxy, &api, "SHORT_KEY").await;
+    let first = token_of(&api);
+    assert!(bao.token_is_valid(&first));
+    // Past two thirds of the 9s ttl (and well before the 8.1s the entry is kept):
+    // this request is served at once with the current value, and starts the refresh.
+    tokio::time::sleep(Duration::from_millis(6300)).await;
+    bearer(&proxy, &api, "SHORT_KEY").await;
+    assert_eq!(
+        token_of(&api),
+        first,
+        "no request waits for the refresh: {:?}",
+        proxy.logs()
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    bearer(&proxy, &api, "SHORT_KEY").await;
+    let second = token_of(&api);
+    assert_ne!(second, first, "a fresh token replaced the old one");
+    assert!(bao.token_is_valid(&second));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while bao.token_is_valid(&first) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced token must be revoked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -94,10 +94,10 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         shutdown,
         tracker: TaskTracker::new(),
         tunnel_slots: Default::default(),
-        secrets: crate::secrets::SecretStore::new(
+        secrets: Arc::new(crate::secrets::SecretStore::new(
             crate::secrets::EnvBackend::new(config.env_prefix.clone()),
             vault,
-        ),
+        )),
     })
 }
 

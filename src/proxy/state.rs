@@ -27,7 +27,7 @@ pub struct ProxyState {
     /// Tracks every connection and spliced stream, for the drain.
     pub tracker: TaskTracker,
     /// Secret values, cached per policy.
-    pub secrets: crate::secrets::SecretStore,
+    pub secrets: std::sync::Arc<crate::secrets::SecretStore>,
     /// Per-task caps on open tunnels.
     pub tunnel_slots: super::limits::TunnelSlots,
 }

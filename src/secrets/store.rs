@@ -1,14 +1,17 @@
 //! Fetching secrets, cached: static ones (env, KV) per policy for their `ttl`;
-//! dynamic (leased) ones per task, so each task gets its own lease, refreshed at
-//! two thirds of `min(ttl, lease)` and revoked when the task or tollgate ends.
-//! Concurrent misses for one secret make one backend call.
+//! dynamic (leased) ones per task, so each task gets its own lease, revoked when
+//! the task or tollgate ends. A dynamic secret is refreshed in the background once
+//! two thirds of `min(ttl, lease)` have passed, while requests go on using the
+//! still-valid value, so no request waits on a refresh that could have started
+//! earlier. Concurrent misses for one secret make one backend call.
 
 use super::vault::Lease;
 use super::{EnvBackend, SecretError, SecretValue, VaultBackend};
 use crate::policy::model::{SecretSource, SecretSpec};
 use moka::future::Cache;
 use moka::Expiry;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a secret without `ttl` is cached.
@@ -23,6 +26,8 @@ struct Entry {
     value: Arc<SecretValue>,
     ttl: Duration,
     lease: Option<Lease>,
+    /// When a background refresh should start (dynamic secrets only).
+    refresh_at: Option<Instant>,
 }
 
 struct EntryTtl;
@@ -38,6 +43,8 @@ pub struct SecretStore {
     env: EnvBackend,
     vault: Option<Arc<VaultBackend>>,
     cache: Cache<Key, Entry>,
+    /// Keys with a background refresh under way.
+    refreshing: Mutex<HashSet<Key>>,
 }
 
 impl std::fmt::Debug for SecretStore {
@@ -65,12 +72,17 @@ impl SecretStore {
                 }
             })
             .build();
-        Self { env, vault, cache }
+        Self {
+            env,
+            vault,
+            cache,
+            refreshing: Mutex::default(),
+        }
     }
 
     /// The value of `spec` for `task` under `policy`, from cache or its backend.
     pub async fn get(
-        &self,
+        self: &Arc<Self>,
         task: &str,
         policy: &str,
         spec: &SecretSpec,
@@ -88,22 +100,56 @@ impl SecretStore {
             policy.to_string()
         };
         let key = (scope, spec.name.as_str().to_string());
-        self.cache
-            .try_get_with(key, self.fetch(spec))
+        let entry = self
+            .cache
+            .try_get_with(key.clone(), self.fetch(spec))
             .await
-            .map(|entry| entry.value)
-            .map_err(|e: Arc<SecretError>| (*e).clone())
+            .map_err(|e: Arc<SecretError>| (*e).clone())?;
+        if entry.refresh_at.is_some_and(|at| Instant::now() >= at) {
+            self.refresh_in_background(key, spec.clone());
+        }
+        Ok(entry.value)
+    }
+
+    /// Fetches a new value for `key` and swaps it in; the eviction listener then
+    /// revokes the old lease. On failure the old value stays until it expires.
+    fn refresh_in_background(self: &Arc<Self>, key: Key, spec: SecretSpec) {
+        if !self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            match store.fetch(&spec).await {
+                Ok(fresh) => store.cache.insert(key.clone(), fresh).await,
+                Err(err) => tracing::warn!(
+                    secret = %spec.name, error = %err,
+                    "refreshing a dynamic secret failed; the current one stays in use"
+                ),
+            }
+            store
+                .refreshing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
     }
 
     async fn fetch(&self, spec: &SecretSpec) -> Result<Entry, SecretError> {
         let name = spec.name.as_str();
         let ttl = spec.ttl.unwrap_or(DEFAULT_SECRET_TTL);
+        let plain = |value: SecretValue| Entry {
+            value: Arc::new(value),
+            ttl,
+            lease: None,
+            refresh_at: None,
+        };
         match &spec.source {
-            SecretSource::Env { name: var } => Ok(Entry {
-                value: Arc::new(self.env.read(name, var)?),
-                ttl,
-                lease: None,
-            }),
+            SecretSource::Env { name: var } => Ok(plain(self.env.read(name, var)?)),
             SecretSource::Vault {
                 mount,
                 path,
@@ -118,33 +164,26 @@ impl SecretStore {
                         name: name.to_string(),
                         reason: "no `secrets.vault` is configured".into(),
                     })?;
-                match method {
-                    None => {
-                        let mount = mount.as_deref().unwrap_or("secret");
-                        let value = vault.read_kv(name, mount, path, field).await?;
-                        Ok(Entry {
-                            value: Arc::new(value),
-                            ttl,
-                            lease: None,
-                        })
-                    }
-                    Some(method) => {
-                        let (value, lease) =
-                            vault.call(name, method, path, data.as_ref(), field).await?;
-                        let lifetime = if lease.duration.is_zero() {
-                            ttl
-                        } else {
-                            ttl.min(lease.duration)
-                        };
-                        // Refreshed before the lease runs out, not at its last second.
-                        let refresh = (lifetime * 2 / 3).max(Duration::from_secs(1));
-                        Ok(Entry {
-                            value: Arc::new(value),
-                            ttl: refresh,
-                            lease: Some(lease),
-                        })
-                    }
-                }
+                let Some(method) = method else {
+                    let mount = mount.as_deref().unwrap_or("secret");
+                    return Ok(plain(vault.read_kv(name, mount, path, field).await?));
+                };
+                let (value, lease) = vault.call(name, method, path, data.as_ref(), field).await?;
+                let lifetime = if lease.duration.is_zero() {
+                    ttl
+                } else {
+                    ttl.min(lease.duration)
+                };
+                // Kept until just before it runs out; refreshed from two thirds on.
+                let keep = lifetime
+                    .saturating_sub(lifetime / 10)
+                    .max(Duration::from_secs(1));
+                Ok(Entry {
+                    value: Arc::new(value),
+                    ttl: keep,
+                    lease: Some(lease),
+                    refresh_at: Some(Instant::now() + lifetime * 2 / 3),
+                })
             }
         }
     }

@@ -15,6 +15,8 @@ use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 
 /// Longest wait for one Vault call.
 const VAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the renewal task looks for a session that needs renewing.
+const SESSION_POLL: Duration = Duration::from_secs(1);
 /// Pause before logging in again after a failed renewal and login.
 const RELOGIN_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -31,6 +33,8 @@ pub struct Lease {
 
 struct Session {
     client: Arc<VaultClient>,
+    /// When the current TTL started (login or last renewal).
+    since: tokio::time::Instant,
     /// TTL of tollgate's own token; zero for tokens that never expire.
     ttl: Duration,
     renewable: bool,
@@ -88,6 +92,7 @@ impl VaultBackend {
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Session {
+                    since: tokio::time::Instant::now(),
                     client: Arc::new(client),
                     ttl: Duration::from_secs(info.ttl),
                     renewable: info.renewable.unwrap_or(false),
@@ -106,6 +111,7 @@ impl VaultBackend {
                         .map_err(|e| e.to_string())?;
                 client.set_token(&auth.client_token);
                 Ok(Session {
+                    since: tokio::time::Instant::now(),
                     client: Arc::new(client),
                     ttl: Duration::from_secs(auth.lease_duration),
                     renewable: auth.renewable,
@@ -268,28 +274,27 @@ impl VaultBackend {
     pub fn spawn_renewal(self: Arc<Self>, shutdown: CancellationToken) {
         tokio::spawn(async move {
             loop {
-                let (ttl, renewable) = {
+                let due = {
                     let session = self.session.lock().await;
                     session
                         .as_ref()
-                        .map(|s| (s.ttl, s.renewable))
-                        .unwrap_or((Duration::ZERO, false))
+                        .filter(|s| !s.ttl.is_zero())
+                        .map(|s| (s.since + s.ttl * 2 / 3, s.renewable))
                 };
-                let wait = if ttl.is_zero() {
-                    Duration::from_secs(30)
-                } else {
-                    (ttl * 2 / 3).max(Duration::from_secs(1))
+                // Not logged in yet (login happens on first use), or a token that
+                // never expires: look again shortly.
+                let Some((due, renewable)) = due else {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(SESSION_POLL) => continue,
+                    }
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::time::sleep_until(due) => {}
                 }
-                if ttl.is_zero() {
-                    continue; // not logged in yet, or a token that never expires
-                }
-                let client = match self.client("renewal").await {
-                    Ok(c) => c,
-                    Err(_) => continue,
+                let Ok(client) = self.client("renewal").await else {
+                    continue;
                 };
                 let renewed = if renewable {
                     vaultrs::token::renew_self(&*client, None)
@@ -302,6 +307,7 @@ impl VaultBackend {
                     Ok(info) => {
                         if let Some(s) = self.session.lock().await.as_mut() {
                             s.ttl = Duration::from_secs(info.lease_duration);
+                            s.since = tokio::time::Instant::now();
                         }
                     }
                     Err(err) => {
