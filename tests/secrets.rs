@@ -34,7 +34,7 @@ rules:
   - name: api
     host: api.test
     port: {a}
-    paths: ["/echo", "/echo-header", "/echo-gzip", "/echo/**"]
+    paths: ["/echo", "/echo-header", "/echo-gzip", "/echo/**", "/ws-auth"]
     inject: [GH_TOKEN, MISSING]
   - name: api body
     host: api.test
@@ -340,4 +340,55 @@ async fn missing_secret_gives_503_and_other_requests_still_work() {
         plain.status, 200,
         "requests needing no secret are unaffected: {plain:?}"
     );
+}
+
+#[tokio::test]
+async fn websocket_frames_echoing_the_secret_are_scrubbed() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let f = default_fixture().await;
+    let target = format!("api.test:{}", f.api.port);
+    let tcp = common::connect_tunnel(&f.proxy, &target).await;
+    let tls = common::tls_via_proxy(&f.proxy, "api.test", tcp).await;
+    let mut request = format!("wss://{target}/ws-auth")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer __GH_TOKEN__".parse().unwrap());
+    request.headers_mut().insert(
+        "sec-websocket-extensions",
+        "permessage-deflate".parse().unwrap(),
+    );
+    let (mut ws, response) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    assert_eq!(response.status(), 101);
+    let greeting = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        greeting.into_text().unwrap().as_str(),
+        "Bearer __GH_TOKEN__",
+        "the echoed credential is scrubbed"
+    );
+    assert_eq!(
+        seen_header(&f.api, "authorization"),
+        vec![format!("Bearer {VALUE}")]
+    );
+    assert!(
+        seen_header(&f.api, "sec-websocket-extensions").is_empty(),
+        "no compression on scrubbed sockets"
+    );
+    ws.send(Message::text(format!("long {} message", "x".repeat(300))))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_text().unwrap().len(), 5 + 300 + 8);
+    ws.close(None).await.unwrap();
 }

@@ -6,8 +6,10 @@ use super::headers::{
     is_websocket_upgrade, set_websocket_upgrade, strip_hop_by_hop, websocket_accept,
 };
 use super::splice::{splice, SPLICE_IDLE_TIMEOUT};
+use super::ws_scrub::splice_scrubbed;
 use super::UPSTREAM_RESPONSE_TIMEOUT;
 use crate::error::{Reason, Refusal};
+use crate::inject::Scrubber;
 use crate::net::{find_dial_error, DialError, Dialer};
 use crate::policy::Scheme;
 use http::{header, Request, Response, StatusCode, Uri, Version};
@@ -17,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
@@ -103,6 +106,7 @@ impl Upstream {
         scheme: Scheme,
         authority: &str,
         tracker: &TaskTracker,
+        scrubber: Option<Arc<Scrubber>>,
     ) -> Result<Response<ProxyBody>, Refusal> {
         let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
         // What a genuine WebSocket server must answer; `None` refuses any 101.
@@ -129,6 +133,10 @@ impl Upstream {
         parts.version = Version::HTTP_11;
         if websocket {
             set_websocket_upgrade(&mut parts.headers);
+            if scrubber.is_some() {
+                // Frames must be scrubbed, so they must not be compressed.
+                parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+            }
         }
         let upstream_req = Request::from_parts(parts, body);
         let client = if websocket {
@@ -151,7 +159,7 @@ impl Upstream {
             };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return splice_websocket(response, client_upgrade, expected_accept, tracker);
+            return splice_websocket(response, client_upgrade, expected_accept, tracker, scrubber);
         }
 
         let (mut parts, body) = response.into_parts();
@@ -171,6 +179,7 @@ fn splice_websocket(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     expected_accept: Option<String>,
     tracker: &TaskTracker,
+    scrubber: Option<Arc<Scrubber>>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let is_websocket = response
         .headers()
@@ -194,12 +203,11 @@ fn splice_websocket(
     tracker.spawn(async move {
         match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok((client_io, upstream_io)) => {
-                let (up, down) = splice(
-                    TokioIo::new(client_io),
-                    TokioIo::new(upstream_io),
-                    SPLICE_IDLE_TIMEOUT,
-                )
-                .await;
+                let (client_io, upstream_io) = (TokioIo::new(client_io), TokioIo::new(upstream_io));
+                let (up, down) = match scrubber {
+                    Some(scrubber) => splice_scrubbed(client_io, upstream_io, scrubber).await,
+                    None => splice(client_io, upstream_io, SPLICE_IDLE_TIMEOUT).await,
+                };
                 tracing::debug!(bytes_up = up, bytes_down = down, "websocket closed");
             }
             Err(err) => tracing::debug!(error = %err, "websocket upgrade failed"),

@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod server;
 pub mod splice;
 pub mod state;
+pub mod ws_scrub;
 
 pub use server::{build_state, run, Running};
 

@@ -170,12 +170,13 @@ async fn decide_and_forward(
 
     let authority = authority_for(&host, port, scheme);
     let (req, scrubber) = inject_secrets(state, conn, rule, &host, scheme, req, log).await?;
+    let scrubber = scrubber.map(Arc::new);
     let response = state
         .upstream
-        .forward(req, scheme, &authority, &state.tracker)
+        .forward(req, scheme, &authority, &state.tracker, scrubber.clone())
         .await?;
     match scrubber {
-        Some(scrubber) => inject::scrub_response(response, Arc::new(scrubber)),
+        Some(scrubber) => inject::scrub_response(response, scrubber),
         None => Ok(response),
     }
 }

@@ -187,8 +187,16 @@ fn describe(req: &Request<Incoming>) -> serde_json::Value {
 
 async fn route(mut req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
-    if path == "/ws" {
-        return websocket_echo(&mut req);
+    if path == "/ws" || path == "/ws-auth" {
+        // /ws-auth first sends back the Authorization header it received.
+        let greeting = (path == "/ws-auth").then(|| {
+            req.headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        });
+        return websocket_echo(&mut req, greeting);
     }
     if path == "/ws-forged" {
         // A 101 that does not complete the handshake: a smuggling attempt.
@@ -307,7 +315,7 @@ fn download(total: u64) -> Response<Body> {
     r
 }
 
-fn websocket_echo(req: &mut Request<Incoming>) -> Response<Body> {
+fn websocket_echo(req: &mut Request<Incoming>, greeting: Option<String>) -> Response<Body> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
         return full(StatusCode::BAD_REQUEST, "not a websocket request");
     };
@@ -322,6 +330,15 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<Body> {
             None,
         )
         .await;
+        if let Some(greeting) = greeting {
+            if ws
+                .send(tokio_tungstenite::tungstenite::Message::text(greeting))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
         while let Some(Ok(msg)) = ws.next().await {
             if msg.is_text() || msg.is_binary() {
                 if ws.send(msg).await.is_err() {
