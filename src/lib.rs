@@ -12,6 +12,7 @@ pub mod inject;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod secrets;
 pub mod tasks;
 pub mod tls;

@@ -23,6 +23,11 @@ impl PolicySet {
         self.by_name.get(name).cloned()
     }
 
+    /// Every policy.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Policy>> {
+        self.by_name.values()
+    }
+
     /// Number of policies.
     pub fn len(&self) -> usize {
         self.by_name.len()

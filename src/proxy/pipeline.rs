@@ -168,6 +168,17 @@ async fn decide_and_forward(
         }
     }
 
+    if let Err(limited) = state.rate_limits.check(&conn.policy, rule, &conn.task.id) {
+        let mut refusal = Refusal::new(
+            Reason::RateLimited,
+            format!(
+                "the rate limit of {} is used up; retry in {} s",
+                limited.limit, limited.retry_after_secs
+            ),
+        );
+        refusal.retry_after = Some(limited.retry_after_secs);
+        return Err(refusal);
+    }
     let authority = authority_for(&host, port, scheme);
     let (req, scrubber) = inject_secrets(state, conn, rule, &host, scheme, req, log).await?;
     let scrubber = scrubber.map(Arc::new);

@@ -85,6 +85,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
     }
     let dialer = Dialer::new(&config.upstream);
     let client_tls = tls::upstream_client_config(&config.upstream.extra_roots)?;
+    let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
     Ok(ProxyState {
         policies: report.policies,
         tasks: TaskRegistry::from_static(&config.tasks),
@@ -94,6 +95,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         shutdown,
         tracker: TaskTracker::new(),
         tunnel_slots: Default::default(),
+        rate_limits,
         secrets: Arc::new(crate::secrets::SecretStore::new(
             crate::secrets::EnvBackend::new(config.env_prefix.clone()),
             vault,
@@ -130,6 +132,7 @@ impl Running {
 /// Starts the proxy on every `listen` address. Returns once listening.
 pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let state = Arc::new(build_state(config, shutdown)?);
+    tokio::spawn(forget_idle_limits(state.clone()));
     let mut addrs = Vec::new();
     let connection_slots = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));
     for addr in &config.listen {
@@ -182,5 +185,17 @@ async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener, slots: Arc<S
             serve_with_shutdown(TokioIo::new(stream), service, &conn_state.shutdown, false).await;
             drop(permit);
         });
+    }
+}
+
+/// Frees rate-limit state of tasks that have been idle long enough to be back at
+/// full budget (ended tasks included).
+async fn forget_idle_limits(state: Arc<ProxyState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => state.rate_limits.forget_idle(),
+        }
     }
 }

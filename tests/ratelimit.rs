@@ -1,0 +1,74 @@
+//! Rate limits: a burst, then 429 with Retry-After, per task, refilled over time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::upstream::{start_upstream, TestCa};
+use common::{curl, curl_raw, start_proxy, ProxySetup, TOKEN};
+use std::time::Duration;
+
+#[tokio::test]
+async fn burst_then_429_with_retry_after_then_refill() {
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let yaml = format!(
+        "name: main\nrate: {{ requests: 100, per: 1s }}\nrules:\n  - name: limited\n    host: api.test\n    port: {p}\n    paths: [\"/echo\"]\n    rate: {{ requests: 2, per: 2s }}\n  - name: other path\n    host: api.test\n    port: {p}\n",
+        p = api.port
+    );
+    let mut setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    setup.extra_tasks = vec!["{ id: second, policy: main, token_env: TEST_AGENT_TOKEN }".into()];
+    let proxy = start_proxy(&setup);
+    let url = format!("https://api.test:{}/echo", api.port);
+
+    // One client connection, so the requests arrive back to back.
+    let burst = curl(&proxy, &[&url, &url, &url]).await;
+    assert!(
+        burst.headers.matches("HTTP/2 200").count() == 2,
+        "{burst:?}"
+    );
+    assert!(burst.headers.contains("HTTP/2 429"), "{burst:?}");
+    assert_eq!(
+        burst.header("retry-after").as_deref(),
+        Some("1"),
+        "{burst:?}"
+    );
+    assert_eq!(
+        burst.header("x-tollgate-reason").as_deref(),
+        Some("rate_limited")
+    );
+    assert_eq!(
+        api.hits(),
+        2,
+        "the refused request never reached the upstream"
+    );
+    assert!(proxy
+        .logs()
+        .iter()
+        .any(|l| l.contains("decision=rate_limited")));
+
+    // Another rule and another task have budgets of their own.
+    let other_rule = curl(
+        &proxy,
+        &[&format!("https://api.test:{}/elsewhere", api.port)],
+    )
+    .await;
+    assert_eq!(other_rule.status, 200, "{other_rule:?}");
+    let ca_pem = proxy.ca_pem.to_str().unwrap().to_string();
+    let other_task = curl_raw(&[
+        "--proxy",
+        &format!("http://second:{TOKEN}@{}", proxy.addr),
+        "--cacert",
+        &ca_pem,
+        &url,
+    ])
+    .await;
+    assert_eq!(other_task.status, 200, "{other_task:?}");
+
+    // One request per second refills.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = curl(&proxy, &[&url]).await;
+    assert_eq!(again.status, 200, "{again:?}");
+}
