@@ -34,7 +34,7 @@ rules:
   - name: api
     host: api.test
     port: {a}
-    paths: ["/echo", "/echo-header", "/echo-gzip", "/echo/**", "/ws-auth"]
+    paths: ["/echo", "/echo-header", "/echo-gzip", "/echo/**", "/ws-auth", "/readback"]
     inject: [GH_TOKEN, MISSING]
   - name: api body
     host: api.test
@@ -391,4 +391,24 @@ async fn websocket_frames_echoing_the_secret_are_scrubbed() {
         .unwrap();
     assert_eq!(echoed.into_text().unwrap().len(), 5 + 300 + 8);
     ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stored_secret_handed_back_later_is_scrubbed_too() {
+    let f = default_fixture().await;
+    let put = curl(
+        &f.proxy,
+        &[
+            "-H",
+            "Authorization: Bearer __GH_TOKEN__",
+            &url(&f, "/echo"),
+        ],
+    )
+    .await;
+    assert_eq!(put.status, 200, "{put:?}");
+    // This request carries no placeholder; the upstream answers with what it stored.
+    let got = curl(&f.proxy, &["--compressed", &url(&f, "/readback")]).await;
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(got.body, "stored: Bearer __GH_TOKEN__");
+    assert_no_leak(&f, &got);
 }

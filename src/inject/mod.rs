@@ -2,10 +2,12 @@
 //! scrubbing injected values out of responses.
 
 pub mod decode;
+pub mod remembered;
 pub mod request;
 pub mod scrub;
 
-pub use request::{check_request, InjectionPermit, MAX_INJECT_BODY};
+pub use remembered::InjectedForms;
+pub use request::{check_request, value_forms, InjectionPermit, MAX_INJECT_BODY};
 pub use scrub::Scrubber;
 
 use crate::error::{Reason, Refusal};
@@ -21,20 +23,34 @@ pub fn scrub_response(
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (mut parts, body) = response.into_parts();
     scrubber.scrub_headers(&mut parts.headers);
-    let body = match parts.headers.remove(header::CONTENT_ENCODING) {
-        None => body,
-        Some(encoding) => {
-            let name = encoding.to_str().unwrap_or("?").to_string();
-            if name.trim().eq_ignore_ascii_case("identity") {
-                body
-            } else {
-                decode::decode_body(body, &name).ok_or_else(|| {
-                    Refusal::new(
-                        Reason::UpstreamError,
-                        format!("the upstream answered with Content-Encoding {name}, which tollgate cannot scrub secrets from"),
-                    )
-                })?
-            }
+    // Every Content-Encoding header and every listed coding counts: a body must
+    // not leave still compressed with its header gone.
+    let codings: Vec<String> = parts
+        .headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("?").to_string())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty() && c != "identity")
+        .collect();
+    parts.headers.remove(header::CONTENT_ENCODING);
+    let body = match codings.as_slice() {
+        [] => body,
+        [one] => decode::decode_body(body, one).ok_or_else(|| {
+            Refusal::new(
+                Reason::UpstreamError,
+                format!("the upstream answered with Content-Encoding {one}, which tollgate cannot scrub secrets from"),
+            )
+        })?,
+        _ => {
+            return Err(Refusal::new(
+                Reason::UpstreamError,
+                format!("the upstream answered with several content codings ({}), which tollgate cannot scrub", codings.join(", ")),
+            ))
         }
     };
     // Scrubbing can change the length.

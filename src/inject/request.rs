@@ -5,7 +5,6 @@
 //! there. Only its [`InjectionPermit`] lets [`InjectionPermit::apply`] put secret
 //! values into a request, so no code path injects without that decision.
 
-use super::scrub::Scrubber;
 use crate::error::{Reason, Refusal};
 use crate::policy::model::{PlaceholderName, SecretSpec};
 use crate::policy::{Policy, Rule, Scheme};
@@ -38,14 +37,15 @@ impl<'p> InjectionPermit<'p> {
 
     /// Replaces placeholders in header values (inside Basic credentials too), the
     /// query and `body`, with `values` (in the order of [`Self::secrets`]).
-    /// Returns the scrubber that turns every injected form back into its
-    /// placeholder in the response.
+    /// Returns the `(injected form, placeholder form)` pairs a scrubber must turn
+    /// back in the response: the value's own forms (see [`value_forms`]) and each
+    /// rewritten header value of at most [`MAX_HEADER_NEEDLE`] bytes.
     pub fn apply(
         self,
         parts: &mut Parts,
         body: Option<&mut Vec<u8>>,
         values: &[Arc<SecretValue>],
-    ) -> Option<Scrubber> {
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let subs: Vec<(String, &str)> = self
             .secrets
             .iter()
@@ -54,9 +54,7 @@ impl<'p> InjectionPermit<'p> {
             .collect();
         let mut scrub: Vec<(Vec<u8>, Vec<u8>)> = subs
             .iter()
-            .map(|(placeholder, value)| {
-                (value.as_bytes().to_vec(), placeholder.as_bytes().to_vec())
-            })
+            .flat_map(|(placeholder, value)| value_forms(placeholder, value))
             .collect();
 
         for (name, value) in parts.headers.iter_mut() {
@@ -71,7 +69,11 @@ impl<'p> InjectionPermit<'p> {
             };
             if let Some(new) = replaced {
                 if let Ok(new_value) = HeaderValue::from_bytes(&new) {
-                    scrub.push((new.clone(), original));
+                    // A client-chosen header could make a huge needle; the
+                    // value's own forms still cover anything longer.
+                    if new.len() <= MAX_HEADER_NEEDLE {
+                        scrub.push((new.clone(), original));
+                    }
                     *value = new_value;
                 }
             }
@@ -111,8 +113,25 @@ impl<'p> InjectionPermit<'p> {
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             }
         }
-        Scrubber::new(scrub)
+        scrub
     }
+}
+
+/// Longest rewritten header value kept as a scrub needle.
+pub const MAX_HEADER_NEEDLE: usize = 1024;
+
+/// The forms in which an upstream may echo a secret value, each paired with the
+/// placeholder form: raw, JSON-escaped (`/` as `\/`) and percent-encoded.
+pub fn value_forms(placeholder: &str, value: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut forms = vec![(value.as_bytes().to_vec(), placeholder.as_bytes().to_vec())];
+    let json_escaped = value.replace('/', "\\/");
+    let encoded = percent_encode_query(value);
+    for form in [json_escaped, encoded] {
+        if form != value {
+            forms.push((form.into_bytes(), placeholder.as_bytes().to_vec()));
+        }
+    }
+    forms
 }
 
 /// Finds the declared placeholders in the request and decides whether each may be
@@ -248,6 +267,7 @@ fn percent_encode_query(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inject::Scrubber;
     use crate::policy::parse_policy;
     use std::path::Path;
 
@@ -281,7 +301,7 @@ mod tests {
         let permit = check_request(&p, rule, "api.test", Scheme::Https, &req, None).unwrap();
         assert_eq!(permit.secrets().len(), 1);
         let value = Arc::new(SecretValue::new("s3cr3t/+v".into()));
-        let scrubber = permit.apply(&mut req, None, &[value]).unwrap();
+        let scrubber = Scrubber::new(permit.apply(&mut req, None, &[value])).unwrap();
         let expected_basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("x-access-token:s3cr3t/+v")

@@ -111,6 +111,7 @@ impl Scrubber {
             inner: body,
             scrubber: self,
             pending: BytesMut::new(),
+            trailers: None,
             done: false,
         }
         .boxed()
@@ -148,6 +149,8 @@ struct ScrubBody {
     inner: ProxyBody,
     scrubber: Arc<Scrubber>,
     pending: BytesMut,
+    /// Trailers waiting until the held-back data has been sent.
+    trailers: Option<HeaderMap>,
     done: bool,
 }
 
@@ -162,7 +165,7 @@ impl Body for ScrubBody {
         let this = &mut *self;
         loop {
             if this.done {
-                return Poll::Ready(None);
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
@@ -173,15 +176,17 @@ impl Body for ScrubBody {
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
                     }
-                    Err(trailers) => {
+                    Err(frame) => {
+                        // Trailers (gRPC's grpc-message, say) can echo too.
+                        let mut trailers = frame.into_trailers().unwrap_or_default();
+                        this.scrubber.scrub_headers(&mut trailers);
+                        this.done = true;
                         let out = this.scrubber.process(&mut this.pending, true);
-                        if !out.is_empty() {
-                            // Trailers after the last data; rare enough to drop them
-                            // rather than hold state for a second frame.
-                            this.done = true;
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        if out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                         }
-                        return Poll::Ready(Some(Ok(trailers)));
+                        this.trailers = Some(trailers);
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                 },
                 Some(Err(err)) => return Poll::Ready(Some(Err(err))),
@@ -241,6 +246,24 @@ mod tests {
             run(bytes).await,
             b"x __GITHUB_TOKEN__ y Bearer __GITHUB_TOKEN__ z ghp_SECRETVALU"
         );
+    }
+
+    #[tokio::test]
+    async fn trailers_are_scrubbed_and_kept_after_held_back_data() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert(
+            "grpc-message",
+            HeaderValue::from_static("bad token ghp_SECRETVALUE"),
+        );
+        let frames = vec![
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"tail ghp_SECRET"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = BodyExt::boxed(StreamBody::new(stream::iter(frames)));
+        let collected = scrubber().scrub_body(body).collect().await.unwrap();
+        let got_trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(got_trailers["grpc-message"], "bad token __GITHUB_TOKEN__");
+        assert_eq!(&collected.to_bytes()[..], b"tail ghp_SECRET");
     }
 
     #[tokio::test]

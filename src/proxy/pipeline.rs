@@ -194,7 +194,8 @@ async fn decide_and_forward(
 
 /// Secrets phase: bind placeholders to the rule (403 `secret_not_allowed`), fetch
 /// the values (503 `secret_unavailable`), substitute them. Returns the request to
-/// forward and, when something was injected, the scrubber for its response.
+/// forward and, when this task has ever had a secret injected, the scrubber for
+/// its response.
 async fn inject_secrets(
     state: &ProxyState,
     conn: &ConnCtx,
@@ -218,9 +219,8 @@ async fn inject_secrets(
         &parts,
         buffered.as_deref(),
     )?;
-    let scrubber = if permit.is_empty() {
-        None
-    } else {
+    let mut pairs = state.injected.forms(&conn.task.id);
+    if !permit.is_empty() {
         let mut values = Vec::with_capacity(permit.secrets().len());
         for spec in permit.secrets() {
             let value = state
@@ -235,13 +235,25 @@ async fn inject_secrets(
             .iter()
             .map(|s| s.name.as_str().to_string())
             .collect();
+        // Every later response to this task is scrubbed of these values too: the
+        // upstream may store one and hand it back to a request without placeholders.
+        let lasting: Vec<_> = permit
+            .secrets()
+            .iter()
+            .zip(&values)
+            .flat_map(|(spec, value)| inject::value_forms(&spec.name.placeholder(), value.expose()))
+            .collect();
+        state.injected.remember(&conn.task.id, &lasting);
+        pairs.extend(permit.apply(&mut parts, buffered.as_mut(), &values));
+    }
+    let scrubber = Scrubber::new(pairs);
+    if scrubber.is_some() {
         // An uncompressed answer can be scrubbed as it streams.
         parts.headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        permit.apply(&mut parts, buffered.as_mut(), &values)
-    };
+    }
     let body = match (buffered, streamed) {
         (Some(bytes), _) => full_body(bytes),
         (None, Some(body)) => stream_body(body),

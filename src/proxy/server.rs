@@ -96,6 +96,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         tracker: TaskTracker::new(),
         tunnel_slots: Default::default(),
         rate_limits,
+        injected: Default::default(),
         secrets: Arc::new(crate::secrets::SecretStore::new(
             crate::secrets::EnvBackend::new(config.env_prefix.clone()),
             vault,

@@ -28,6 +28,8 @@ pub struct ProxyState {
     pub tracker: TaskTracker,
     /// Secret values, cached per policy.
     pub secrets: std::sync::Arc<crate::secrets::SecretStore>,
+    /// Secret forms injected per task, scrubbed from all its responses.
+    pub injected: crate::inject::InjectedForms,
     /// Request rate limits per task (and rule).
     pub rate_limits: crate::ratelimit::RateLimits,
     /// Per-task caps on open tunnels.

@@ -88,8 +88,12 @@ where
     if len > MAX_SCRUBBED_FRAME {
         return Err(io::Error::other("frame too large to scrub"));
     }
-    let mut payload = vec![0u8; len as usize];
-    reader.read_exact(&mut payload).await?;
+    // Grows as bytes arrive, rather than reserving the declared length up front.
+    let mut payload = Vec::new();
+    (&mut *reader).take(len).read_to_end(&mut payload).await?;
+    if payload.len() as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     let is_control = head[0] & 0x08 != 0;
     let mut clean = scrubber.scrub(&payload);
     if is_control {

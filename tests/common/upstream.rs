@@ -109,7 +109,7 @@ pub async fn start_upstream(tls: Option<Arc<ServerConfig>>) -> Upstream {
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
     let log = seen.clone();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let task = tokio::spawn(async move {
@@ -123,8 +123,15 @@ pub async fn start_upstream(tls: Option<Arc<ServerConfig>>) -> Upstream {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    log.lock().unwrap().push(describe(&req));
-                    async move { Ok::<_, Infallible>(route(req).await) }
+                    let readback = {
+                        let mut seen = log.lock().unwrap();
+                        let previous = seen.last().and_then(|r| {
+                            r["headers"]["authorization"].as_str().map(str::to_string)
+                        });
+                        seen.push(describe(&req));
+                        previous
+                    };
+                    async move { Ok::<_, Infallible>(route(req, readback).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 match acceptor {
@@ -185,7 +192,9 @@ fn describe(req: &Request<Incoming>) -> serde_json::Value {
     })
 }
 
-async fn route(mut req: Request<Incoming>) -> Response<Body> {
+/// `readback`: the Authorization header of the request before this one, which
+/// `/readback` returns, like an API handing back something it stored.
+async fn route(mut req: Request<Incoming>, readback: Option<String>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path == "/ws" || path == "/ws-auth" {
         // /ws-auth first sends back the Authorization header it received.
@@ -233,6 +242,12 @@ async fn route(mut req: Request<Incoming>) -> Response<Body> {
             .map(|b| format!("{b:02x}"))
             .collect();
         return full(StatusCode::OK, format!("{len} {hex}"));
+    }
+    if path == "/readback" {
+        return full(
+            StatusCode::OK,
+            format!("stored: {}", readback.unwrap_or_default()),
+        );
     }
     if path == "/slow" {
         tokio::time::sleep(Duration::from_millis(1500)).await;
