@@ -156,6 +156,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_frame_shorter_than_declared_is_an_error_and_sends_nothing() {
+        let scrubber = Scrubber::new(vec![(b"abc".to_vec(), b"x".to_vec())]).unwrap();
+        // Declares 10 MiB (under the limit), carries 3: nothing is sent on.
+        let mut input = vec![0x82u8, 127];
+        input.extend_from_slice(&(10u64 << 20).to_be_bytes());
+        input.extend_from_slice(b"abc");
+        let mut reader = &input[..];
+        let mut out = Vec::new();
+        assert!(forward_frame(&mut reader, &mut out, &scrubber)
+            .await
+            .is_err());
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_is_refused() {
+        let scrubber = Scrubber::new(vec![(b"abc".to_vec(), b"x".to_vec())]).unwrap();
+        let mut input = vec![0x82u8, 127];
+        input.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        let mut reader = &input[..];
+        let mut out = Vec::new();
+        assert!(forward_frame(&mut reader, &mut out, &scrubber)
+            .await
+            .is_err());
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
     async fn compressed_frames_end_the_connection() {
         let scrubber = Scrubber::new(vec![(b"abc".to_vec(), b"x".to_vec())]).unwrap();
         let input = [0xC1u8, 0x01, 0x00];
