@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin shell over this library so that benches and
 //! tests can drive the same code paths the proxy runs.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod duration;

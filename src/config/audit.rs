@@ -7,6 +7,51 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// What to do when the file sink (the record of truth) cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Refuse new requests with 503 until records can be written again.
+    #[default]
+    Closed,
+    /// Keep serving; records wait in memory (bounded) until the file is writable.
+    Open,
+}
+
+/// How a sink renders each record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkFormat {
+    /// The native signed record, byte for byte as in the file.
+    #[default]
+    Native,
+    /// An OCSF HTTP Activity event (class 4002) with the native record under
+    /// `unmapped.tollgate`.
+    Ocsf,
+}
+
+/// The body shape of an HTTP sink's POST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpEnvelope {
+    /// A JSON array of records.
+    #[default]
+    None,
+    /// Splunk HEC: one `{"time":..,"event":<record>}` object per line.
+    SplunkHec,
+}
+
+/// Syslog transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    /// RFC 6587 octet counting over TCP.
+    #[default]
+    Tcp,
+    /// One message per datagram.
+    Udp,
+}
+
 /// Which audit records are signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -24,17 +69,21 @@ pub enum AuditSink {
     /// Append to a JSONL file, rotating at `rotate_bytes`.
     File(FileSink),
     /// Write to stdout.
-    Stdout(EmptySink),
+    Stdout(StdoutSink),
     /// RFC 5424 syslog.
     Syslog(SyslogSink),
     /// HTTP POST (Splunk HEC, Elastic, ...).
     Http(HttpSink),
 }
 
-/// A sink without settings.
+/// Stdout sink settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EmptySink {}
+pub struct StdoutSink {
+    /// Record rendering.
+    #[serde(default)]
+    pub format: SinkFormat,
+}
 
 /// File sink settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,7 +91,7 @@ pub struct EmptySink {}
 pub struct FileSink {
     /// JSONL path (relative to the config file until resolved).
     pub path: PathBuf,
-    /// Rotate after this many bytes.
+    /// Rotate after this many bytes (default 100 MiB).
     #[serde(default)]
     pub rotate_bytes: Option<u64>,
 }
@@ -53,9 +102,12 @@ pub struct FileSink {
 pub struct SyslogSink {
     /// `ip:port`.
     pub address: String,
-    /// `tcp`, `udp` or `tls`.
+    /// `tcp` (default) or `udp`.
     #[serde(default)]
-    pub transport: Option<String>,
+    pub transport: SyslogTransport,
+    /// Record rendering.
+    #[serde(default)]
+    pub format: SinkFormat,
 }
 
 /// HTTP sink settings.
@@ -67,6 +119,12 @@ pub struct HttpSink {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Body shape.
+    #[serde(default)]
+    pub envelope: HttpEnvelope,
+    /// Record rendering.
+    #[serde(default)]
+    pub format: SinkFormat,
 }
 
 /// Audit settings (validated now, used by the audit subsystem).
@@ -80,7 +138,12 @@ pub struct AuditConfig {
     pub checkpoint_every: Duration,
     /// Configured sinks, file paths resolved.
     pub sinks: Vec<AuditSink>,
+    /// Behaviour when the file sink cannot be written.
+    pub on_failure: OnFailure,
 }
+
+/// The default rotation size of the file sink.
+pub const DEFAULT_ROTATE_BYTES: u64 = 100 * 1024 * 1024;
 
 /// Validates the `audit` block; sink file paths resolve with `rel`.
 pub(super) fn audit_config(
@@ -88,11 +151,16 @@ pub(super) fn audit_config(
     state_dir: &Path,
     rel: &dyn Fn(&Path) -> PathBuf,
 ) -> Result<AuditConfig, String> {
-    let mut sinks = wire
-        .sinks
-        .into_iter()
-        .map(SinkWire::into_sink)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut sinks = match wire.sinks {
+        Some(sinks) => sinks
+            .into_iter()
+            .map(SinkWire::into_sink)
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![AuditSink::File(FileSink {
+            path: state_dir.join("audit").join("audit.jsonl"),
+            rotate_bytes: None,
+        })],
+    };
     for sink in &mut sinks {
         if let AuditSink::File(f) = sink {
             f.path = rel(&f.path);
@@ -103,20 +171,11 @@ pub(super) fn audit_config(
             AuditSink::File(f) if f.rotate_bytes == Some(0) => {
                 return Err("audit file sink: rotate_bytes must be more than zero".into())
             }
-            AuditSink::Syslog(s) => {
-                if s.address.parse::<SocketAddr>().is_err() {
-                    return Err(format!(
-                        "audit syslog address `{}` is not ip:port",
-                        s.address
-                    ));
-                }
-                if let Some(t) = &s.transport {
-                    if !matches!(t.as_str(), "tcp" | "udp" | "tls") {
-                        return Err(format!(
-                            "audit syslog transport `{t}` must be tcp, udp or tls"
-                        ));
-                    }
-                }
+            AuditSink::Syslog(s) if s.address.parse::<SocketAddr>().is_err() => {
+                return Err(format!(
+                    "audit syslog address `{}` is not ip:port",
+                    s.address
+                ))
             }
             AuditSink::Http(h)
                 if !(h.url.starts_with("http://") || h.url.starts_with("https://")) =>
@@ -128,6 +187,14 @@ pub(super) fn audit_config(
             }
             _ => {}
         }
+    }
+    if sinks
+        .iter()
+        .filter(|s| matches!(s, AuditSink::File(_)))
+        .count()
+        > 1
+    {
+        return Err("audit: at most one file sink (it is the record of truth)".into());
     }
     let checkpoint_every = wire.checkpoint_every.unwrap_or(Duration::from_secs(1));
     if checkpoint_every.is_zero() {
@@ -141,5 +208,6 @@ pub(super) fn audit_config(
         sign: wire.sign.unwrap_or_default(),
         checkpoint_every,
         sinks,
+        on_failure: wire.on_failure.unwrap_or_default(),
     })
 }

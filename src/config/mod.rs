@@ -4,7 +4,10 @@
 mod audit;
 mod wire;
 
-pub use audit::{AuditConfig, AuditSink, EmptySink, FileSink, HttpSink, SignMode, SyslogSink};
+pub use audit::{
+    AuditConfig, AuditSink, FileSink, HttpEnvelope, HttpSink, OnFailure, SignMode, SinkFormat,
+    StdoutSink, SyslogSink, SyslogTransport, DEFAULT_ROTATE_BYTES,
+};
 
 use crate::yaml::{locate_item, locate_key, parse_yaml, FileError};
 use ipnet::IpNet;

@@ -1,7 +1,7 @@
 //! `tollgate.yaml` as written: serde structs that reject unknown keys. Only
 //! [`super`] turns them into the validated [`super::Config`].
 
-use super::audit::{EmptySink, FileSink, HttpSink, SignMode, SyslogSink};
+use super::audit::{FileSink, HttpSink, OnFailure, SignMode, StdoutSink, SyslogSink};
 use crate::duration::serde_str;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -117,7 +117,9 @@ pub(super) struct AuditWire {
     #[serde(default, with = "serde_str::option")]
     pub(super) checkpoint_every: Option<Duration>,
     #[serde(default)]
-    pub(super) sinks: Vec<SinkWire>,
+    pub(super) sinks: Option<Vec<SinkWire>>,
+    #[serde(default)]
+    pub(super) on_failure: Option<OnFailure>,
 }
 
 /// A sink entry as written: a map with exactly one key.
@@ -127,7 +129,7 @@ pub(super) struct SinkWire {
     #[serde(default)]
     pub(super) file: Option<FileSink>,
     #[serde(default)]
-    pub(super) stdout: Option<EmptySink>,
+    pub(super) stdout: Option<StdoutSink>,
     #[serde(default)]
     pub(super) syslog: Option<SyslogSink>,
     #[serde(default)]
