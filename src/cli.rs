@@ -26,6 +26,30 @@ pub enum Command {
     /// Validate and explain policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Verify the audit trail and manage its signing key.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `tollgate audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check signatures, chain and sequence; exit 0 with `N records ok`, 1 naming
+    /// the first bad record and why.
+    Verify {
+        /// Log files, rotated ones included, in any order.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The ed25519 public key (`audit.key.pub`).
+        #[arg(long, value_name = "PUBKEY_FILE")]
+        key: PathBuf,
+    },
+    /// Create the ed25519 audit signing key pair if absent; print both paths.
+    Keygen {
+        /// Directory for audit.key and audit.key.pub (default: the config's `audit.key`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `tollgate ca ...`

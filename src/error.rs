@@ -39,6 +39,8 @@ pub enum Reason {
     UpstreamTimeout,
     /// Secret backend unavailable.
     SecretUnavailable,
+    /// The audit trail cannot be written, so nothing may pass unrecorded.
+    AuditUnavailable,
 }
 
 impl Reason {
@@ -58,13 +60,17 @@ impl Reason {
             Reason::UpstreamError => "upstream_error",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::SecretUnavailable => "secret_unavailable",
+            Reason::AuditUnavailable => "audit_unavailable",
         }
     }
 
     /// The audit `decision` of a request refused for this reason.
     pub fn decision(self) -> &'static str {
         match self {
-            Reason::UpstreamError | Reason::UpstreamTimeout | Reason::SecretUnavailable => "error",
+            Reason::UpstreamError
+            | Reason::UpstreamTimeout
+            | Reason::SecretUnavailable
+            | Reason::AuditUnavailable => "error",
             Reason::RateLimited => "rate_limited",
             Reason::ApprovalDenied => "approval_denied",
             _ => "deny",
@@ -86,7 +92,9 @@ impl Reason {
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
             Reason::UpstreamError => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Reason::SecretUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::SecretUnavailable | Reason::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-use tollgate::cli::{CaCommand, Cli, Command, PolicyCommand};
+use tollgate::cli::{AuditCommand, CaCommand, Cli, Command, PolicyCommand};
 use tollgate::config::Config;
 
 fn main() -> ExitCode {
@@ -67,6 +67,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Policy(PolicyCommand::Explain(args)) => Ok(explain(cli.config.as_deref(), &args)),
+        Command::Audit(AuditCommand::Verify { files, key }) => {
+            let verifier = tollgate::audit::key::Verifier::load(&key)?;
+            match tollgate::audit::verify::verify_files(&files, &verifier) {
+                Ok(report) => {
+                    println!("{report}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    eprintln!("tollgate: audit verify: {failure}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Keygen { dir }) => {
+            let key = match dir {
+                Some(dir) => dir.join("audit.key"),
+                None => Config::load(cli.config.as_deref())?.audit.key,
+            };
+            let status = tollgate::audit::key::ensure_key(&key)?;
+            if status == tollgate::audit::key::KeyStatus::Existing {
+                eprintln!("tollgate: {} exists; left as it is", key.display());
+            }
+            println!("{}", key.display());
+            println!("{}", tollgate::audit::key::public_key_path(&key).display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

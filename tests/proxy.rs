@@ -890,8 +890,8 @@ async fn tls_with_roots(
 
 #[tokio::test]
 async fn one_task_cannot_hold_unbounded_tunnels() {
-    const LIMIT: usize = 512; // tollgate::proxy::limits::MAX_TUNNELS_PER_TASK
-    assert_eq!(LIMIT, tollgate::proxy::limits::MAX_TUNNELS_PER_TASK);
+    const LIMIT: usize = 256; // the default max_concurrent
+    assert_eq!(LIMIT, tollgate::policy::DEFAULT_MAX_CONCURRENT);
     let f = fixture().await;
     let target = format!("api.test:{}", f.tls.port);
     let request = format!(

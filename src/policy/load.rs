@@ -236,6 +236,17 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
         .map(rate_spec)
         .transpose()
         .map_err(|msg| FileError::at(path, locate_key(text, "rate"), msg))?;
+    let max_concurrent = match wire.max_concurrent {
+        None => super::model::DEFAULT_MAX_CONCURRENT,
+        Some(0) => {
+            return Err(FileError::at(
+                path,
+                locate_key(text, "max_concurrent"),
+                "max_concurrent must be at least 1",
+            ))
+        }
+        Some(n) => n as usize,
+    };
 
     Ok((
         Policy {
@@ -245,6 +256,7 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
             rules,
             tunnels,
             rate,
+            max_concurrent,
         },
         warnings,
     ))

@@ -13,5 +13,5 @@ pub mod wire;
 pub use host::normalize_host;
 pub use load::{load_policy_dir, load_policy_file, parse_policy, LoadReport, PolicySet};
 pub use matcher::{ConnectDecision, RequestFacts};
-pub use model::{Action, Policy, Rule, Scheme};
+pub use model::{Action, Policy, Rule, Scheme, DEFAULT_MAX_CONCURRENT};
 pub use path::{PathError, RequestPath};

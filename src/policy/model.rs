@@ -216,4 +216,9 @@ pub struct Policy {
     pub tunnels: Vec<TunnelEntry>,
     /// Task-wide rate ceiling.
     pub rate: Option<Rate>,
+    /// Most tunnels, and most requests in flight, one task may hold at once.
+    pub max_concurrent: usize,
 }
+
+/// `max_concurrent` when a policy does not set it.
+pub const DEFAULT_MAX_CONCURRENT: usize = 256;

@@ -24,6 +24,8 @@ pub struct PolicyWire {
     pub tunnel: Vec<TunnelWire>,
     #[serde(default)]
     pub rate: Option<RateWire>,
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
 }
 
 /// One secret declaration.

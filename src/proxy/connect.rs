@@ -2,7 +2,7 @@
 //! and serve the requests inside one by one.
 
 use super::body::{empty_body, ProxyBody};
-use super::limits::MAX_TUNNELS_PER_TASK;
+use super::exchange::Exchange;
 use super::passthrough::{splice_tunnel, TunnelOutcome};
 use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
@@ -17,7 +17,6 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 
 /// Handles a CONNECT from an authenticated task.
@@ -28,7 +27,6 @@ pub async fn handle_connect(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let started = Instant::now();
     let target = req
         .uri()
         .authority()
@@ -36,34 +34,42 @@ pub async fn handle_connect(
         .filter(|(_, port)| *port != 0);
     let Some((host, port)) = target else {
         return refuse(
+            &state,
             &task,
             client,
-            "-",
+            "",
             0,
             Refusal::new(Reason::BadRequest, "CONNECT needs host:port"),
-            started,
         );
     };
     let decision = policy.decide_connect(&host, port);
+    if decision == ConnectDecision::Passthrough && state.audit.refusing() {
+        let refusal = Refusal::new(
+            Reason::AuditUnavailable,
+            "the audit trail cannot be written, so tollgate opens no tunnel until it can",
+        );
+        return refuse(&state, &task, client, &host, port, refusal);
+    }
     let slot = match decision {
         ConnectDecision::NoRule => None,
-        _ => match state.tunnel_slots.try_acquire(&task.id) {
+        _ => match state.tunnel_slots.try_acquire(&task.id, policy.max_concurrent) {
             Some(slot) => Some(slot),
             None => {
                 let mut refusal = Refusal::new(
                     Reason::RateLimited,
                     format!(
-                        "task {} already holds {MAX_TUNNELS_PER_TASK} open tunnels",
-                        task.id
+                        "task {} already holds {} open tunnels (max_concurrent)",
+                        task.id, policy.max_concurrent
                     ),
                 );
                 refusal.retry_after = Some(1);
-                return refuse(&task, client, &host, port, refusal, started);
+                return refuse(&state, &task, client, &host, port, refusal);
             }
         },
     };
     match decision {
         ConnectDecision::NoRule => refuse(
+            &state,
             &task,
             client,
             &host,
@@ -75,11 +81,13 @@ pub async fn handle_connect(
                     policy.name
                 ),
             ),
-            started,
         ),
         ConnectDecision::Passthrough => match state.dialer.dial(&host, port).await {
-            Err(err) => refuse(&task, client, &host, port, dial_refusal(&err), started),
+            Err(err) => refuse(&state, &task, client, &host, port, dial_refusal(&err)),
             Ok(upstream) => {
+                let mut exchange = connect_exchange(&state, &task, client, &host, port);
+                exchange.record.decision = "allow";
+                exchange.record.status = 200;
                 let on_upgrade = hyper::upgrade::on(req);
                 let tracker = state.tracker.clone();
                 tracker.spawn(async move {
@@ -88,13 +96,15 @@ pub async fn handle_connect(
                         Ok(upgraded) => splice_tunnel(upgraded, upstream, &host).await,
                         Err(_) => TunnelOutcome::default(),
                     };
-                    let decision = if outcome.refused_sni.is_some() { "deny" } else { "allow" };
-                    tracing::info!(
-                        task = %task.id, client = %client, method = %"CONNECT", host = %host, port,
-                        decision = %decision, status = 200, bytes_up = outcome.bytes_up,
-                        bytes_down = outcome.bytes_down, sni_refused = outcome.refused_sni.as_deref(),
-                        duration_ms = started.elapsed().as_millis() as u64, "tunnel closed"
-                    );
+                    exchange.add_up(outcome.bytes_up);
+                    exchange.add_down(outcome.bytes_down);
+                    if let Some(sni) = &outcome.refused_sni {
+                        // The 200 was sent; the refusal happened inside the tunnel.
+                        exchange.record.decision = "deny";
+                        exchange.record.reason = Some("host_mismatch");
+                        tracing::info!(task = %task.id, host = %host, sni = %sni, "tunnel cut: the ClientHello named another host");
+                    }
+                    drop(exchange); // writes the tunnel's record
                 });
                 Response::new(empty_body())
             }
@@ -120,20 +130,34 @@ pub async fn handle_connect(
     }
 }
 
+/// The audit record of a CONNECT (refused, or a passthrough tunnel).
+fn connect_exchange(
+    state: &ProxyState,
+    task: &Task,
+    client: SocketAddr,
+    host: &str,
+    port: u16,
+) -> Exchange {
+    let mut record = crate::audit::RequestRecord::new(client, "CONNECT", "https");
+    record.task = Some(task.id.clone());
+    record.policy = Some(task.policy.clone());
+    record.host = host.to_string();
+    record.port = port;
+    Exchange::new(state.audit.clone(), record)
+}
+
 fn refuse(
+    state: &ProxyState,
     task: &Task,
     client: SocketAddr,
     host: &str,
     port: u16,
     refusal: Refusal,
-    started: Instant,
 ) -> Response<ProxyBody> {
-    let decision = refusal.reason.decision();
+    let mut exchange = connect_exchange(state, task, client, host, port);
+    let reason = refusal.reason;
     let response = refusal.with_task(Some(&task.id)).into_response();
-    tracing::info!(
-        task = %task.id, client = %client, method = %"CONNECT", host = %host, port, decision = %decision,
-        status = response.status().as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request"
-    );
+    exchange.refused(reason, response.status().as_u16());
     response
 }
 

@@ -2,6 +2,7 @@
 
 use super::body::ProxyBody;
 use super::connect::handle_connect;
+use super::exchange::Exchange;
 use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
 use crate::error::{Reason, Refusal};
@@ -20,34 +21,33 @@ pub async fn handle_front(
         .tasks
         .authenticate(req.headers().get(header::PROXY_AUTHORIZATION), client.ip())
     else {
-        tracing::info!(
-            client = %client, method = %req.method(), target = %req.uri(), decision = %"deny",
-            status = 407, "request: proxy authentication required"
+        return refuse_early(
+            &state,
+            client,
+            &req,
+            None,
+            Refusal::new(
+                Reason::ProxyAuthRequired,
+                "proxy credentials are missing or wrong",
+            ),
         );
-        return Refusal::new(
-            Reason::ProxyAuthRequired,
-            "proxy credentials are missing or wrong",
-        )
-        .into_response();
     };
     let Some(policy) = state.policies.get(&task.policy) else {
-        return Refusal::new(
+        let refusal = Refusal::new(
             Reason::NoRule,
             format!("policy {} is not loaded", task.policy),
-        )
-        .with_task(Some(&task.id))
-        .into_response();
+        );
+        return refuse_early(&state, client, &req, Some(&task), refusal);
     };
     if req.method() == Method::CONNECT {
         return handle_connect(state.clone(), task, policy, client, req).await;
     }
     if req.uri().scheme().is_none() {
-        return Refusal::new(
+        let refusal = Refusal::new(
             Reason::BadRequest,
             "tollgate is a forward proxy: send absolute-form http:// URLs, or CONNECT for https",
-        )
-        .with_task(Some(&task.id))
-        .into_response();
+        );
+        return refuse_early(&state, client, &req, Some(&task), refusal);
     }
     let conn = ConnCtx {
         task,
@@ -56,4 +56,36 @@ pub async fn handle_front(
         tunnel_target: None,
     };
     handle_request(&state, &conn, req).await
+}
+
+/// Refuses a request before it reaches a policy (no task, no policy, wrong form)
+/// and audits it with what the request line says.
+fn refuse_early(
+    state: &ProxyState,
+    client: SocketAddr,
+    req: &Request<Incoming>,
+    task: Option<&crate::tasks::Task>,
+    refusal: Refusal,
+) -> Response<ProxyBody> {
+    let scheme = if req.method() == Method::CONNECT || req.uri().scheme_str() == Some("https") {
+        "https"
+    } else {
+        "http"
+    };
+    let mut record = crate::audit::RequestRecord::new(client, req.method().as_str(), scheme);
+    record.task = task.map(|t| t.id.clone());
+    record.policy = task.map(|t| t.policy.clone());
+    if let Some(authority) = req.uri().authority() {
+        record.host = authority.host().to_ascii_lowercase();
+        record.port = authority.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    }
+    if req.method() != Method::CONNECT {
+        record.path = req.uri().path().to_string();
+        record.query = req.uri().query().map(str::to_string);
+    }
+    let mut exchange = Exchange::new(state.audit.clone(), record);
+    let reason = refusal.reason;
+    let response = refusal.with_task(task.map(|t| t.id.as_str())).into_response();
+    exchange.refused(reason, response.status().as_u16());
+    response
 }

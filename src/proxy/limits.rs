@@ -1,36 +1,58 @@
 //! Caps on what one client can hold open, so a single task cannot exhaust the
-//! proxy's file descriptors for everyone else.
+//! proxy's file descriptors for everyone else, and so that long-lived tunnels and
+//! streams, which request rate limits never see again, are bounded too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Open CONNECT tunnels (intercepted or passthrough) one task may hold at once.
-pub const MAX_TUNNELS_PER_TASK: usize = 512;
 /// Client connections the proxy holds at once; beyond this it stops accepting
 /// and new connections wait in the kernel's backlog.
 pub const MAX_CLIENT_CONNECTIONS: usize = 16_384;
 
-/// Per-task tunnel slots.
+/// Per-task slots (tunnels, or requests in flight), at most the policy's
+/// `max_concurrent` each.
 #[derive(Debug, Default)]
-pub struct TunnelSlots {
-    per_task: Mutex<HashMap<String, Arc<Semaphore>>>,
+pub struct TaskSlots {
+    per_task: Mutex<HashMap<String, (Arc<Semaphore>, usize)>>,
 }
 
-impl TunnelSlots {
-    /// Takes a slot for `task`, or `None` when it already holds the maximum. The
-    /// slot is released when the permit is dropped, i.e. when the tunnel ends.
-    pub fn try_acquire(&self, task: &str) -> Option<OwnedSemaphorePermit> {
+impl TaskSlots {
+    /// Takes a slot for `task`, or `None` when it already holds `max`. The slot is
+    /// released when the permit is dropped.
+    pub fn try_acquire(&self, task: &str, max: usize) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
             let mut map = self
                 .per_task
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            map.entry(task.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(MAX_TUNNELS_PER_TASK)))
-                .clone()
+            let entry = map
+                .entry(task.to_string())
+                .or_insert_with(|| (Arc::new(Semaphore::new(max)), max));
+            if entry.1 != max && entry.0.available_permits() == entry.1 {
+                // The policy changed its cap and nothing is held: start afresh.
+                *entry = (Arc::new(Semaphore::new(max)), max);
+            }
+            entry.0.clone()
         };
         semaphore.try_acquire_owned().ok()
+    }
+
+    /// Frees the state of tasks that hold nothing.
+    pub fn forget_idle(&self) {
+        let mut map = self
+            .per_task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.retain(|_, (semaphore, max)| semaphore.available_permits() != *max);
+    }
+
+    /// Tasks with state.
+    pub fn tracked(&self) -> usize {
+        self.per_task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 }
 
@@ -39,17 +61,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_per_task_and_released_on_drop() {
-        let slots = TunnelSlots::default();
-        let held: Vec<_> = (0..MAX_TUNNELS_PER_TASK)
-            .map(|_| slots.try_acquire("a").unwrap())
-            .collect();
-        assert!(slots.try_acquire("a").is_none());
-        assert!(
-            slots.try_acquire("b").is_some(),
-            "another task is not affected"
-        );
+    fn slots_are_per_task_released_on_drop_and_forgotten_when_idle() {
+        let slots = TaskSlots::default();
+        let held: Vec<_> = (0..4).map(|_| slots.try_acquire("a", 4).unwrap()).collect();
+        assert!(slots.try_acquire("a", 4).is_none());
+        let other = slots.try_acquire("b", 4);
+        assert!(other.is_some(), "another task is not affected");
+        drop(other);
+        slots.forget_idle();
+        assert_eq!(slots.tracked(), 1, "b holds nothing and is forgotten; a is kept");
         drop(held);
-        assert!(slots.try_acquire("a").is_some());
+        assert!(slots.try_acquire("a", 4).is_some());
+        slots.forget_idle();
+        assert_eq!(slots.tracked(), 0);
     }
 }

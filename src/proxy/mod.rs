@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod exchange;
 pub mod forward;
 pub mod front;
 pub mod headers;

@@ -1,12 +1,14 @@
 //! The path of one request, in order:
 //!
-//! authenticate (done by the caller, per connection) → check target → check path
-//! → policy decision → forward upstream → log.
+//! authenticate (done by the caller, per connection) → audit writable? → check
+//! target → check path → policy decision → rate limit → inject secrets → forward
+//! upstream → scrub response → audit record (when the exchange ends).
 //!
 //! Every request inside an intercepted tunnel passes through here on its own;
 //! the CONNECT decision never stands in for it.
 
 use super::body::{empty_body, full_body, stream_body, ProxyBody};
+use super::exchange::Exchange;
 use super::state::ProxyState;
 use crate::error::{Reason, Refusal};
 use crate::inject::{self, Scrubber};
@@ -18,7 +20,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What is known about the client connection a request arrived on.
 #[derive(Debug)]
@@ -41,36 +42,17 @@ impl ConnCtx {
             Scheme::Http
         }
     }
-}
 
-/// Everything the log line of one request needs.
-struct RequestLog<'a> {
-    conn: &'a ConnCtx,
-    method: http::Method,
-    host: String,
-    port: u16,
-    path: String,
-    rule: Option<String>,
-    secrets: Vec<String>,
-    started: Instant,
-}
-
-impl RequestLog<'_> {
-    fn emit(&self, decision: &str, status: u16) {
-        tracing::info!(
-            task = %self.conn.task.id,
-            client = %self.conn.client,
-            method = %self.method,
-            host = %self.host,
-            port = self.port,
-            path = %self.path,
-            rule = %self.rule.as_deref().unwrap_or("-"),
-            decision = %decision,
-            secrets = %self.secrets.join(","),
-            status,
-            duration_ms = self.started.elapsed().as_millis() as u64,
-            "request"
-        );
+    /// The audit record of a request on this connection, identity filled in.
+    pub fn record(&self, method: &str) -> crate::audit::RequestRecord {
+        let mut record = crate::audit::RequestRecord::new(self.client, method, self.scheme().as_str());
+        record.task = Some(self.task.id.clone());
+        record.policy = Some(self.policy.name.clone());
+        if let Some((host, port)) = &self.tunnel_target {
+            record.host.clone_from(host);
+            record.port = *port;
+        }
+        record
     }
 }
 
@@ -80,28 +62,46 @@ pub async fn handle_request(
     conn: &ConnCtx,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let mut log = RequestLog {
-        conn,
-        method: req.method().clone(),
-        host: String::new(),
-        port: 0,
-        path: req.uri().path().to_string(),
-        rule: None,
-        secrets: Vec::new(),
-        started: Instant::now(),
+    let mut record = conn.record(req.method().as_str());
+    // Placeholder form: the path and query as the sandbox sent them.
+    record.path = req.uri().path().to_string();
+    record.query = req.uri().query().map(str::to_string);
+    let mut log = Exchange::new(state.audit.clone(), record);
+    let outcome = if state.audit.refusing() {
+        Err(Refusal::new(
+            Reason::AuditUnavailable,
+            "the audit trail cannot be written, so tollgate lets nothing through until it can",
+        ))
+    } else if let Some(slot) = state
+        .request_slots
+        .try_acquire(&conn.task.id, conn.policy.max_concurrent)
+    {
+        log.hold(slot);
+        decide_and_forward(state, conn, req, &mut log).await
+    } else {
+        let mut refusal = Refusal::new(
+            Reason::RateLimited,
+            format!(
+                "task {} already has {} requests in flight (max_concurrent)",
+                conn.task.id, conn.policy.max_concurrent
+            ),
+        );
+        refusal.retry_after = Some(1);
+        Err(refusal)
     };
-    match decide_and_forward(state, conn, req, &mut log).await {
+    match outcome {
         Ok(response) => {
-            log.emit("allow", response.status().as_u16());
-            response
+            log.record.decision = "allow";
+            log.record.status = response.status().as_u16();
+            log.attach(response)
         }
         Err(refusal) => {
             let refusal = refusal
                 .with_task(Some(&conn.task.id))
-                .with_rule(log.rule.as_deref());
-            let decision = refusal.reason.decision();
+                .with_rule(log.record.rule.as_deref());
+            let reason = refusal.reason;
             let response = refusal.into_response();
-            log.emit(decision, response.status().as_u16());
+            log.refused(reason, response.status().as_u16());
             response
         }
     }
@@ -111,12 +111,12 @@ async fn decide_and_forward(
     state: &ProxyState,
     conn: &ConnCtx,
     req: Request<Incoming>,
-    log: &mut RequestLog<'_>,
+    log: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let scheme = conn.scheme();
     let (host, port) = request_destination(conn, &req)?;
-    log.host.clone_from(&host);
-    log.port = port;
+    log.record.host.clone_from(&host);
+    log.record.port = port;
 
     let path = RequestPath::parse(req.uri().path())
         .map_err(|e| Refusal::new(Reason::BadRequest, format!("ambiguous request path: {e}")))?;
@@ -148,7 +148,7 @@ async fn decide_and_forward(
             ),
         ));
     };
-    log.rule = Some(rule.name.clone());
+    log.record.rule = Some(rule.name.clone());
     match rule.action {
         Action::Allow => {}
         Action::Deny => {
@@ -203,7 +203,7 @@ async fn inject_secrets(
     host: &str,
     scheme: Scheme,
     req: Request<Incoming>,
-    log: &mut RequestLog<'_>,
+    log: &mut Exchange,
 ) -> Result<(Request<ProxyBody>, Option<Scrubber>), Refusal> {
     let (mut parts, body) = req.into_parts();
     let (mut buffered, streamed) = if rule.inject_body && is_textual(&parts.headers) {
@@ -230,7 +230,7 @@ async fn inject_secrets(
                 .map_err(|err| Refusal::new(Reason::SecretUnavailable, err.to_string()))?;
             values.push(value);
         }
-        log.secrets = permit
+        log.record.secrets = permit
             .secrets()
             .iter()
             .map(|s| s.name.as_str().to_string())
@@ -255,8 +255,11 @@ async fn inject_secrets(
         );
     }
     let body = match (buffered, streamed) {
-        (Some(bytes), _) => full_body(bytes),
-        (None, Some(body)) => stream_body(body),
+        (Some(bytes), _) => {
+            log.add_up(bytes.len() as u64);
+            full_body(bytes)
+        }
+        (None, Some(body)) => log.count_up(stream_body(body)),
         (None, None) => empty_body(),
     };
     Ok((Request::from_parts(parts, body), scrubber))

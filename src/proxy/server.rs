@@ -34,6 +34,9 @@ pub enum StartError {
     /// A task names a missing policy.
     #[error("{0}")]
     Task(String),
+    /// The audit trail could not start.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -85,6 +88,11 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
     }
     let dialer = Dialer::new(&config.upstream);
     let client_tls = tls::upstream_client_config(&config.upstream.extra_roots)?;
+    let audit = crate::audit::Audit::start(
+        &config.audit,
+        &config.state_dir,
+        Arc::new(client_tls.clone()),
+    )?;
     let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
     Ok(ProxyState {
         policies: report.policies,
@@ -95,7 +103,9 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         shutdown,
         tracker: TaskTracker::new(),
         tunnel_slots: Default::default(),
+        request_slots: Default::default(),
         rate_limits,
+        audit,
         injected: Default::default(),
         secrets: Arc::new(crate::secrets::SecretStore::new(
             crate::secrets::EnvBackend::new(config.env_prefix.clone()),
@@ -126,6 +136,8 @@ impl Running {
         if revoked > 0 {
             tracing::info!(revoked, "revoked Vault leases of ended tasks");
         }
+        let audit = self.state.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.shutdown(Duration::from_secs(5))).await;
         drained
     }
 }
@@ -196,7 +208,11 @@ async fn forget_idle_limits(state: Arc<ProxyState>) {
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = tick.tick() => state.rate_limits.forget_idle(),
+            _ = tick.tick() => {
+                state.rate_limits.forget_idle();
+                state.tunnel_slots.forget_idle();
+                state.request_slots.forget_idle();
+            }
         }
     }
 }

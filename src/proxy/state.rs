@@ -33,5 +33,9 @@ pub struct ProxyState {
     /// Request rate limits per task (and rule).
     pub rate_limits: crate::ratelimit::RateLimits,
     /// Per-task caps on open tunnels.
-    pub tunnel_slots: super::limits::TunnelSlots,
+    pub tunnel_slots: super::limits::TaskSlots,
+    /// Per-task caps on requests in flight (HTTP/2 streams included).
+    pub request_slots: super::limits::TaskSlots,
+    /// The audit trail.
+    pub audit: crate::audit::Audit,
 }

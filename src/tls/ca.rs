@@ -152,7 +152,8 @@ pub fn create_private_dir(dir: &Path) -> Result<(), CaError> {
     })
 }
 
-fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
+/// Writes a file that must not exist yet, with `mode`, and syncs it.
+pub(crate) fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

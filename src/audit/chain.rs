@@ -1,0 +1,145 @@
+//! Sealing: sequence numbers, the hash chain and signatures over the RFC 8785
+//! canonical form.
+
+use super::key::SigningKey;
+use super::record::SealedRecord;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `prev` of the first record.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// Where the chain stands: the next `seq` and the hash of the last record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    /// `seq` the next record gets.
+    pub next_seq: u64,
+    /// SHA-256 of the last record's canonical form.
+    pub prev: [u8; 32],
+}
+
+impl ChainHead {
+    /// The head of an empty log.
+    pub fn genesis() -> Self {
+        Self {
+            next_seq: 1,
+            prev: GENESIS,
+        }
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// SHA-256.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// RFC 8785 canonical JSON of a value.
+pub fn canonical(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json_canonicalizer::to_vec(value)
+}
+
+/// `2026-11-23T05:00:00.123Z`.
+pub fn rfc3339_millis(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let nanos = i128::from(since.as_secs()) * 1_000_000_000 + i128::from(since.subsec_nanos());
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => "1970-01-01T00:00:00.000Z".into(),
+    }
+}
+
+/// Assigns `seq`, `key_id` and `prev`, signs when asked, and advances the head.
+pub struct Sealer {
+    key: Arc<SigningKey>,
+    head: ChainHead,
+}
+
+impl Sealer {
+    /// A sealer continuing from `head`.
+    pub fn new(key: Arc<SigningKey>, head: ChainHead) -> Self {
+        Self { key, head }
+    }
+
+    /// The current head (to restore if a write fails).
+    pub fn head(&self) -> ChainHead {
+        self.head
+    }
+
+    /// Rewinds to `head`, forgetting records sealed since.
+    pub fn restore(&mut self, head: ChainHead) {
+        self.head = head;
+    }
+
+    /// Seals one record object (which has `v`, `type`, `ts` and its own fields).
+    pub fn seal(
+        &mut self,
+        mut record: Map<String, Value>,
+        sign: bool,
+    ) -> Result<SealedRecord, serde_json::Error> {
+        let seq = self.head.next_seq;
+        record.insert("seq".into(), Value::from(seq));
+        record.insert("key_id".into(), Value::from(self.key.key_id()));
+        record.insert("prev".into(), Value::from(hex(&self.head.prev)));
+        record.remove("sig");
+        let mut value = Value::Object(record);
+        let mut line = canonical(&value)?;
+        if sign {
+            let sig = self.key.sign_b64(&line);
+            if let Value::Object(map) = &mut value {
+                map.insert("sig".into(), Value::from(sig));
+            }
+            line = canonical(&value)?;
+        }
+        self.head = ChainHead {
+            next_seq: seq + 1,
+            prev: sha256(&line),
+        };
+        Ok(SealedRecord {
+            seq,
+            line: line.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_milliseconds_and_z() {
+        let at = UNIX_EPOCH + std::time::Duration::from_millis(1_795_410_000_123);
+        assert_eq!(rfc3339_millis(at), "2026-11-23T05:00:00.123Z");
+    }
+
+    #[test]
+    fn canonical_form_sorts_keys_and_drops_whitespace() {
+        let v: Value = serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x"], "c": 1.0 }"#)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(canonical(&v).unwrap()).unwrap(),
+            r#"{"a":[true,null,"x"],"b":1,"c":1}"#
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! What the proxy reports about one request decision. The writer adds `v`, `type`,
+//! `seq`, `key_id`, `prev` and `sig`.
+
+use serde::Serialize;
+use std::time::SystemTime;
+
+/// The approval block of `approved` / `approval_denied` records.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalInfo {
+    /// Hold id.
+    pub id: String,
+    /// Who answered (null on timeout).
+    pub by: Option<String>,
+    /// Why, if given.
+    pub reason: Option<String>,
+    /// The `--for` grant that covered the request, if any.
+    pub grant: Option<String>,
+}
+
+/// One request decision, in the field names of the contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    /// When the request arrived.
+    #[serde(skip)]
+    pub at: SystemTime,
+    /// Task id (null when authentication failed).
+    pub task: Option<String>,
+    /// Policy name (null when authentication failed).
+    pub policy: Option<String>,
+    /// Client `ip:port`.
+    pub client: String,
+    /// Method, `CONNECT` for tunnels.
+    pub method: String,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    /// Destination host, normalized.
+    pub host: String,
+    /// Destination port.
+    pub port: u16,
+    /// Path in placeholder form (as the sandbox sent it).
+    pub path: String,
+    /// Query in placeholder form, or null.
+    pub query: Option<String>,
+    /// `allow`, `deny`, `rate_limited`, `approved`, `approval_denied` or `error`.
+    pub decision: &'static str,
+    /// Rule that decided, if any.
+    pub rule: Option<String>,
+    /// Refusal reason, null when allowed.
+    pub reason: Option<&'static str>,
+    /// Names of the secrets injected.
+    pub secrets: Vec<String>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Request body bytes sent upstream (client to upstream for tunnels).
+    pub bytes_up: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_down: u64,
+    /// Milliseconds from arrival to the end of the exchange.
+    pub duration_ms: u64,
+    /// Set for approval decisions only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalInfo>,
+}
+
+impl RequestRecord {
+    /// A record with the request's identity filled in and everything else empty.
+    pub fn new(client: std::net::SocketAddr, method: &str, scheme: &'static str) -> Self {
+        Self {
+            at: SystemTime::now(),
+            client: client.to_string(),
+            method: method.to_string(),
+            scheme,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for RequestRecord {
+    /// An empty record (no allocation), for moving a filled one out.
+    fn default() -> Self {
+        Self {
+            at: SystemTime::UNIX_EPOCH,
+            task: None,
+            policy: None,
+            client: String::new(),
+            method: String::new(),
+            scheme: "https",
+            host: String::new(),
+            port: 0,
+            path: String::new(),
+            query: None,
+            decision: "deny",
+            rule: None,
+            reason: None,
+            secrets: Vec::new(),
+            status: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+            approval: None,
+        }
+    }
+}
