@@ -92,9 +92,7 @@ impl Reason {
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
             Reason::UpstreamError => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Reason::SecretUnavailable | Reason::AuditUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Reason::SecretUnavailable | Reason::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -32,10 +32,12 @@ impl ChainHead {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// SHA-256.
@@ -135,8 +137,8 @@ mod tests {
 
     #[test]
     fn canonical_form_sorts_keys_and_drops_whitespace() {
-        let v: Value = serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x"], "c": 1.0 }"#)
-            .unwrap();
+        let v: Value =
+            serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x"], "c": 1.0 }"#).unwrap();
         assert_eq!(
             String::from_utf8(canonical(&v).unwrap()).unwrap(),
             r#"{"a":[true,null,"x"],"b":1,"c":1}"#

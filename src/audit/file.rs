@@ -160,14 +160,19 @@ fn open_append(path: &Path) -> Result<File, FileLogError> {
 
 /// Where the last line starts, given the file ends with a newline (or is cut to one).
 /// Reads backwards in chunks so a large log is not read whole.
-fn last_newline_before(file: &mut File, path: &Path, end: u64) -> Result<Option<u64>, FileLogError> {
+fn last_newline_before(
+    file: &mut File,
+    path: &Path,
+    end: u64,
+) -> Result<Option<u64>, FileLogError> {
     const CHUNK: u64 = 64 * 1024;
     let mut pos = end;
     let mut buf = vec![0u8; CHUNK as usize];
     while pos > 0 {
         let start = pos.saturating_sub(CHUNK);
         let n = (pos - start) as usize;
-        file.seek(SeekFrom::Start(start)).map_err(|e| err(path, e))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| err(path, e))?;
         file.read_exact(&mut buf[..n]).map_err(|e| err(path, e))?;
         if let Some(i) = memchr::memrchr(b'\n', &buf[..n]) {
             return Ok(Some(start + i as u64));
@@ -224,7 +229,8 @@ fn head_of(file: &mut File, path: &Path) -> Result<ChainHead, FileLogError> {
         None => 0,
     };
     let mut line = vec![0u8; (len - 1 - start) as usize];
-    file.seek(SeekFrom::Start(start)).map_err(|e| err(path, e))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| err(path, e))?;
     file.read_exact(&mut line).map_err(|e| err(path, e))?;
     let value: Value = serde_json::from_slice(&line).map_err(|e| {
         err(
@@ -233,7 +239,10 @@ fn head_of(file: &mut File, path: &Path) -> Result<ChainHead, FileLogError> {
         )
     })?;
     let seq = value.get("seq").and_then(Value::as_u64).ok_or_else(|| {
-        err(path, "the last line has no seq; move the file aside to start a new log")
+        err(
+            path,
+            "the last line has no seq; move the file aside to start a new log",
+        )
     })?;
     let bytes = canonical(&value).map_err(|e| err(path, e))?;
     Ok(ChainHead {
@@ -255,7 +264,10 @@ fn first_seq_of(file: &mut File, path: &Path) -> Result<u64, FileLogError> {
 
 /// The rotated sibling with the highest first seq.
 fn newest_rotated(path: &Path) -> Option<PathBuf> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let stem = path.file_stem()?.to_string_lossy().into_owned();
     let prefix = format!("{stem}-");
     std::fs::read_dir(dir)

@@ -111,7 +111,10 @@ impl SigningKey {
         if parsed.tag() != PRIVATE_LABEL {
             return Err(file_error(
                 path,
-                format!("expected a `{PRIVATE_LABEL}` PEM block, found `{}`", parsed.tag()),
+                format!(
+                    "expected a `{PRIVATE_LABEL}` PEM block, found `{}`",
+                    parsed.tag()
+                ),
             ));
         }
         let pair = Ed25519KeyPair::from_pkcs8(parsed.contents())

@@ -186,10 +186,11 @@ impl Audit {
     pub fn shutdown(&self, timeout: Duration) {
         let Some(inner) = &self.inner else { return };
         let (reply_tx, reply_rx) = mpsc::channel();
-        if inner.tx.send(Msg::Shutdown(reply_tx)).is_ok()
-            && reply_rx.recv_timeout(timeout).is_err()
+        if inner.tx.send(Msg::Shutdown(reply_tx)).is_ok() && reply_rx.recv_timeout(timeout).is_err()
         {
-            tracing::error!("the audit writer did not finish in time; the shutdown checkpoint may be missing");
+            tracing::error!(
+                "the audit writer did not finish in time; the shutdown checkpoint may be missing"
+            );
             return;
         }
         if let Ok(mut thread) = inner.thread.lock() {

@@ -59,7 +59,11 @@ struct Line {
     value: Value,
 }
 
-fn fail(location: impl Into<String>, seq: Option<u64>, problem: impl Into<String>) -> VerifyFailure {
+fn fail(
+    location: impl Into<String>,
+    seq: Option<u64>,
+    problem: impl Into<String>,
+) -> VerifyFailure {
     VerifyFailure {
         location: location.into(),
         seq,
@@ -98,7 +102,14 @@ fn read_file(path: &Path, out: &mut Vec<Line>) -> Result<(), VerifyFailure> {
             .and_then(Value::as_u64)
             .ok_or_else(|| fail(&location, None, "malformed line: no numeric seq"))?;
         if let Some(before) = last_seq {
-            if seq <= before {
+            if seq == before {
+                return Err(fail(
+                    location,
+                    Some(seq),
+                    "duplicate seq: the line before has the same seq",
+                ));
+            }
+            if seq < before {
                 return Err(fail(
                     location,
                     Some(seq),
@@ -183,10 +194,12 @@ pub fn verify_files(files: &[PathBuf], key: &Verifier) -> Result<VerifyReport, V
                 if let Value::Object(map) = &mut unsigned {
                     map.remove("sig");
                 }
-                let message = canonical(&unsigned)
-                    .map_err(|e| here(format!("malformed record: {e}")))?;
+                let message =
+                    canonical(&unsigned).map_err(|e| here(format!("malformed record: {e}")))?;
                 if !key.verify(&message, sig) {
-                    return Err(here("bad signature: the record was altered or signed by another key".into()));
+                    return Err(here(
+                        "bad signature: the record was altered or signed by another key".into(),
+                    ));
                 }
                 // A valid signature covers every record before it through `prev`.
                 unconfirmed = 0;

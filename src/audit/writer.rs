@@ -278,9 +278,13 @@ impl Writer {
         }
         let first_seq = sealed.first().map(|r| r.seq).unwrap_or(head.next_seq);
         let written = match &mut self.file {
-            Some(file) => file
-                .append(&buf, first_seq)
-                .and_then(|()| if signed_checkpoint { file.sync() } else { Ok(()) }),
+            Some(file) => file.append(&buf, first_seq).and_then(|()| {
+                if signed_checkpoint {
+                    file.sync()
+                } else {
+                    Ok(())
+                }
+            }),
             None => Ok(()),
         };
         match written {

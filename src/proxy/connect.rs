@@ -52,7 +52,10 @@ pub async fn handle_connect(
     }
     let slot = match decision {
         ConnectDecision::NoRule => None,
-        _ => match state.tunnel_slots.try_acquire(&task.id, policy.max_concurrent) {
+        _ => match state
+            .tunnel_slots
+            .try_acquire(&task.id, policy.max_concurrent)
+        {
             Some(slot) => Some(slot),
             None => {
                 let mut refusal = Refusal::new(

@@ -131,8 +131,7 @@ impl Body for Counted {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                self.counter
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
             }
         }
         polled

@@ -77,7 +77,9 @@ fn refuse_early(
     record.policy = task.map(|t| t.policy.clone());
     if let Some(authority) = req.uri().authority() {
         record.host = authority.host().to_ascii_lowercase();
-        record.port = authority.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        record.port = authority
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
     }
     if req.method() != Method::CONNECT {
         record.path = req.uri().path().to_string();
@@ -85,7 +87,9 @@ fn refuse_early(
     }
     let mut exchange = Exchange::new(state.audit.clone(), record);
     let reason = refusal.reason;
-    let response = refusal.with_task(task.map(|t| t.id.as_str())).into_response();
+    let response = refusal
+        .with_task(task.map(|t| t.id.as_str()))
+        .into_response();
     exchange.refused(reason, response.status().as_u16());
     response
 }

@@ -69,7 +69,11 @@ mod tests {
         assert!(other.is_some(), "another task is not affected");
         drop(other);
         slots.forget_idle();
-        assert_eq!(slots.tracked(), 1, "b holds nothing and is forgotten; a is kept");
+        assert_eq!(
+            slots.tracked(),
+            1,
+            "b holds nothing and is forgotten; a is kept"
+        );
         drop(held);
         assert!(slots.try_acquire("a", 4).is_some());
         slots.forget_idle();

@@ -45,7 +45,8 @@ impl ConnCtx {
 
     /// The audit record of a request on this connection, identity filled in.
     pub fn record(&self, method: &str) -> crate::audit::RequestRecord {
-        let mut record = crate::audit::RequestRecord::new(self.client, method, self.scheme().as_str());
+        let mut record =
+            crate::audit::RequestRecord::new(self.client, method, self.scheme().as_str());
         record.task = Some(self.task.id.clone());
         record.policy = Some(self.policy.name.clone());
         if let Some((host, port)) = &self.tunnel_target {

@@ -116,6 +116,19 @@ impl ProxyProc {
         None
     }
 
+    /// Stops the proxy gracefully (SIGTERM) and starts it again in the same
+    /// directory with the same config.
+    pub fn restart(mut self, env: &[(String, String)]) -> ProxyProc {
+        self.terminate();
+        assert!(
+            self.wait_exit(Duration::from_secs(20)).is_some(),
+            "tollgate did not stop"
+        );
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        drop(self);
+        spawn_serve(dir, env)
+    }
+
     /// Peak resident set size in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.child.id(), "VmHWM:")
@@ -406,4 +419,37 @@ pub async fn tls_via_proxy(
         )
         .await
         .unwrap()
+}
+
+/// The records in the proxy's audit log so far (default file sink).
+pub fn audit_records(proxy: &ProxyProc) -> Vec<serde_json::Value> {
+    let path = proxy.dir.path().join("state/audit/audit.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits (up to 10 s) for an audit record that `pred` accepts, and returns it.
+pub async fn wait_record(
+    proxy: &ProxyProc,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = audit_records(proxy).into_iter().find(|r| pred(r)) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such audit record; log:\n{}",
+            audit_records(proxy)
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
