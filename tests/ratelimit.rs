@@ -72,3 +72,52 @@ async fn burst_then_429_with_retry_after_then_refill() {
     let again = curl(&proxy, &[&url]).await;
     assert_eq!(again.status, 200, "{again:?}");
 }
+
+#[tokio::test]
+async fn max_concurrent_caps_tunnels_and_streams_in_flight() {
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let yaml = format!(
+        "name: main\nmax_concurrent: 2\nrules:\n  - name: any\n    host: api.test\n    port: {p}\n",
+        p = api.port
+    );
+    let setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    let proxy = start_proxy(&setup);
+    let slow = format!("https://api.test:{}/slow", api.port);
+
+    // Three HTTP/2 streams on one tunnel: the third is over the cap.
+    let streams = curl(
+        &proxy,
+        &["--parallel", "--parallel-max", "3", &slow, &slow, &slow],
+    )
+    .await;
+    assert_eq!(
+        streams.headers.matches("HTTP/2 200").count(),
+        2,
+        "{streams:?}"
+    );
+    assert!(streams.headers.contains("HTTP/2 429"), "{streams:?}");
+    assert!(
+        streams.headers.matches("HTTP/2 ").count() == 3,
+        "one connection, three streams: {streams:?}"
+    );
+
+    // Three tunnels at once: the third CONNECT is over the cap.
+    let args = [slow.as_str()];
+    let (a, b, c) = tokio::join!(curl(&proxy, &args), curl(&proxy, &args), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        curl(&proxy, &args).await
+    });
+    let mut statuses = vec![a.connect_status, b.connect_status, c.connect_status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 200, 429], "{a:?} {b:?} {c:?}");
+    let record =
+        common::wait_record(&proxy, |r| r["method"] == "CONNECT" && r["status"] == 429).await;
+    assert_eq!(record["decision"], "rate_limited");
+
+    // Slots come back when the exchanges end.
+    let again = curl(&proxy, &[&format!("https://api.test:{}/small", api.port)]).await;
+    assert_eq!(again.status, 200, "{again:?}");
+}

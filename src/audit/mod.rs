@@ -121,13 +121,15 @@ impl Audit {
         let (tx, rx) = mpsc::channel();
         let mut writer = Writer::new(
             rx,
-            chain::Sealer::new(signing.clone(), head),
-            config.sign,
-            config.checkpoint_every,
-            file_log,
-            remotes,
-            status.clone(),
-            torn,
+            writer::WriterParts {
+                sealer: chain::Sealer::new(signing.clone(), head),
+                sign: config.sign,
+                checkpoint_every: config.checkpoint_every,
+                file: file_log,
+                remotes,
+                status: status.clone(),
+                torn,
+            },
         );
         writer
             .start_checkpoint()

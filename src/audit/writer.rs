@@ -51,16 +51,34 @@ enum Pending {
     Checkpoint(Map<String, Value>),
 }
 
+/// What the writer is built from.
+pub struct WriterParts {
+    /// Continues the chain.
+    pub sealer: Sealer,
+    /// Signing mode.
+    pub sign: SignMode,
+    /// Longest gap between checkpoints while records flow (checkpoint mode).
+    pub checkpoint_every: Duration,
+    /// The record of truth, if configured.
+    pub file: Option<FileLog>,
+    /// Other sinks.
+    pub remotes: Vec<RemoteSink>,
+    /// Shared with the request path.
+    pub status: Arc<Status>,
+    /// A torn tail found at start, for the start checkpoint.
+    pub torn: Option<TornTail>,
+}
+
 /// The writer thread's state.
 pub struct Writer {
-    pub(super) rx: Receiver<Msg>,
-    pub(super) sealer: Sealer,
-    pub(super) sign: SignMode,
-    pub(super) checkpoint_every: Duration,
-    pub(super) file: Option<FileLog>,
-    pub(super) remotes: Vec<RemoteSink>,
-    pub(super) status: Arc<Status>,
-    pub(super) torn: Option<TornTail>,
+    rx: Receiver<Msg>,
+    sealer: Sealer,
+    sign: SignMode,
+    checkpoint_every: Duration,
+    file: Option<FileLog>,
+    remotes: Vec<RemoteSink>,
+    status: Arc<Status>,
+    torn: Option<TornTail>,
     backlog: VecDeque<Pending>,
     last_write: Instant,
     unsigned_since: Option<Instant>,
@@ -72,26 +90,17 @@ pub struct Writer {
 
 impl Writer {
     /// A writer ready to run.
-    pub fn new(
-        rx: Receiver<Msg>,
-        sealer: Sealer,
-        sign: SignMode,
-        checkpoint_every: Duration,
-        file: Option<FileLog>,
-        remotes: Vec<RemoteSink>,
-        status: Arc<Status>,
-        torn: Option<TornTail>,
-    ) -> Self {
-        status.writable.store(true, Ordering::Release);
+    pub fn new(rx: Receiver<Msg>, parts: WriterParts) -> Self {
+        parts.status.writable.store(true, Ordering::Release);
         Self {
             rx,
-            sealer,
-            sign,
-            checkpoint_every,
-            file,
-            remotes,
-            status,
-            torn,
+            sealer: parts.sealer,
+            sign: parts.sign,
+            checkpoint_every: parts.checkpoint_every,
+            file: parts.file,
+            remotes: parts.remotes,
+            status: parts.status,
+            torn: parts.torn,
             backlog: VecDeque::new(),
             last_write: Instant::now(),
             unsigned_since: None,

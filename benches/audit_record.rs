@@ -1,0 +1,133 @@
+//! Criterion benches: the cost of one audit record. `seal` is what the writer
+//! thread spends per record (JSON object, RFC 8785 canonical form, SHA-256 chain,
+//! and the ed25519 signature in `sign: record` mode). `enqueue` is what the request
+//! path spends. `through the writer` is everything, file append included, per
+//! record, measured over batches of 10k records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate::audit::chain::{ChainHead, Sealer};
+use tollgate::audit::key::{ensure_key, SigningKey};
+use tollgate::audit::writer::request_object;
+use tollgate::audit::{Audit, RequestRecord};
+use tollgate::config::{AuditConfig, AuditSink, FileSink, OnFailure, SignMode};
+
+fn sample() -> RequestRecord {
+    let mut r = RequestRecord::new("10.200.0.2:51234".parse().unwrap(), "GET", "https");
+    r.task = Some("ci-42".into());
+    r.policy = Some("github-reader".into());
+    r.host = "api.github.com".into();
+    r.port = 443;
+    r.path = "/repos/acme/widgets/pulls".into();
+    r.query = Some("state=open&per_page=50".into());
+    r.decision = "allow";
+    r.rule = Some("read pulls".into());
+    r.secrets = vec!["GITHUB_TOKEN".into()];
+    r.status = 200;
+    r.bytes_down = 5120;
+    r.duration_ms = 12;
+    r
+}
+
+fn key() -> (tempfile::TempDir, Arc<SigningKey>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.key");
+    ensure_key(&path).unwrap();
+    let key = Arc::new(SigningKey::load(&path).unwrap());
+    (dir, key)
+}
+
+fn sealing(c: &mut Criterion) {
+    let (_dir, key) = key();
+    let record = sample();
+    let mut sealer = Sealer::new(key, ChainHead::genesis());
+    c.bench_function("audit seal (sign: record)", |b| {
+        b.iter(|| {
+            black_box(
+                sealer
+                    .seal(request_object(black_box(&record)), true)
+                    .unwrap(),
+            )
+        })
+    });
+    c.bench_function("audit seal (sign: checkpoint)", |b| {
+        b.iter(|| {
+            black_box(
+                sealer
+                    .seal(request_object(black_box(&record)), false)
+                    .unwrap(),
+            )
+        })
+    });
+}
+
+fn config(dir: &std::path::Path, sign: SignMode) -> AuditConfig {
+    AuditConfig {
+        key: dir.join("audit.key"),
+        sign,
+        checkpoint_every: Duration::from_secs(1),
+        sinks: vec![AuditSink::File(FileSink {
+            path: dir.join("audit/audit.jsonl"),
+            rotate_bytes: Some(1 << 40),
+        })],
+        on_failure: OnFailure::Closed,
+    }
+}
+
+fn tls() -> Arc<rustls::ClientConfig> {
+    Arc::new(tollgate::tls::upstream_client_config(&[]).unwrap())
+}
+
+fn writer(c: &mut Criterion) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let record = sample();
+    for (name, sign) in [
+        ("record", SignMode::Record),
+        ("checkpoint", SignMode::Checkpoint),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Audit::start(&config(dir.path(), sign), dir.path(), tls()).unwrap();
+        c.bench_function(&format!("audit enqueue (sign: {name})"), |b| {
+            b.iter(|| audit.record(black_box(record.clone())))
+        });
+        audit.shutdown(Duration::from_secs(60));
+    }
+    let mut group = c.benchmark_group("audit through the writer, 10k records");
+    group.throughput(Throughput::Elements(10_000));
+    group.sample_size(10);
+    for (name, sign) in [
+        ("record", SignMode::Record),
+        ("checkpoint", SignMode::Checkpoint),
+    ] {
+        group.bench_function(format!("sign: {name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().unwrap();
+                    let audit = Audit::start(&config(dir.path(), sign), dir.path(), tls()).unwrap();
+                    let started = Instant::now();
+                    for _ in 0..10_000 {
+                        audit.record(record.clone());
+                    }
+                    audit.shutdown(Duration::from_secs(60));
+                    total += started.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sealing, writer);
+criterion_main!(benches);
