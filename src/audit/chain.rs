@@ -48,9 +48,47 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// RFC 8785 canonical JSON of a value.
+/// RFC 8785 canonical JSON of any value (a record read back from a log, which a
+/// SIEM may have re-serialized).
 pub fn canonical(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
     serde_json_canonicalizer::to_vec(value)
+}
+
+/// Canonical JSON of a record tollgate built itself.
+///
+/// Such records hold only ASCII keys, strings and integers below 2^53, in a
+/// `serde_json::Map` that keeps keys sorted. For those, plain `serde_json` output
+/// is already RFC 8785 (same key order, same string escapes, same integers) and is
+/// about ten times cheaper than the general canonicalizer, which would otherwise
+/// cost more than the signature. The equivalence is checked once per process on a
+/// probe that exercises ordering and escaping; should a dependency ever switch
+/// `serde_json` to insertion-ordered maps, the check fails and every record goes
+/// through the canonicalizer.
+pub fn canonical_own(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    if plain_serde_is_canonical() {
+        serde_json::to_vec(value)
+    } else {
+        canonical(value)
+    }
+}
+
+fn plain_serde_is_canonical() -> bool {
+    static CHECKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHECKED.get_or_init(|| {
+        let probe = serde_json::json!({
+            "zeta": 1,
+            "Alpha": [9007199254740991_u64, 0, {"b": null, "a": true}],
+            "_k": "ctl \u{1} \u{1f} \u{7f} quote \" slash \\ / nl \n tab \t \u{2028} é 😀",
+            "a": {"seq": 42, "sig": "x", "sign": "y"},
+        });
+        let fast = serde_json::to_vec(&probe).ok();
+        let slow = canonical(&probe).ok();
+        let same = fast.is_some() && fast == slow;
+        if !same {
+            tracing::warn!("serde_json output is not canonical here; audit records use the slower RFC 8785 canonicalizer");
+        }
+        same
+    })
 }
 
 /// `2026-11-23T05:00:00.123Z`.
@@ -106,13 +144,13 @@ impl Sealer {
         record.insert("prev".into(), Value::from(hex(&self.head.prev)));
         record.remove("sig");
         let mut value = Value::Object(record);
-        let mut line = canonical(&value)?;
+        let mut line = canonical_own(&value)?;
         if sign {
             let sig = self.key.sign_b64(&line);
             if let Value::Object(map) = &mut value {
                 map.insert("sig".into(), Value::from(sig));
             }
-            line = canonical(&value)?;
+            line = canonical_own(&value)?;
         }
         self.head = ChainHead {
             next_seq: seq + 1,
@@ -133,6 +171,17 @@ mod tests {
     fn timestamps_have_milliseconds_and_z() {
         let at = UNIX_EPOCH + std::time::Duration::from_millis(1_795_410_000_123);
         assert_eq!(rfc3339_millis(at), "2026-11-23T05:00:00.123Z");
+    }
+
+    #[test]
+    fn plain_serde_output_is_canonical_for_records() {
+        assert!(plain_serde_is_canonical());
+        let mut record = serde_json::json!({
+            "v": 1, "type": "request", "seq": 7, "path": "/a/\u{1}é", "query": null,
+            "secrets": ["B", "A"], "approval": {"id": "h1", "by": null},
+        });
+        record["prev"] = Value::from("0".repeat(64));
+        assert_eq!(canonical_own(&record).unwrap(), canonical(&record).unwrap());
     }
 
     #[test]
