@@ -3,7 +3,9 @@
 //! tollgate with one injected (cached) secret, and the latency of both on one
 //! connection; then new TLS connections through tollgate. Reports requests per second, tollgate's own CPU
 //! time (utime+stime from /proc/PID/stat) per request and per new connection, and
-//! its peak RSS. Loopback only; every loop is bounded.
+//! its peak RSS; and, through a fresh proxy each, the CPU per request with the audit
+//! trail off, with `sign: record` and with `sign: checkpoint`. Loopback only; every
+//! loop is bounded.
 //!
 //!     cargo bench --bench e2e_load
 //!
@@ -87,7 +89,7 @@ fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-fn start_proxy(upstream_port: u16, upstream_ca: &str) -> Proxy {
+fn start_proxy(upstream_port: u16, upstream_ca: &str, audit_yaml: &str) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::create_dir(p.join("policies")).unwrap();
@@ -99,7 +101,7 @@ fn start_proxy(upstream_port: u16, upstream_ca: &str) -> Proxy {
     std::fs::write(p.join("upstream-ca.pem"), upstream_ca).unwrap();
     std::fs::write(
         p.join("tollgate.yaml"),
-        format!("listen: 127.0.0.1:0\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ {HOST}: \"127.0.0.1:{upstream_port}\" }}\n  allow_private: [127.0.0.1/32]\ntasks:\n  - {{ id: bench, policy: bench, token_env: BENCH_TOKEN }}\n"),
+        format!("listen: 127.0.0.1:0\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ {HOST}: \"127.0.0.1:{upstream_port}\" }}\n  allow_private: [127.0.0.1/32]\ntasks:\n  - {{ id: bench, policy: bench, token_env: BENCH_TOKEN }}\n{audit_yaml}"),
     )
     .unwrap();
     let log = std::fs::File::create(p.join("tollgate.log")).unwrap();
@@ -312,7 +314,7 @@ fn main() {
             server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
         }
         let up = upstream::start_upstream(Some(Arc::new(server_config))).await;
-        let proxy = start_proxy(up.port, &ca.cert_pem);
+        let proxy = start_proxy(up.port, &ca.cert_pem, "");
         let direct_tls = tls_connector(ca.cert_pem.as_bytes());
         let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
 
@@ -345,5 +347,26 @@ fn main() {
         println!("  rate:                    {conn_rate:>10.0} conn/s");
         println!("  tollgate CPU/connection: {per_conn_ms:>10.3} ms  (includes its one request and the pooled upstream hop)");
         println!("tollgate peak RSS:         {:>10.1} MiB", proxy.peak_rss_mib());
+        drop(proxy);
+
+        // The audit trail's cost: the same keep-alive load through one fresh proxy
+        // per setting, each measured the same way.
+        println!("audit trail, {conns} x {reqs} GET /small through a fresh proxy per setting:");
+        for (name, yaml) in [
+            ("audit off", "audit: { sinks: [] }\n"),
+            ("sign: record", "audit: { sign: record }\n"),
+            ("sign: checkpoint", "audit: { sign: checkpoint }\n"),
+        ] {
+            let proxy = start_proxy(up.port, &ca.cert_pem, yaml);
+            let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
+            keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50, false).await;
+            let cpu0 = proxy.cpu_seconds();
+            let rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs, false).await;
+            // The writer may still be sealing: wait for its thread's work to land.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let cpu1 = proxy.cpu_seconds();
+            let per_req_us = (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6;
+            println!("  {name:<17} {rps:>10.0} req/s, {per_req_us:>6.1} µs CPU/request");
+        }
     });
 }
