@@ -446,7 +446,7 @@ async fn a_torn_last_line_is_cut_saved_and_reported_at_start() {
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(r#"{"v":1,"type":"request","seq":99"#);
     std::fs::write(&path, text).unwrap();
-    let (code, _, err) = verify(&[path.clone()], &pub_key(&f.proxy));
+    let (code, _, err) = verify(std::slice::from_ref(&path), &pub_key(&f.proxy));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cut short"), "{err}");
 
@@ -628,7 +628,7 @@ async fn a_full_disk_fails_closed_with_503_and_recovers_with_the_chain_intact() 
     stop(&mut proxy);
     let log = audit_dir.join("audit.jsonl");
     let (code, out, err) = verify(
-        &[log.clone()],
+        std::slice::from_ref(&log),
         &proxy.dir.path().join("state/audit.key.pub"),
     );
     assert_eq!(code, 0, "{out} {err}");

@@ -388,9 +388,12 @@ impl Writer {
         if let Some(file) = &self.file {
             let _ = file.sync();
         }
-        for remote in &self.remotes {
-            remote.close(Duration::from_secs(1));
-        }
+        // In parallel: each may wait for its receiver before spooling the rest.
+        std::thread::scope(|scope| {
+            for remote in &self.remotes {
+                scope.spawn(move || remote.close(Duration::from_secs(1)));
+            }
+        });
     }
 }
 

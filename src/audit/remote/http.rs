@@ -95,7 +95,8 @@ impl Http {
     }
 
     pub(super) async fn send(&mut self, batch: &[Bytes], queue: &Queue) -> Result<(), Failure> {
-        let (body, included, invalid) = build_body(batch, self.envelope, self.format, self.host.as_deref());
+        let (body, included, invalid) =
+            build_body(batch, self.envelope, self.format, self.host.as_deref());
         if included == 0 {
             queue.count_dropped(invalid);
             return Ok(());
@@ -138,7 +139,9 @@ impl Http {
             }
             _ => String::new(),
         };
-        Err(fail(format!("http sink: collector answered {status}{text}")))
+        Err(fail(format!(
+            "http sink: collector answered {status}{text}"
+        )))
     }
 }
 
@@ -239,8 +242,12 @@ mod tests {
     #[test]
     fn hec_body_one_object_per_line() {
         let batch = [rec(1), rec(2)];
-        let (body, included, _) =
-            build_body(&batch, HttpEnvelope::SplunkHec, SinkFormat::Native, Some("box-1"));
+        let (body, included, _) = build_body(
+            &batch,
+            HttpEnvelope::SplunkHec,
+            SinkFormat::Native,
+            Some("box-1"),
+        );
         assert_eq!(included, 2);
         let text = String::from_utf8(body).unwrap();
         let lines: Vec<&str> = text.split('\n').collect();

@@ -141,7 +141,7 @@ pub fn sink_name(sink: &AuditSink) -> Option<String> {
 enum Transport {
     Stdout(stdout::Stdout),
     Syslog(syslog::Syslog),
-    Http(http::Http),
+    Http(Box<http::Http>),
 }
 
 impl Transport {
@@ -206,7 +206,9 @@ impl RemoteSink {
             AuditSink::File(_) => return Err("the file sink is not a remote sink".into()),
             AuditSink::Stdout(s) => Transport::Stdout(stdout::Stdout::new(s.format)),
             AuditSink::Syslog(s) => Transport::Syslog(syslog::Syslog::new(s, options.timeout)?),
-            AuditSink::Http(h) => Transport::Http(http::Http::new(h, &tls, options.timeout)?),
+            AuditSink::Http(h) => {
+                Transport::Http(Box::new(http::Http::new(h, &tls, options.timeout)?))
+            }
         };
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -232,13 +234,13 @@ impl RemoteSink {
             info!(sink = %name, records = left, path = %spool_path.display(), "audit records spooled by an earlier run are delivered first");
         }
         let (tx, rx) = mpsc::channel();
-        let handle = rt.spawn(deliver(
-            name.clone(),
-            queue.clone(),
-            transport,
-            options,
-            Exited(tx),
-        ));
+        let task = deliver(name.clone(), queue.clone(), transport, options);
+        let handle = rt.spawn(async move {
+            // Declared before the delivery future, so dropped after it (and its
+            // hold on the queue): `close` learns the task is entirely gone.
+            let _exited = Exited(tx);
+            task.await;
+        });
         Ok(RemoteSink {
             name,
             spool_path,
@@ -308,17 +310,14 @@ impl RemoteSink {
 impl Drop for RemoteSink {
     fn drop(&mut self) {
         self.stop(Duration::ZERO);
+        // Let a new sink on the same spool start now, even if the aborted task
+        // has not been dropped by its runtime yet.
+        self.queue.release();
     }
 }
 
 /// The delivery task of one sink.
-async fn deliver(
-    name: String,
-    queue: Arc<Queue>,
-    mut transport: Transport,
-    options: SinkOptions,
-    _exited: Exited,
-) {
+async fn deliver(name: String, queue: Arc<Queue>, mut transport: Transport, options: SinkOptions) {
     const REMIND_EVERY: Duration = Duration::from_secs(60);
     let backoff_min = options.backoff_min.max(Duration::from_millis(1));
     let backoff_max = options.backoff_max.max(backoff_min);
@@ -333,29 +332,27 @@ async fn deliver(
         };
         let (source, records) = match batch {
             Batch::Memory(records) => (Source::Memory, records),
-            Batch::Spool(range) => {
-                match range.read(options.batch_records, options.batch_bytes) {
-                    Ok(records) if !records.is_empty() => {
-                        if spool_unreadable {
-                            spool_unreadable = false;
-                            info!(sink = %name, "audit spool is readable again");
-                        }
-                        (Source::Spool, records)
+            Batch::Spool(range) => match range.read(options.batch_records, options.batch_bytes) {
+                Ok(records) if !records.is_empty() => {
+                    if spool_unreadable {
+                        spool_unreadable = false;
+                        info!(sink = %name, "audit spool is readable again");
                     }
-                    read => {
-                        if !spool_unreadable {
-                            spool_unreadable = true;
-                            let why = match read {
-                                Err(e) => e.to_string(),
-                                Ok(_) => "no whole record where one was expected".to_string(),
-                            };
-                            error!(sink = %name, error = %why, "cannot read the audit spool; retrying");
-                        }
-                        tokio::time::sleep(backoff_max).await;
-                        continue;
-                    }
+                    (Source::Spool, records)
                 }
-            }
+                read => {
+                    if !spool_unreadable {
+                        spool_unreadable = true;
+                        let why = match read {
+                            Err(e) => e.to_string(),
+                            Ok(_) => "no whole record where one was expected".to_string(),
+                        };
+                        error!(sink = %name, error = %why, "cannot read the audit spool; retrying");
+                    }
+                    tokio::time::sleep(backoff_max).await;
+                    continue;
+                }
+            },
         };
         match transport.send(&records, &queue).await {
             Ok(()) => {

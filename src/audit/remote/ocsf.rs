@@ -124,7 +124,10 @@ pub fn render_ocsf(line: &[u8]) -> Result<Vec<u8>, String> {
         };
         put("activity_id", json!(activity_id));
         put("type_uid", json!(CLASS_UID * 100 + activity_id));
-        put("type_name", json!(format!("HTTP Activity: {activity_name}")));
+        put(
+            "type_name",
+            json!(format!("HTTP Activity: {activity_name}")),
+        );
         put("activity_name", json!(activity_name));
         put("status_id", json!(status_id));
         put("status", json!(status));
@@ -242,7 +245,10 @@ pub fn render_ocsf(line: &[u8]) -> Result<Vec<u8>, String> {
         let activity_name = capitalized(kind);
         put("activity_id", json!(99));
         put("type_uid", json!(CLASS_UID * 100 + 99));
-        put("type_name", json!(format!("HTTP Activity: {activity_name}")));
+        put(
+            "type_name",
+            json!(format!("HTTP Activity: {activity_name}")),
+        );
         put("activity_name", json!(activity_name));
         put("status_id", json!(1));
         put("status", json!("Success"));

@@ -188,7 +188,8 @@ impl Spool {
             .metadata()
             .map_err(|e| format!("cannot read audit spool {shown}: {e}"))?
             .len();
-        let mut read_off = read_offset(&offset_path);
+        let saved_off = read_offset(&offset_path);
+        let mut read_off = saved_off;
         if read_off > len {
             // Only after a crash between truncating a drained spool and saving
             // its offset: everything up to the old offset was delivered.
@@ -205,8 +206,8 @@ impl Spool {
                 read_off = 0;
             }
         }
-        let (pending, end) =
-            scan(&file, read_off, len).map_err(|e| format!("cannot read audit spool {shown}: {e}"))?;
+        let (pending, end) = scan(&file, read_off, len)
+            .map_err(|e| format!("cannot read audit spool {shown}: {e}"))?;
         if end < len {
             warn!(path = %shown, bytes = len - end, "cutting a partial record off the end of the audit spool (a write was interrupted)");
             file.set_len(end)
@@ -224,6 +225,9 @@ impl Spool {
         };
         if pending == 0 && len > 0 {
             spool.ack(0, 0);
+        } else if read_off != saved_off {
+            // A corrected offset must not come back after the next restart.
+            spool.save_offset();
         }
         Ok(spool)
     }
@@ -261,6 +265,11 @@ impl Spool {
                 }
             }
         }
+        self.save_offset();
+    }
+
+    /// Replaces the offset file (write + rename).
+    fn save_offset(&mut self) {
         let tmp = self.offset_path.with_extension("offset.tmp");
         let saved = std::fs::write(&tmp, format!("{}\n", self.read_off))
             .and_then(|()| std::fs::rename(&tmp, &self.offset_path));
@@ -507,6 +516,14 @@ impl Queue {
         self.wake.notify_one();
     }
 
+    /// Unlocks the spool file (the sink is being dropped, after `finish_close`).
+    pub(super) fn release(&self) {
+        let st = self.lock();
+        if let Err(e) = st.spool.file.unlock() {
+            warn!(sink = %self.name, error = %e, "cannot unlock the audit spool");
+        }
+    }
+
     /// Writes memory to the spool and syncs it; from now on records go straight
     /// to the spool. Returns the records left for the next run.
     pub(super) fn finish_close(&self) -> u64 {
@@ -572,7 +589,12 @@ mod tests {
         // Memory filled with 1..=3, then 4 moved everything to the spool.
         let (src, batch) = take_all(&q);
         assert_eq!(src, Source::Spool);
-        assert_eq!(seqs(&batch), (1..=5).map(|n| format!("{{\"seq\":{n}}}")).collect::<Vec<_>>());
+        assert_eq!(
+            seqs(&batch),
+            (1..=5)
+                .map(|n| format!("{{\"seq\":{n}}}"))
+                .collect::<Vec<_>>()
+        );
         q.finish(src, &batch, 2, true);
         assert_eq!(q.depth(), 3);
         q.push(&rec(6));

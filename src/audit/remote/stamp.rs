@@ -58,10 +58,7 @@ fn digits(s: &[u8]) -> Option<i64> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(
-        s.iter()
-            .fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0')),
-    )
+    Some(s.iter().fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0')))
 }
 
 /// Parses an RFC 3339 timestamp (`2026-11-23T05:00:00.123Z`, any fraction length,
@@ -175,7 +172,10 @@ mod tests {
             parse_rfc3339_ms("2026-11-23T07:00:00.1234567+02:00"),
             Some(1_795_410_000_123)
         );
-        assert_eq!(parse_rfc3339_ms("2024-02-29T00:00:00.5Z"), Some(1_709_164_800_500));
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-29T00:00:00.5Z"),
+            Some(1_709_164_800_500)
+        );
         assert_eq!(parse_rfc3339_ms("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_rfc3339_ms("2026-11-23 05:00"), None);
         assert_eq!(parse_rfc3339_ms("2026-11-23T05:00:00.Z"), None);

@@ -55,7 +55,10 @@ mod tests {
 
     #[test]
     fn one_line_per_record() {
-        let batch = [Bytes::from_static(b"{\"seq\":1}"), Bytes::from_static(b"{\"seq\":2}")];
+        let batch = [
+            Bytes::from_static(b"{\"seq\":1}"),
+            Bytes::from_static(b"{\"seq\":2}"),
+        ];
         assert_eq!(
             lines(&batch, SinkFormat::Native),
             b"{\"seq\":1}\n{\"seq\":2}\n".to_vec()

@@ -71,7 +71,12 @@ fn still_open(stream: TcpStream) -> io::Result<TcpStream> {
     let mut buf = [0u8; 512];
     for _ in 0..16 {
         match std.peek(&mut buf) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the receiver")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "closed by the receiver",
+                ))
+            }
             Ok(n) => {
                 // A syslog receiver has nothing to say; discard it.
                 let mut sink = vec![0u8; n];
@@ -179,7 +184,10 @@ impl Syslog {
             let msg = message(line, self.format, &self.hostname, &self.procid);
             if msg.len() > max {
                 queue.count_dropped(1);
-                error!(bytes = msg.len(), "audit record too large for one syslog UDP datagram; not sent to this sink");
+                error!(
+                    bytes = msg.len(),
+                    "audit record too large for one syslog UDP datagram; not sent to this sink"
+                );
                 continue;
             }
             match tokio::time::timeout(self.timeout, socket.send(&msg)).await {
