@@ -655,3 +655,125 @@ fn nix_is_root() -> bool {
         .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
         .unwrap_or(false)
 }
+
+/// Every byte a syslog TCP receiver got.
+async fn syslog_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+/// Bodies POSTed to a collector, answered 200.
+async fn http_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let sink = sink.clone();
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            sink.lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&body).to_string());
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test]
+async fn every_sink_gets_the_records_and_none_gets_a_secret() {
+    let (syslog_port, syslog) = syslog_receiver().await;
+    let (http_port, http) = http_receiver().await;
+    let sinks = format!(
+        "audit:\n  sinks:\n    - file: {{ path: state/audit/audit.jsonl }}\n    - syslog: {{ address: \"127.0.0.1:{syslog_port}\", transport: tcp }}\n    - http: {{ url: \"http://127.0.0.1:{http_port}/ingest\", format: ocsf }}\n"
+    );
+    let f = fixture(&sinks).await;
+    let ok = curl(
+        &f.proxy,
+        &[
+            "-H",
+            "Authorization: Bearer __TOKEN__",
+            &url(&f, "/echo-header?k=__TOKEN__"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let record = wait_record(&f.proxy, |r| r["decision"] == "allow").await;
+    let seq = record["seq"].as_u64().unwrap();
+    let line = std::fs::read_to_string(log_path(&f.proxy))
+        .unwrap()
+        .lines()
+        .find(|l| serde_json::from_str::<Value>(l).unwrap()["seq"] == seq)
+        .unwrap()
+        .to_string();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let syslog_text = String::from_utf8_lossy(&syslog.lock().unwrap()).to_string();
+        let http_text = http.lock().unwrap().join("\n");
+        if syslog_text.contains(&line) && http_text.contains(&line) {
+            assert!(!syslog_text.contains(SECRET) && !http_text.contains(SECRET));
+            // RFC 5424 over TCP with octet counting: `LEN <110>1 ...`.
+            let frame = format!(" audit - {line}");
+            assert!(syslog_text.contains(&frame), "{syslog_text}");
+            let events: Vec<Value> = http
+                .lock()
+                .unwrap()
+                .iter()
+                .flat_map(|b| serde_json::from_str::<Vec<Value>>(b).unwrap())
+                .collect();
+            let event = events
+                .iter()
+                .find(|e| e["unmapped"]["tollgate"]["seq"] == seq)
+                .unwrap();
+            assert_eq!(event["class_uid"], 4002);
+            assert_eq!(event["activity_id"], 3, "GET");
+            assert_eq!(
+                event["unmapped"]["tollgate"], record,
+                "the signed record rides along"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sinks did not get seq {seq}:\nsyslog: {syslog_text}\nhttp: {http_text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let file_text = std::fs::read_to_string(log_path(&f.proxy)).unwrap();
+    assert!(!file_text.contains(SECRET));
+}
