@@ -12,7 +12,8 @@
 //! Knobs (env): E2E_CONNS (default 16), E2E_REQS per connection (default 2000),
 //! E2E_NEW_CONNS (default 1000), E2E_LOG (tollgate's RUST_LOG, default `info`,
 //! i.e. with its per-request log line), E2E_UPSTREAM_H1 (set: the upstream offers
-//! only HTTP/1.1, so tollgate pools one upstream connection per client connection).
+//! only HTTP/1.1, so tollgate pools one upstream connection per client connection),
+//! E2E_AUDIT_ONLY (set: only the audit section).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -318,6 +319,10 @@ fn main() {
         let direct_tls = tls_connector(ca.cert_pem.as_bytes());
         let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
 
+        if std::env::var("E2E_AUDIT_ONLY").is_ok() {
+            audit_section(&up, &ca, conns, reqs).await;
+            return;
+        }
         // Warm up both paths (certificate mint, upstream pool).
         keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, 2, 50, false).await;
         keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50, true).await;
@@ -348,25 +353,36 @@ fn main() {
         println!("  tollgate CPU/connection: {per_conn_ms:>10.3} ms  (includes its one request and the pooled upstream hop)");
         println!("tollgate peak RSS:         {:>10.1} MiB", proxy.peak_rss_mib());
         drop(proxy);
-
-        // The audit trail's cost: the same keep-alive load through one fresh proxy
-        // per setting, each measured the same way.
-        println!("audit trail, {conns} x {reqs} GET /small through a fresh proxy per setting:");
-        for (name, yaml) in [
-            ("audit off", "audit: { sinks: [] }\n"),
-            ("sign: record", "audit: { sign: record }\n"),
-            ("sign: checkpoint", "audit: { sign: checkpoint }\n"),
-        ] {
-            let proxy = start_proxy(up.port, &ca.cert_pem, yaml);
-            let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
-            keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50, false).await;
-            let cpu0 = proxy.cpu_seconds();
-            let rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs, false).await;
-            // The writer may still be sealing: wait for its thread's work to land.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let cpu1 = proxy.cpu_seconds();
-            let per_req_us = (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6;
-            println!("  {name:<17} {rps:>10.0} req/s, {per_req_us:>6.1} µs CPU/request");
-        }
+        audit_section(&up, &ca, conns, reqs).await;
     });
+}
+
+/// The audit trail's cost: the same keep-alive load through one fresh proxy per
+/// setting, each measured the same way.
+async fn audit_section(up: &upstream::Upstream, ca: &upstream::TestCa, conns: usize, reqs: usize) {
+    println!("audit trail, {conns} x {reqs} GET /small through a fresh proxy per setting:");
+    for (name, yaml) in [
+        ("audit off", "audit: { sinks: [] }\n"),
+        ("sign: record", "audit: { sign: record }\n"),
+        ("sign: checkpoint", "audit: { sign: checkpoint }\n"),
+    ] {
+        let proxy = start_proxy(up.port, &ca.cert_pem, yaml);
+        let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
+        keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50, false).await;
+        let cpu0 = proxy.cpu_seconds();
+        let rps = keepalive_run(
+            Route::Proxy(proxy.addr),
+            up.port,
+            &proxy_tls,
+            conns,
+            reqs,
+            false,
+        )
+        .await;
+        // The writer may still be sealing: wait for its thread's work to land.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let cpu1 = proxy.cpu_seconds();
+        let per_req_us = (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6;
+        println!("  {name:<17} {rps:>10.0} req/s, {per_req_us:>6.1} µs CPU/request");
+    }
 }
