@@ -142,6 +142,39 @@ async fn main() {
         "\nupstream received {} request(s); every refused one stopped at tollgate.",
         api.hits()
     );
+
+    // The signed, hash-chained audit trail of all of the above.
+    let log = dir.path().join("state/audit/audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    println!("\n# the audit trail, {}:", log.display());
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        match record["type"].as_str() {
+            Some("request") => println!(
+                "seq {:>2}  {:<15} {:>3}  {} {}{}  secrets={}",
+                record["seq"],
+                record["decision"].as_str().unwrap_or(""),
+                record["status"],
+                record["method"].as_str().unwrap_or(""),
+                record["host"].as_str().unwrap_or(""),
+                record["path"].as_str().unwrap_or(""),
+                record["secrets"]
+            ),
+            _ => println!(
+                "seq {:>2}  checkpoint ({})",
+                record["seq"],
+                record["event"].as_str().unwrap_or("")
+            ),
+        }
+    }
+    let key = tollgate::audit::key::Verifier::load(&dir.path().join("state/audit.key.pub"))
+        .expect("the audit public key");
+    match tollgate::audit::verify::verify_files(&[log], &key) {
+        Ok(report) => println!(
+            "$ tollgate audit verify state/audit/audit.jsonl --key state/audit.key.pub\n{report}"
+        ),
+        Err(failure) => println!("audit verify FAILED: {failure}"),
+    }
 }
 
 fn curl(proxy: &str, ca: &Path, header: Option<&str>, url: &str) -> String {
