@@ -565,14 +565,7 @@ async fn a_full_disk_fails_closed_with_503_and_recovers_with_the_chain_intact() 
     let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
     let dir = tempfile::tempdir().unwrap();
     let audit_dir = dir.path().join("auditfs");
-    std::fs::create_dir(&audit_dir).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
-        .arg(&audit_dir)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount tmpfs");
-    let _unmount = Unmount(audit_dir.clone());
+    let _unmount = small_tmpfs(&audit_dir);
     let mut setup = ProxySetup::with_policy("main", &policy(api.port))
         .trust(&ca.cert_pem)
         .resolve("api.test", api.port);
@@ -637,6 +630,89 @@ async fn a_full_disk_fails_closed_with_503_and_recovers_with_the_chain_intact() 
         text.contains("\"reason\":\"audit_unavailable\""),
         "the refusals made while the disk was full are in the log"
     );
+}
+
+/// A 64 KiB tmpfs at `dir`, unmounted when the guard drops.
+fn small_tmpfs(dir: &Path) -> Unmount {
+    std::fs::create_dir(dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount tmpfs");
+    Unmount(dir.to_path_buf())
+}
+
+/// Root only: with `on_failure: open`, traffic flows while the disk is full, and
+/// the held records land, in order, once it has room.
+#[tokio::test]
+async fn a_full_disk_with_on_failure_open_keeps_serving_and_writes_later() {
+    if !nix_is_root() {
+        eprintln!("SKIPPED a_full_disk_with_on_failure_open: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit_dir = dir.path().join("auditfs");
+    let _unmount = small_tmpfs(&audit_dir);
+    let mut setup = ProxySetup::with_policy("main", &policy(api.port))
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    setup.extra_yaml = format!(
+        "audit:\n  on_failure: open\n  sinks:\n    - file: {{ path: {}/audit.jsonl }}\n",
+        audit_dir.display()
+    );
+    let mut proxy = start_proxy(&setup);
+    let filler = audit_dir.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1k", "count=1024"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    // The file's last page still has room for a few records; go on until the
+    // writes fail. Every request is served all the same.
+    let mut sent = 0;
+    while !proxy
+        .logs()
+        .iter()
+        .any(|l| l.contains("AUDIT LOG CANNOT BE WRITTEN"))
+    {
+        assert!(sent < 100, "the failure is logged loudly");
+        let target = format!("https://api.test:{}/echo?while_full={sent}", api.port);
+        assert_eq!(curl(&proxy, &[&target]).await.status, 200);
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in sent..sent + 3 {
+        let target = format!("https://api.test:{}/echo?while_full={i}", api.port);
+        assert_eq!(
+            curl(&proxy, &[&target]).await.status,
+            200,
+            "fail open serves"
+        );
+    }
+    sent += 3;
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !proxy.logs().iter().any(|l| l.contains("writable again")) {
+        assert!(std::time::Instant::now() < deadline, "recovery is logged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(&mut proxy);
+    let log = audit_dir.join("audit.jsonl");
+    let (code, out, err) = verify(
+        std::slice::from_ref(&log),
+        &proxy.dir.path().join("state/audit.key.pub"),
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    for i in 0..sent {
+        assert!(
+            text.contains(&format!("while_full={i}\"")),
+            "record {i} was held and written"
+        );
+    }
 }
 
 struct Unmount(PathBuf);

@@ -500,6 +500,14 @@ async fn websocket_echo_through_intercepted_tunnel() {
         assert_eq!(echoed.into_text().unwrap().as_str(), format!("hello {i}"));
     }
     ws.close(None).await.unwrap();
+    drop(ws);
+    // The exchange is audited when the socket closes, with the frames' bytes.
+    let record = common::wait_record(&f.proxy, |r| r["path"] == "/ws").await;
+    assert_eq!(record["status"], 101, "{record}");
+    assert_eq!(record["decision"], "allow");
+    // Three masked client frames of 7 bytes (13 on the wire each) plus the close.
+    assert!(record["bytes_up"].as_u64().unwrap() >= 39, "{record}");
+    assert!(record["bytes_down"].as_u64().unwrap() >= 27, "{record}");
 }
 
 #[tokio::test]

@@ -168,6 +168,24 @@ impl Upstream {
     }
 }
 
+/// Attached to the 101 response of a spliced WebSocket: yields the bytes moved
+/// (client to upstream, upstream to client) when the splice ends, so that the
+/// exchange's audit record is written then, with them.
+#[derive(Clone, Debug)]
+pub struct SpliceDone(
+    pub Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<(u64, u64)>>>>,
+);
+
+impl SpliceDone {
+    /// Takes the receiver (once).
+    pub fn take(&self) -> Option<tokio::sync::oneshot::Receiver<(u64, u64)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
 /// Accepts an upstream 101 only if it completes the WebSocket handshake that was
 /// asked for, then splices client and upstream both ways.
 ///
@@ -200,6 +218,7 @@ fn splice_websocket(
         ));
     };
     let upstream_upgrade = hyper::upgrade::on(&mut response);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     tracker.spawn(async move {
         match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok((client_io, upstream_io)) => {
@@ -209,11 +228,15 @@ fn splice_websocket(
                     None => splice(client_io, upstream_io, SPLICE_IDLE_TIMEOUT).await,
                 };
                 tracing::debug!(bytes_up = up, bytes_down = down, "websocket closed");
+                let _ = done_tx.send((up, down));
             }
             Err(err) => tracing::debug!(error = %err, "websocket upgrade failed"),
         }
     });
     let (mut parts, _) = response.into_parts();
+    parts
+        .extensions
+        .insert(SpliceDone(Arc::new(std::sync::Mutex::new(Some(done_rx)))));
     strip_hop_by_hop(&mut parts.headers);
     set_websocket_upgrade(&mut parts.headers);
     Ok(Response::from_parts(parts, empty_body()))

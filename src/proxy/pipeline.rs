@@ -91,10 +91,27 @@ pub async fn handle_request(
         Err(refusal)
     };
     match outcome {
-        Ok(response) => {
+        Ok(mut response) => {
             log.record.decision = "allow";
             log.record.status = response.status().as_u16();
-            log.attach(response)
+            let spliced = response
+                .extensions_mut()
+                .remove::<super::forward::SpliceDone>()
+                .and_then(|done| done.take());
+            match spliced {
+                // A WebSocket: the exchange ends when the splice does.
+                Some(done) => {
+                    state.tracker.spawn(async move {
+                        if let Ok((up, down)) = done.await {
+                            log.add_up(up);
+                            log.add_down(down);
+                        }
+                        drop(log);
+                    });
+                    response
+                }
+                None => log.attach(response),
+            }
         }
         Err(refusal) => {
             let refusal = refusal
