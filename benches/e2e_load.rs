@@ -102,7 +102,7 @@ fn start_proxy(upstream_port: u16, upstream_ca: &str, audit_yaml: &str) -> Proxy
     std::fs::write(p.join("upstream-ca.pem"), upstream_ca).unwrap();
     std::fs::write(
         p.join("tollgate.yaml"),
-        format!("listen: 127.0.0.1:0\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ {HOST}: \"127.0.0.1:{upstream_port}\" }}\n  allow_private: [127.0.0.1/32]\ntasks:\n  - {{ id: bench, policy: bench, token_env: BENCH_TOKEN }}\n{audit_yaml}"),
+        format!("listen: 127.0.0.1:0\nadmin: {{ listen: 127.0.0.1:0 }}\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ {HOST}: \"127.0.0.1:{upstream_port}\" }}\n  allow_private: [127.0.0.1/32]\ntasks:\n  - {{ id: bench, policy: bench, token_env: BENCH_TOKEN }}\n{audit_yaml}"),
     )
     .unwrap();
     let log = std::fs::File::create(p.join("tollgate.log")).unwrap();

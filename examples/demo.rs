@@ -59,7 +59,7 @@ async fn main() {
     .unwrap();
     std::env::set_var("DEMO_TASK_TOKEN", "demo-token");
     let config_text = format!(
-        "listen: 127.0.0.1:0\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ api.github.com: \"127.0.0.1:{p}\", uploads.example.com: \"127.0.0.1:{p}\" }}\n  allow_private: [127.0.0.1/32]\n{secrets_config}tasks:\n  - {{ id: demo, policy: demo, token_env: DEMO_TASK_TOKEN }}\n",
+        "listen: 127.0.0.1:0\nadmin: {{ listen: 127.0.0.1:0 }}\nstate_dir: state\nupstream:\n  extra_roots: [upstream-ca.pem]\n  resolve: {{ api.github.com: \"127.0.0.1:{p}\", uploads.example.com: \"127.0.0.1:{p}\" }}\n  allow_private: [127.0.0.1/32]\n{secrets_config}tasks:\n  - {{ id: demo, policy: demo, token_env: DEMO_TASK_TOKEN }}\n",
         p = api.port
     );
     std::fs::write(root.join("tollgate.yaml"), &config_text).unwrap();

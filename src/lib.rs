@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin shell over this library so that benches and
 //! tests can drive the same code paths the proxy runs.
 
+pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
 pub mod secrets;
+pub mod task_token;
 pub mod tasks;
 pub mod tls;
 pub mod yaml;

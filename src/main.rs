@@ -135,6 +135,7 @@ fn serve(config: &Config) -> Result<ExitCode> {
         for addr in &running.addrs {
             tracing::info!(%addr, ca = %config.ca_cert.display(), "tollgate listening on {addr}");
         }
+        tracing::info!(admin = %running.admin, "tollgate admin API on {}", running.admin);
         tokio::spawn(wait_for_signal(shutdown));
         let drained = running.wait_and_drain().await;
         if drained {

@@ -5,7 +5,7 @@ use base64::Engine;
 use http::HeaderValue;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One sandbox run under one policy.
 #[derive(Clone)]
@@ -40,11 +40,15 @@ impl From<&StaticTask> for Task {
     }
 }
 
-/// The known tasks.
+/// The known tasks: static ones from the config, and any holder of a valid
+/// self-verifying task token.
 #[derive(Debug, Default)]
 pub struct TaskRegistry {
     by_id: HashMap<String, Arc<Task>>,
     by_source: HashMap<IpAddr, Arc<Task>>,
+    signer: Option<crate::task_token::TaskKey>,
+    /// Revoked task ids, with the expiry after which they can be forgotten.
+    revoked: Mutex<HashMap<String, u64>>,
 }
 
 impl TaskRegistry {
@@ -63,7 +67,37 @@ impl TaskRegistry {
         registry
     }
 
-    /// All tasks.
+    /// Also accepts task tokens signed with `key`.
+    pub fn with_signer(mut self, key: crate::task_token::TaskKey) -> Self {
+        self.signer = Some(key);
+        self
+    }
+
+    /// The key that signs task tokens, if any.
+    pub fn signer(&self) -> Option<&crate::task_token::TaskKey> {
+        self.signer.as_ref()
+    }
+
+    /// Ends a token-based task: its token stops working at once. The entry is kept
+    /// until `exp`, when the token would have expired anyway.
+    pub fn revoke(&self, id: &str, exp: u64) {
+        let now = crate::task_token::now_secs();
+        let mut revoked = self
+            .revoked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        revoked.retain(|_, until| *until > now);
+        revoked.insert(id.to_string(), exp);
+    }
+
+    fn is_revoked(&self, id: &str) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(id)
+    }
+
+    /// All static tasks.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Task>> {
         self.by_id.values()
     }
@@ -83,7 +117,9 @@ impl TaskRegistry {
             return self.by_source.get(&client).cloned();
         };
         let (id, token) = parse_basic(header)?;
-        let task = self.by_id.get(&id)?;
+        let Some(task) = self.by_id.get(&id) else {
+            return self.authenticate_signed(&id, &token, client);
+        };
         let expected = task.token.as_deref()?;
         // SECURITY: constant-time comparison, so the token cannot be guessed byte by byte.
         aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), token.as_bytes())
@@ -92,6 +128,31 @@ impl TaskRegistry {
             return None;
         }
         Some(task.clone())
+    }
+}
+
+impl TaskRegistry {
+    /// A task token: genuine, unexpired, for this id, not revoked, from its source.
+    fn authenticate_signed(&self, id: &str, token: &str, client: IpAddr) -> Option<Arc<Task>> {
+        if !crate::task_token::is_task_token(token) {
+            return None;
+        }
+        let claims = self
+            .signer
+            .as_ref()?
+            .verify(token, crate::task_token::now_secs())?;
+        if claims.id != id || self.is_revoked(id) {
+            return None;
+        }
+        if claims.src.is_some_and(|src| canonical_ip(src) != client) {
+            return None;
+        }
+        Some(Arc::new(Task {
+            id: claims.id,
+            policy: claims.policy,
+            token: None,
+            source: claims.src,
+        }))
     }
 }
 
@@ -200,5 +261,60 @@ mod tests {
         assert!(r
             .authenticate(Some(&basic("c:")), "10.0.0.3".parse().unwrap())
             .is_none());
+    }
+}
+
+#[cfg(test)]
+mod signed_tests {
+    use super::*;
+    use crate::task_token::{now_secs, Claims, TaskKey};
+
+    fn basic(id: &str, token: &str) -> HeaderValue {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{token}"));
+        HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
+    }
+
+    #[test]
+    fn task_tokens_work_until_revoked_and_only_for_their_id_and_source() {
+        let registry = TaskRegistry::from_static(&[]).with_signer(TaskKey::from_bytes(&[1; 32]));
+        let client: IpAddr = "10.0.0.9".parse().unwrap();
+        let claims = Claims {
+            id: "t-1".into(),
+            policy: "p".into(),
+            exp: now_secs() + 60,
+            src: Some(client),
+        };
+        let token = registry.signer().unwrap().mint(&claims);
+        let task = registry
+            .authenticate(Some(&basic("t-1", &token)), client)
+            .unwrap();
+        assert_eq!((task.id.as_str(), task.policy.as_str()), ("t-1", "p"));
+        assert!(
+            registry
+                .authenticate(Some(&basic("t-2", &token)), client)
+                .is_none(),
+            "another id"
+        );
+        let elsewhere: IpAddr = "10.0.0.10".parse().unwrap();
+        assert!(
+            registry
+                .authenticate(Some(&basic("t-1", &token)), elsewhere)
+                .is_none(),
+            "another source"
+        );
+        registry.revoke("t-1", claims.exp);
+        assert!(
+            registry
+                .authenticate(Some(&basic("t-1", &token)), client)
+                .is_none(),
+            "revoked"
+        );
+        let unsigned = TaskRegistry::from_static(&[]);
+        assert!(
+            unsigned
+                .authenticate(Some(&basic("t-1", &token)), client)
+                .is_none(),
+            "no key"
+        );
     }
 }

@@ -34,6 +34,9 @@ pub enum StartError {
     /// A task names a missing policy.
     #[error("{0}")]
     Task(String),
+    /// The admin API could not start.
+    #[error("admin API: {0}")]
+    Admin(String),
     /// The audit trail could not start.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -96,7 +99,10 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
     let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
     Ok(ProxyState {
         policies: report.policies,
-        tasks: TaskRegistry::from_static(&config.tasks),
+        tasks: TaskRegistry::from_static(&config.tasks).with_signer(
+            crate::task_token::TaskKey::load_or_create(&config.state_dir.join("task.key"))
+                .map_err(StartError::Task)?,
+        ),
         leaves: LeafIssuer::new(ca, tls::leaf::DEFAULT_CACHE_CAPACITY),
         upstream: Upstream::new(dialer.clone(), client_tls),
         dialer,
@@ -119,6 +125,8 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
 pub struct Running {
     /// Bound proxy addresses.
     pub addrs: Vec<SocketAddr>,
+    /// Where the admin API listens (`ip:port` or `unix:/path`).
+    pub admin: String,
     state: Arc<ProxyState>,
 }
 
@@ -162,7 +170,87 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running
             connection_slots.clone(),
         ));
     }
-    Ok(Running { addrs, state })
+    let admin_token =
+        crate::admin::load_or_create_token(&config.admin_token_file).map_err(StartError::Task)?;
+    let proxy_addr = addrs
+        .first()
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)));
+    let admin = Arc::new(crate::admin::Admin::new(
+        state.clone(),
+        admin_token,
+        proxy_addr,
+    ));
+    let admin_addr = serve_admin(state.clone(), admin, &config.admin_listen).await?;
+    Ok(Running {
+        addrs,
+        admin: admin_addr,
+        state,
+    })
+}
+
+/// Binds the admin listener (TCP or `unix:` socket) and serves it.
+async fn serve_admin(
+    state: Arc<ProxyState>,
+    admin: Arc<crate::admin::Admin>,
+    listen: &str,
+) -> Result<String, StartError> {
+    let bind_error = |source: std::io::Error| StartError::Admin(format!("{listen}: {source}"));
+    if let Some(path) = listen.strip_prefix("unix:") {
+        let path = std::path::PathBuf::from(path);
+        if path.exists() {
+            // A stale socket from an earlier run; a live one would make bind fail below.
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Err(StartError::Admin(format!(
+                    "{listen}: another process is listening"
+                )));
+            }
+            std::fs::remove_file(&path).map_err(bind_error)?;
+        }
+        let listener = tokio::net::UnixListener::bind(&path).map_err(bind_error)?;
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = state.shutdown.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                spawn_admin_conn(&state, &admin, TokioIo::new(stream));
+            }
+        });
+        return Ok(listen.to_string());
+    }
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| StartError::Admin(format!("{listen} is not ip:port")))?;
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            spawn_admin_conn(&state, &admin, TokioIo::new(stream));
+        }
+    });
+    Ok(bound.to_string())
+}
+
+fn spawn_admin_conn<I>(state: &Arc<ProxyState>, admin: &Arc<crate::admin::Admin>, io: I)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let admin = admin.clone();
+    let shutdown = state.shutdown.clone();
+    state.tracker.spawn(async move {
+        let service = hyper::service::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+        });
+        serve_with_shutdown(io, service, &shutdown, false).await;
+    });
 }
 
 async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener, slots: Arc<Semaphore>) {

@@ -188,6 +188,22 @@ impl SecretStore {
         }
     }
 
+    /// Drops a task's dynamic secrets; their leases are revoked by the eviction
+    /// listener. Returns how many entries went.
+    pub async fn end_task(&self, task: &str) -> usize {
+        let prefix = format!("{task}\u{0}");
+        let keys: Vec<Key> = self
+            .cache
+            .iter()
+            .filter(|(key, _)| key.0.starts_with(&prefix))
+            .map(|(key, _)| (*key).clone())
+            .collect();
+        for key in &keys {
+            self.cache.invalidate(key).await;
+        }
+        keys.len()
+    }
+
     /// Revokes every lease still held (on shutdown). Returns how many.
     pub async fn revoke_all(&self) -> usize {
         let Some(vault) = &self.vault else { return 0 };

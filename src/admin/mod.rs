@@ -1,0 +1,270 @@
+//! The admin API on `admin.listen` (never on the proxy port): bearer-token auth,
+//! `/healthz`, and `/v1/tasks` for tasks with self-verifying tokens.
+
+use crate::proxy::body::{full_body, ProxyBody};
+use crate::proxy::state::ProxyState;
+use crate::task_token::{now_secs, Claims};
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Longest task TTL the API grants.
+pub const MAX_TASK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// TTL when a request names none.
+pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(3600);
+/// Largest request body the API reads.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// A task this process created (listing only; tokens are never kept).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: String,
+    /// Policy name.
+    pub policy: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// Bound source address.
+    pub source: Option<IpAddr>,
+}
+
+/// What the admin API shares.
+pub struct Admin {
+    state: Arc<ProxyState>,
+    token: String,
+    proxy_addr: SocketAddr,
+    tasks: Mutex<BTreeMap<String, TaskInfo>>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin(..)")
+    }
+}
+
+/// Reads the admin token at `path`, creating a random one (0600) if absent.
+pub fn load_or_create_token(path: &Path) -> Result<String, String> {
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "random bytes unavailable".to_string())?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::tls::ca::create_private_dir(dir).map_err(|e| e.to_string())?;
+        }
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        crate::tls::ca::write_new_file(path, format!("{token}\n").as_bytes(), 0o600)
+            .map_err(|e| e.to_string())?;
+    }
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .trim()
+        .to_string();
+    if token.len() < 16 {
+        return Err(format!(
+            "{}: the admin token must be at least 16 characters",
+            path.display()
+        ));
+    }
+    Ok(token)
+}
+
+impl Admin {
+    /// The API over `state`; proxy URLs name `proxy_addr`.
+    pub fn new(state: Arc<ProxyState>, token: String, proxy_addr: SocketAddr) -> Self {
+        Self {
+            state,
+            token,
+            proxy_addr,
+            tasks: Mutex::default(),
+        }
+    }
+
+    /// Handles one admin request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let path = req.uri().path().to_string();
+        if req.method() == Method::GET && path == "/healthz" {
+            return reply(StatusCode::OK, json!({"status": "ok"}));
+        }
+        if !self.authorized(&req) {
+            let mut response = reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "unauthorized", "message": "send Authorization: Bearer <admin token>"}),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"tollgate-admin\""),
+            );
+            return response;
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method().clone(), segments.as_slice()) {
+            (Method::POST, ["v1", "tasks"]) => self.create_task(req).await,
+            (Method::GET, ["v1", "tasks"]) => {
+                let tasks: Vec<TaskInfo> = self.live_tasks();
+                reply(StatusCode::OK, json!(tasks))
+            }
+            (Method::GET, ["v1", "tasks", id]) => match self.task(id) {
+                Some(info) => reply(StatusCode::OK, json!(info)),
+                None => not_found("no such task"),
+            },
+            (Method::DELETE, ["v1", "tasks", id]) => self.end_task(id).await,
+            _ => not_found("no such endpoint"),
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(given) = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        // SECURITY: constant time, so the token cannot be found byte by byte.
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            given.trim().as_bytes(),
+            self.token.as_bytes(),
+        )
+        .is_ok()
+    }
+
+    fn live_tasks(&self) -> Vec<TaskInfo> {
+        let now = now_secs();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|_, t| t.expires_at > now);
+        tasks.values().cloned().collect()
+    }
+
+    fn task(&self, id: &str) -> Option<TaskInfo> {
+        self.live_tasks().into_iter().find(|t| t.id == id)
+    }
+
+    async fn create_task(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct NewTask {
+            policy: String,
+            #[serde(default)]
+            ttl: Option<String>,
+            #[serde(default)]
+            source: Option<IpAddr>,
+        }
+        let body = match http_body_util::Limited::new(req.into_body(), MAX_ADMIN_BODY)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return bad_request("the body could not be read (at most 64 KiB)"),
+        };
+        let new: NewTask = match serde_json::from_slice(&body) {
+            Ok(new) => new,
+            Err(e) => return bad_request(&format!("invalid task request: {e}")),
+        };
+        if self.state.policies.get(&new.policy).is_none() {
+            return reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": "unknown_policy", "message": format!("no policy named `{}` is loaded", new.policy)}),
+            );
+        }
+        let ttl = match new.ttl.as_deref().map(crate::duration::parse_duration) {
+            None => DEFAULT_TASK_TTL,
+            Some(Ok(ttl)) if !ttl.is_zero() && ttl <= MAX_TASK_TTL => ttl,
+            Some(_) => {
+                return bad_request("ttl must be a duration such as 30m or 1h, at most 7 days")
+            }
+        };
+        let Some(signer) = self.state.tasks.signer() else {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "no_task_key", "message": "this proxy has no task key"}),
+            );
+        };
+        let mut id_bytes = [0u8; 8];
+        if aws_lc_rs::rand::fill(&mut id_bytes).is_err() {
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "random"}),
+            );
+        }
+        let id = format!("t-{}", crate::audit::chain::hex(&id_bytes));
+        let claims = Claims {
+            id: id.clone(),
+            policy: new.policy.clone(),
+            exp: now_secs() + ttl.as_secs(),
+            src: new.source,
+        };
+        let token = signer.mint(&claims);
+        let info = TaskInfo {
+            id: id.clone(),
+            policy: new.policy,
+            expires_at: claims.exp,
+            source: new.source,
+        };
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), info.clone());
+        tracing::info!(task = %id, policy = %info.policy, ttl_s = ttl.as_secs(), "task created");
+        reply(
+            StatusCode::CREATED,
+            json!({
+                "id": id,
+                "token": token,
+                "proxy_url": format!("http://{id}:{token}@{}", self.proxy_addr),
+                "expires_at": crate::audit::chain::rfc3339_millis(
+                    std::time::UNIX_EPOCH + Duration::from_secs(claims.exp)
+                ),
+                "policy": info.policy,
+            }),
+        )
+    }
+
+    async fn end_task(&self, id: &str) -> Response<ProxyBody> {
+        let info = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let Some(info) = info else {
+            return not_found("no such task");
+        };
+        self.state.tasks.revoke(id, info.expires_at);
+        let leases = self.state.secrets.end_task(id).await;
+        self.state.injected.forget(id);
+        tracing::info!(task = %id, leases, "task ended");
+        reply(StatusCode::OK, json!({"id": id, "ended": true}))
+    }
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn not_found(message: &str) -> Response<ProxyBody> {
+    reply(
+        StatusCode::NOT_FOUND,
+        json!({"error": "not_found", "message": message}),
+    )
+}
+
+fn bad_request(message: &str) -> Response<ProxyBody> {
+    reply(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "bad_request", "message": message}),
+    )
+}

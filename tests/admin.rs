@@ -1,0 +1,229 @@
+//! The admin API: bearer auth, tasks with self-verifying tokens, and ending them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::upstream::{start_upstream, TestCa};
+use common::{curl_raw, start_proxy, wait_record, ProxyProc, ProxySetup};
+use serde_json::Value;
+
+fn admin_addr(proxy: &ProxyProc) -> String {
+    let logs = proxy.logs();
+    let line = logs
+        .iter()
+        .find(|l| l.contains("tollgate admin API on "))
+        .expect("admin address logged");
+    let idx = line.find("tollgate admin API on ").unwrap() + 22;
+    line[idx..].split_whitespace().next().unwrap().to_string()
+}
+
+fn admin_token(proxy: &ProxyProc) -> String {
+    std::fs::read_to_string(proxy.dir.path().join("state/admin.token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+async fn admin(
+    proxy: &ProxyProc,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> common::CurlOut {
+    let url = format!("http://{}{path}", admin_addr(proxy));
+    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+    let mut args = vec!["-X", method, url.as_str()];
+    if let Some(auth) = &auth {
+        args.extend(["-H", auth.as_str()]);
+    }
+    if let Some(body) = body {
+        args.extend([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    curl_raw(&args).await
+}
+
+async fn through(proxy_url: &str, ca: &std::path::Path, url: &str) -> common::CurlOut {
+    curl_raw(&["--proxy", proxy_url, "--cacert", ca.to_str().unwrap(), url]).await
+}
+
+#[tokio::test]
+async fn tasks_created_over_the_admin_api_work_until_deleted() {
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let yaml = format!(
+        "name: main\nrules:\n  - name: any\n    host: api.test\n    port: {}\n",
+        api.port
+    );
+    let setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    let proxy = start_proxy(&setup);
+    let token = admin_token(&proxy);
+    let target = format!("https://api.test:{}/echo", api.port);
+
+    assert_eq!(
+        admin(&proxy, "GET", "/healthz", None, None).await.status,
+        200
+    );
+    assert_eq!(
+        admin(&proxy, "GET", "/v1/tasks", None, None).await.status,
+        401
+    );
+    assert_eq!(
+        admin(
+            &proxy,
+            "GET",
+            "/v1/tasks",
+            Some("wrong-token-of-some-length"),
+            None
+        )
+        .await
+        .status,
+        401
+    );
+    let unknown = admin(
+        &proxy,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"policy":"nope"}"#),
+    )
+    .await;
+    assert_eq!(unknown.status, 422, "{unknown:?}");
+    let bad = admin(
+        &proxy,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"policy":"main","ttl":"forever"}"#),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+
+    let created = admin(
+        &proxy,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"policy":"main","ttl":"10m"}"#),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let created = created.json();
+    let id = created["id"].as_str().unwrap().to_string();
+    let task_token = created["token"].as_str().unwrap().to_string();
+    let proxy_url = created["proxy_url"].as_str().unwrap().to_string();
+    assert!(
+        proxy_url.contains(&format!("{id}:{task_token}@")),
+        "{proxy_url}"
+    );
+    assert!(created["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    let ok = through(&proxy_url, &proxy.ca_pem, &target).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let record = wait_record(&proxy, |r| r["task"] == id.as_str()).await;
+    assert_eq!(record["policy"], "main");
+
+    // The listing never shows the token.
+    let listed = admin(&proxy, "GET", "/v1/tasks", Some(&token), None).await;
+    assert_eq!(listed.status, 200);
+    assert!(
+        listed.body.contains(&id) && !listed.body.contains(&task_token),
+        "{}",
+        listed.body
+    );
+    let shown: Value = admin(
+        &proxy,
+        "GET",
+        &format!("/v1/tasks/{id}"),
+        Some(&token),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(shown["policy"], "main");
+
+    // The token is bound to its id.
+    let stolen = format!("http://someone-else:{task_token}@{}", proxy.addr);
+    assert_eq!(
+        through(&stolen, &proxy.ca_pem, &target)
+            .await
+            .connect_status,
+        407
+    );
+
+    // A task bound to another source address is refused from here.
+    let bound = admin(
+        &proxy,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"policy":"main","source":"10.9.9.9"}"#),
+    )
+    .await
+    .json();
+    let bound_url = bound["proxy_url"].as_str().unwrap();
+    assert_eq!(
+        through(bound_url, &proxy.ca_pem, &target)
+            .await
+            .connect_status,
+        407
+    );
+
+    // DELETE ends it at once.
+    let deleted = admin(
+        &proxy,
+        "DELETE",
+        &format!("/v1/tasks/{id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert_eq!(
+        through(&proxy_url, &proxy.ca_pem, &target)
+            .await
+            .connect_status,
+        407
+    );
+    assert_eq!(
+        admin(
+            &proxy,
+            "GET",
+            &format!("/v1/tasks/{id}"),
+            Some(&token),
+            None
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        admin(
+            &proxy,
+            "DELETE",
+            &format!("/v1/tasks/{id}"),
+            Some(&token),
+            None
+        )
+        .await
+        .status,
+        404
+    );
+
+    // The admin API is not served on the proxy port.
+    let on_proxy = curl_raw(&[
+        &format!("http://{}/v1/tasks", proxy.addr),
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+    ])
+    .await;
+    assert_ne!(on_proxy.status, 200, "{on_proxy:?}");
+}
