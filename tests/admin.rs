@@ -177,6 +177,25 @@ async fn tasks_created_over_the_admin_api_work_until_deleted() {
         407
     );
 
+    // An open tunnel of the task, waiting inside.
+    let mut tunnel = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{id}:{task_token}"),
+    );
+    let connect_target = format!("api.test:{}", api.port);
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tunnel,
+        format!("CONNECT {connect_target} HTTP/1.1\r\nHost: {connect_target}\r\nProxy-Authorization: Basic {basic}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = tokio::io::AsyncReadExt::read(&mut tunnel, &mut head)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+
     // DELETE ends it at once.
     let deleted = admin(
         &proxy,
@@ -187,6 +206,14 @@ async fn tasks_created_over_the_admin_api_work_until_deleted() {
     )
     .await;
     assert_eq!(deleted.status, 200, "{deleted:?}");
+    // The open tunnel is closed well before any timeout of its own (10 s).
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read(&mut tunnel, &mut head),
+    )
+    .await
+    .expect("the tunnel of an ended task is closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
     assert_eq!(
         through(&proxy_url, &proxy.ca_pem, &target)
             .await

@@ -180,13 +180,9 @@ async fn allowed_request_reaches_upstream_without_proxy_credentials() {
         "task token leaked upstream"
     );
     assert_eq!(f.tls.hits(), 1);
+    // Logged when the exchange ends, which may be just after curl returns.
+    let line = common::wait_log(&f.proxy, &["path=/echo/x", "status="]).await;
     let logs = f.proxy.logs().join("\n");
-    let line = f
-        .proxy
-        .logs()
-        .into_iter()
-        .find(|l| l.contains("path=/echo/x"))
-        .unwrap_or_else(|| panic!("no request log line:\n{logs}"));
     for field in [
         "INFO",
         "task=agent",
@@ -747,11 +743,9 @@ async fn source_binding_and_source_only_tasks() {
     ])
     .await;
     assert_eq!(by_source.status, 200, "{by_source:?} {:?}", proxy.logs());
-    assert!(
-        proxy.logs().iter().any(|l| l.contains("task=local")),
-        "{:?}",
-        proxy.logs()
-    );
+    // The exchange is logged and audited when it ends, just after curl returns.
+    let record = common::wait_record(&proxy, |r| r["task"] == "local").await;
+    assert_eq!(record["status"], 200);
     assert_eq!(tls.hits(), 1);
 }
 

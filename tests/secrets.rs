@@ -118,12 +118,7 @@ async fn bearer_header_is_injected_and_scrubbed_from_the_echo() {
         "sandbox sees the placeholder"
     );
     assert_no_leak(&f, &out);
-    let line = f
-        .proxy
-        .logs()
-        .into_iter()
-        .find(|l| l.contains("path=/echo "))
-        .unwrap_or_default();
+    let line = common::wait_log(&f.proxy, &["path=/echo ", "status="]).await;
     assert!(line.contains("secrets=GH_TOKEN"), "{line}");
 }
 

@@ -238,6 +238,7 @@ impl Admin {
             return not_found("no such task");
         };
         self.state.tasks.revoke(id, info.expires_at);
+        self.state.task_ends.end(id);
         let leases = self.state.secrets.end_task(id).await;
         self.state.injected.forget(id);
         tracing::info!(task = %id, leases, "task ended");

@@ -365,23 +365,23 @@ impl Writer {
             .unwrap_or_default();
         if self.failing_since.is_none() {
             self.failing_since = Some(Instant::now());
-            self.status.writable.store(false, Ordering::Release);
             tracing::error!(
                 path = %path,
                 error = %error,
                 held = self.backlog.len(),
                 "AUDIT LOG CANNOT BE WRITTEN: records are held in memory and retried every second"
             );
+            self.status.writable.store(false, Ordering::Release);
         }
     }
 
     fn recovered(&mut self) {
         if let Some(since) = self.failing_since.take() {
-            self.status.writable.store(true, Ordering::Release);
             tracing::warn!(
                 down_for_ms = since.elapsed().as_millis() as u64,
                 "the audit log is writable again; held records were written in order"
             );
+            self.status.writable.store(true, Ordering::Release);
         }
     }
 

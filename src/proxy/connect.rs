@@ -93,11 +93,21 @@ pub async fn handle_connect(
                 exchange.record.status = 200;
                 let on_upgrade = hyper::upgrade::on(req);
                 let tracker = state.tracker.clone();
+                let ended = state.task_ends.signal(&task.id);
                 tracker.spawn(async move {
                     let _slot = slot;
-                    let outcome = match on_upgrade.await {
-                        Ok(upgraded) => splice_tunnel(upgraded, upstream, &host).await,
-                        Err(_) => TunnelOutcome::default(),
+                    let spliced = async {
+                        match on_upgrade.await {
+                            Ok(upgraded) => splice_tunnel(upgraded, upstream, &host).await,
+                            Err(_) => TunnelOutcome::default(),
+                        }
+                    };
+                    let outcome = tokio::select! {
+                        outcome = spliced => outcome,
+                        _ = ended.cancelled() => {
+                            tracing::info!(task = %task.id, host = %host, "tunnel closed: the task was ended");
+                            TunnelOutcome::default()
+                        }
                     };
                     exchange.add_up(outcome.bytes_up);
                     exchange.add_down(outcome.bytes_down);
@@ -121,11 +131,21 @@ pub async fn handle_connect(
                 tunnel_target: Some((host, port)),
             });
             let tracker = state.tracker.clone();
+            let ended = state.task_ends.signal(&conn.task.id);
             tracker.spawn(async move {
                 let _slot = slot;
-                match on_upgrade.await {
-                    Ok(upgraded) => intercept(state, conn, upgraded).await,
-                    Err(err) => tracing::debug!(error = %err, "CONNECT upgrade failed"),
+                let task = conn.task.id.clone();
+                let served = async {
+                    match on_upgrade.await {
+                        Ok(upgraded) => intercept(state, conn, upgraded).await,
+                        Err(err) => tracing::debug!(error = %err, "CONNECT upgrade failed"),
+                    }
+                };
+                tokio::select! {
+                    () = served => {}
+                    _ = ended.cancelled() => {
+                        tracing::info!(task = %task, "tunnel closed: the task was ended");
+                    }
                 }
             });
             Response::new(empty_body())

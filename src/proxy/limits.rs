@@ -56,6 +56,37 @@ impl TaskSlots {
     }
 }
 
+/// One cancellation signal per task, fired when the task is ended (admin
+/// `DELETE`), so that its open tunnels close at once instead of living on.
+#[derive(Debug, Default)]
+pub struct TaskEnds {
+    per_task: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+}
+
+impl TaskEnds {
+    /// The signal of `task`.
+    pub fn signal(&self, task: &str) -> tokio_util::sync::CancellationToken {
+        self.per_task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(task.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Fires and forgets the signal of `task`.
+    pub fn end(&self, task: &str) {
+        let token = self
+            .per_task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(task);
+        if let Some(token) = token {
+            token.cancel();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

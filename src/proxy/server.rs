@@ -110,6 +110,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         tracker: TaskTracker::new(),
         tunnel_slots: Default::default(),
         request_slots: Default::default(),
+        task_ends: Default::default(),
         rate_limits,
         audit,
         injected: Default::default(),

@@ -36,6 +36,8 @@ pub struct ProxyState {
     pub tunnel_slots: super::limits::TaskSlots,
     /// Per-task caps on requests in flight (HTTP/2 streams included).
     pub request_slots: super::limits::TaskSlots,
+    /// Fired when a task is ended, to close its tunnels.
+    pub task_ends: super::limits::TaskEnds,
     /// The audit trail.
     pub audit: crate::audit::Audit,
 }

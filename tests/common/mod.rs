@@ -453,3 +453,23 @@ pub async fn wait_record(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits (up to 10 s) for a log line containing every one of `needles`.
+pub async fn wait_log(proxy: &ProxyProc, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = proxy
+            .logs()
+            .into_iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {needles:?}:\n{}",
+            proxy.logs().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
