@@ -254,3 +254,33 @@ async fn tasks_created_over_the_admin_api_work_until_deleted() {
     .await;
     assert_ne!(on_proxy.status, 200, "{on_proxy:?}");
 }
+
+#[tokio::test]
+async fn the_admin_api_listens_on_a_unix_socket_too() {
+    let mut setup = ProxySetup::with_policy("main", "name: main\nrules: []\n");
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("admin.sock");
+    // A stale socket file from a crashed run is replaced.
+    std::fs::write(&sock, b"").unwrap();
+    setup.admin_listen = Some(format!("unix:{}", sock.display()));
+    let proxy = start_proxy(&setup);
+    let token = admin_token(&proxy);
+    let out = curl_raw(&[
+        "--unix-socket",
+        sock.to_str().unwrap(),
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-d",
+        r#"{"policy":"main"}"#,
+        "http://admin/v1/tasks",
+    ])
+    .await;
+    assert_eq!(out.status, 201, "{out:?}");
+    let health = curl_raw(&[
+        "--unix-socket",
+        sock.to_str().unwrap(),
+        "http://admin/healthz",
+    ])
+    .await;
+    assert_eq!(health.status, 200);
+}

@@ -22,6 +22,8 @@ pub const TOKEN: &str = "s3cret-token";
 /// How to configure one proxy.
 #[derive(Default, Clone)]
 pub struct ProxySetup {
+    /// `admin.listen` (default `127.0.0.1:0`).
+    pub admin_listen: Option<String>,
     /// `(name, yaml)` policy files.
     pub policies: Vec<(String, String)>,
     /// Host name -> `ip:port` overrides.
@@ -169,7 +171,8 @@ pub fn start_proxy(setup: &ProxySetup) -> ProxyProc {
         )
         .unwrap();
     }
-    let mut config = String::from("listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0 }\nstate_dir: state\npolicies: policies\nupstream:\n");
+    let admin = setup.admin_listen.as_deref().unwrap_or("127.0.0.1:0");
+    let mut config = format!("listen: 127.0.0.1:0\nadmin: {{ listen: \"{admin}\" }}\nstate_dir: state\npolicies: policies\nupstream:\n");
     if let Some(pem) = &setup.extra_root_pem {
         std::fs::write(dir.path().join("upstream-ca.pem"), pem).unwrap();
         config.push_str("  extra_roots: [upstream-ca.pem]\n");
