@@ -260,8 +260,9 @@ async fn the_admin_api_listens_on_a_unix_socket_too() {
     let mut setup = ProxySetup::with_policy("main", "name: main\nrules: []\n");
     let sock_dir = tempfile::tempdir().unwrap();
     let sock = sock_dir.path().join("admin.sock");
-    // A stale socket file from a crashed run is replaced.
-    std::fs::write(&sock, b"").unwrap();
+    // A stale socket from a crashed run is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
     setup.admin_listen = Some(format!("unix:{}", sock.display()));
     let proxy = start_proxy(&setup);
     let token = admin_token(&proxy);

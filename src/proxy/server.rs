@@ -199,8 +199,13 @@ async fn serve_admin(
     let bind_error = |source: std::io::Error| StartError::Admin(format!("{listen}: {source}"));
     if let Some(path) = listen.strip_prefix("unix:") {
         let path = std::path::PathBuf::from(path);
-        if path.exists() {
-            // A stale socket from an earlier run; a live one would make bind fail below.
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+                return Err(StartError::Admin(format!(
+                    "{listen}: the path exists and is not a socket; refusing to replace it"
+                )));
+            }
+            // A stale socket from an earlier run is replaced; a live one is not.
             if std::os::unix::net::UnixStream::connect(&path).is_ok() {
                 return Err(StartError::Admin(format!(
                     "{listen}: another process is listening"
