@@ -5,25 +5,8 @@
 mod common;
 
 use common::upstream::{start_upstream, TestCa};
-use common::{curl_raw, start_proxy, wait_record, ProxyProc, ProxySetup};
+use common::{admin_addr, admin_token, curl_raw, start_proxy, wait_record, ProxyProc, ProxySetup};
 use serde_json::Value;
-
-fn admin_addr(proxy: &ProxyProc) -> String {
-    let logs = proxy.logs();
-    let line = logs
-        .iter()
-        .find(|l| l.contains("tollgate admin API on "))
-        .expect("admin address logged");
-    let idx = line.find("tollgate admin API on ").unwrap() + 22;
-    line[idx..].split_whitespace().next().unwrap().to_string()
-}
-
-fn admin_token(proxy: &ProxyProc) -> String {
-    std::fs::read_to_string(proxy.dir.path().join("state/admin.token"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 async fn admin(
     proxy: &ProxyProc,

@@ -252,6 +252,39 @@ async fn dynamic_token_is_valid_and_revoked_when_the_task_ends() {
 }
 
 #[tokio::test]
+async fn deleting_a_task_revokes_its_dynamic_lease() {
+    let bao = Bao::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (api, proxy) = setup(&bao, &token_auth(&tmp)).await;
+    let (id, proxy_url) = common::create_task(&proxy, r#"{"policy":"main","ttl":"10m"}"#).await;
+    let out = common::curl_raw(&[
+        "--proxy",
+        &proxy_url,
+        "--cacert",
+        proxy.ca_pem.to_str().unwrap(),
+        "-H",
+        "Authorization: Bearer __DEPLOY_KEY__",
+        &format!("https://api.test:{}/echo", api.port),
+    ])
+    .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    let token = last_auth(&api).trim_start_matches("Bearer ").to_string();
+    assert!(
+        bao.token_is_valid(&token),
+        "a live lease while the task runs"
+    );
+    assert_eq!(common::delete_task(&proxy, &id).await, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bao.token_is_valid(&token) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease of a deleted task must be revoked"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
 async fn vault_outage_gives_503_and_recovers() {
     let mut bao = Bao::start();
     bao.cli(&[

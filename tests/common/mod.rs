@@ -476,3 +476,42 @@ pub async fn wait_log(proxy: &ProxyProc, needles: &[&str]) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The admin API address the proxy logged.
+pub fn admin_addr(proxy: &ProxyProc) -> String {
+    let logs = proxy.logs();
+    let line = logs
+        .iter()
+        .find(|l| l.contains("tollgate admin API on "))
+        .expect("admin address logged");
+    let idx = line.find("tollgate admin API on ").unwrap() + 22;
+    line[idx..].split_whitespace().next().unwrap().to_string()
+}
+
+/// The generated admin token.
+pub fn admin_token(proxy: &ProxyProc) -> String {
+    std::fs::read_to_string(proxy.dir.path().join("state/admin.token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Creates a task over the admin API: `(id, proxy_url)`.
+pub async fn create_task(proxy: &ProxyProc, body: &str) -> (String, String) {
+    let url = format!("http://{}/v1/tasks", admin_addr(proxy));
+    let auth = format!("Authorization: Bearer {}", admin_token(proxy));
+    let out = curl_raw(&["-H", &auth, "--data-binary", body, &url]).await;
+    assert_eq!(out.status, 201, "{out:?}");
+    let json = out.json();
+    (
+        json["id"].as_str().unwrap().to_string(),
+        json["proxy_url"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `DELETE /v1/tasks/{id}`; returns the status.
+pub async fn delete_task(proxy: &ProxyProc, id: &str) -> u16 {
+    let url = format!("http://{}/v1/tasks/{id}", admin_addr(proxy));
+    let auth = format!("Authorization: Bearer {}", admin_token(proxy));
+    curl_raw(&["-X", "DELETE", "-H", &auth, &url]).await.status
+}
