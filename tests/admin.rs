@@ -268,3 +268,59 @@ async fn the_admin_api_listens_on_a_unix_socket_too() {
     .await;
     assert_eq!(health.status, 200);
 }
+
+#[tokio::test]
+async fn policies_reload_over_the_api_and_on_sighup_and_a_broken_file_keeps_the_old_set() {
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let rule = |paths: &str| {
+        format!(
+            "name: main\nrules:\n  - name: r\n    host: api.test\n    port: {}\n    paths: [{paths}]\n",
+            api.port
+        )
+    };
+    let setup = ProxySetup::with_policy("main", &rule("\"/echo\""))
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    let proxy = start_proxy(&setup);
+    let token = admin_token(&proxy);
+    let policy_file = proxy.dir.path().join("policies/main.yaml");
+    let small = format!("https://api.test:{}/small", api.port);
+    assert_eq!(common::curl(&proxy, &[&small]).await.status, 403);
+
+    std::fs::write(&policy_file, rule("\"/echo\", \"/small\"")).unwrap();
+    let reloaded = admin(&proxy, "POST", "/v1/reload", Some(&token), None).await;
+    assert_eq!(reloaded.status, 200, "{reloaded:?}");
+    assert_eq!(reloaded.json()["policies"], 1);
+    assert_eq!(common::curl(&proxy, &[&small]).await.status, 200);
+
+    // A broken file: 422 naming file and line, and the old set stays.
+    std::fs::write(
+        &policy_file,
+        "name: main\nrules:\n  - host: api.test\n    methods: [get]\n",
+    )
+    .unwrap();
+    let refused = admin(&proxy, "POST", "/v1/reload", Some(&token), None).await;
+    assert_eq!(refused.status, 422, "{refused:?}");
+    let error = &refused.json()["errors"][0];
+    assert!(
+        error["file"].as_str().unwrap().ends_with("main.yaml"),
+        "{error}"
+    );
+    assert_eq!(error["line"], 4, "{error}");
+    assert_eq!(common::curl(&proxy, &[&small]).await.status, 200);
+
+    // SIGHUP reloads too.
+    std::fs::write(&policy_file, rule("\"/echo\"")).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while common::curl(&proxy, &[&small]).await.status != 403 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

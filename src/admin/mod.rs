@@ -116,6 +116,18 @@ impl Admin {
                 None => not_found("no such task"),
             },
             (Method::DELETE, ["v1", "tasks", id]) => self.end_task(id).await,
+            (Method::POST, ["v1", "reload"]) => {
+                match crate::proxy::server::reload_policies(&self.state) {
+                    Ok(count) => reply(StatusCode::OK, json!({"policies": count})),
+                    Err(errors) => {
+                        let errors: Vec<_> = errors
+                            .iter()
+                            .map(|e| json!({"file": e.file.display().to_string(), "line": e.line, "message": e.message}))
+                            .collect();
+                        reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"errors": errors}))
+                    }
+                }
+            }
             _ => not_found("no such endpoint"),
         }
     }
@@ -169,7 +181,7 @@ impl Admin {
             Ok(new) => new,
             Err(e) => return bad_request(&format!("invalid task request: {e}")),
         };
-        if self.state.policies.get(&new.policy).is_none() {
+        if self.state.policies.current().get(&new.policy).is_none() {
             return reply(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 json!({"error": "unknown_policy", "message": format!("no policy named `{}` is loaded", new.policy)}),

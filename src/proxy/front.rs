@@ -32,7 +32,7 @@ pub async fn handle_front(
             ),
         );
     };
-    let Some(policy) = state.policies.get(&task.policy) else {
+    let Some(policy) = state.policies.current().get(&task.policy) else {
         let refusal = Refusal::new(
             Reason::NoRule,
             format!("policy {} is not loaded", task.policy),

@@ -186,7 +186,11 @@ async fn decide_and_forward(
         }
     }
 
-    if let Err(limited) = state.rate_limits.check(&conn.policy, rule, &conn.task.id) {
+    if let Err(limited) = state
+        .rate_limits
+        .current()
+        .check(&conn.policy, rule, &conn.task.id)
+    {
         let mut refusal = Refusal::new(
             Reason::RateLimited,
             format!(

@@ -98,7 +98,8 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
     )?;
     let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
     Ok(ProxyState {
-        policies: report.policies,
+        policies: super::state::Swap::new(report.policies),
+        policies_dir: config.policies_dir.clone(),
         tasks: TaskRegistry::from_static(&config.tasks).with_signer(
             crate::task_token::TaskKey::load_or_create(&config.state_dir.join("task.key"))
                 .map_err(StartError::Task)?,
@@ -111,7 +112,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         tunnel_slots: Default::default(),
         request_slots: Default::default(),
         task_ends: Default::default(),
-        rate_limits,
+        rate_limits: super::state::Swap::new(rate_limits),
         audit,
         injected: Default::default(),
         secrets: Arc::new(crate::secrets::SecretStore::new(
@@ -155,6 +156,7 @@ impl Running {
 pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let state = Arc::new(build_state(config, shutdown)?);
     tokio::spawn(forget_idle_limits(state.clone()));
+    tokio::spawn(reload_on_sighup(state.clone()));
     let mut addrs = Vec::new();
     let connection_slots = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));
     for addr in &config.listen {
@@ -188,6 +190,51 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running
         admin: admin_addr,
         state,
     })
+}
+
+/// Reloads every policy file. On any invalid file the old set stays and the
+/// errors are returned; otherwise the new set (and its rate limits) takes over for
+/// new connections and requests. Returns the number of policies loaded.
+pub fn reload_policies(state: &ProxyState) -> Result<usize, Vec<crate::yaml::FileError>> {
+    let report = load_policy_dir(&state.policies_dir);
+    if !report.errors.is_empty() {
+        for error in &report.errors {
+            tracing::error!("policy reload refused, the old set stays: {error}");
+        }
+        return Err(report.errors);
+    }
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    let count = report.policies.iter().count();
+    state
+        .rate_limits
+        .set(crate::ratelimit::RateLimits::from_policies(
+            &report.policies,
+        ));
+    state.policies.set(report.policies);
+    tracing::info!(policies = count, "policies reloaded");
+    Ok(count)
+}
+
+/// Reloads policies on SIGHUP until shutdown.
+async fn reload_on_sighup(state: Arc<ProxyState>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; reload with POST /v1/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading policies");
+                let _ = reload_policies(&state);
+            }
+        }
+    }
 }
 
 /// Binds the admin listener (TCP or `unix:` socket) and serves it.
@@ -303,7 +350,7 @@ async fn forget_idle_limits(state: Arc<ProxyState>) {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => {
-                state.rate_limits.forget_idle();
+                state.rate_limits.current().forget_idle();
                 state.tunnel_slots.forget_idle();
                 state.request_slots.forget_idle();
             }

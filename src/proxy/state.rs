@@ -9,11 +9,41 @@ use crate::tls::LeafIssuer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// A value replaced whole at runtime (policies on reload); readers take a
+/// snapshot that stays valid while they use it.
+#[derive(Debug)]
+pub struct Swap<T>(std::sync::RwLock<std::sync::Arc<T>>);
+
+impl<T> Swap<T> {
+    /// Holds `value`.
+    pub fn new(value: T) -> Self {
+        Self(std::sync::RwLock::new(std::sync::Arc::new(value)))
+    }
+
+    /// The current value.
+    pub fn current(&self) -> std::sync::Arc<T> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, value: T) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = std::sync::Arc::new(value);
+    }
+}
+
 /// Shared proxy state.
 #[derive(Debug)]
 pub struct ProxyState {
-    /// Loaded policies.
-    pub policies: PolicySet,
+    /// Loaded policies (replaced whole on reload).
+    pub policies: Swap<PolicySet>,
+    /// Where policies are loaded from.
+    pub policies_dir: std::path::PathBuf,
     /// Known tasks.
     pub tasks: TaskRegistry,
     /// Mints and caches leaf certificates.
@@ -31,7 +61,7 @@ pub struct ProxyState {
     /// Secret forms injected per task, scrubbed from all its responses.
     pub injected: crate::inject::InjectedForms,
     /// Request rate limits per task (and rule).
-    pub rate_limits: crate::ratelimit::RateLimits,
+    pub rate_limits: Swap<crate::ratelimit::RateLimits>,
     /// Per-task caps on open tunnels.
     pub tunnel_slots: super::limits::TaskSlots,
     /// Per-task caps on requests in flight (HTTP/2 streams included).
