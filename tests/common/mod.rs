@@ -479,11 +479,19 @@ pub async fn wait_log(proxy: &ProxyProc, needles: &[&str]) -> String {
 
 /// The admin API address the proxy logged.
 pub fn admin_addr(proxy: &ProxyProc) -> String {
-    let logs = proxy.logs();
-    let line = logs
-        .iter()
-        .find(|l| l.contains("tollgate admin API on "))
-        .expect("admin address logged");
+    // Logged just after the proxy address, which is what start_proxy waits for.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(line) = proxy
+            .logs()
+            .into_iter()
+            .find(|l| l.contains("tollgate admin API on "))
+        {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "admin address not logged");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let idx = line.find("tollgate admin API on ").unwrap() + 22;
     line[idx..].split_whitespace().next().unwrap().to_string()
 }
