@@ -11,6 +11,8 @@ pub mod duration;
 pub mod error;
 pub mod explain;
 pub mod inject;
+pub mod launcher;
+pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proxy;

@@ -324,3 +324,301 @@ async fn policies_reload_over_the_api_and_on_sighup_and_a_broken_file_keeps_the_
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The value of the sample `series` (name and labels exactly as exposed) in a
+/// scrape, if present.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+async fn scrape(proxy: &ProxyProc) -> common::CurlOut {
+    admin(proxy, "GET", "/metrics", None, None).await
+}
+
+#[tokio::test]
+async fn metrics_count_decisions_and_cache_use_and_never_show_a_secret() {
+    const SECRET: &str = "ghs_metrics-secret-value-789";
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let yaml = format!(
+        r#"name: main
+secrets:
+  TOKEN:
+    env: TOKEN
+    hosts: [api.test]
+rules:
+  - name: blocked
+    host: api.test
+    port: {port}
+    paths: ["/admin/**"]
+    action: deny
+  - name: api
+    host: api.test
+    port: {port}
+    inject: [TOKEN]
+"#,
+        port = api.port
+    );
+    let mut setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    setup.env = vec![("TOLLGATE_SECRET_TOKEN".into(), SECRET.into())];
+    let proxy = start_proxy(&setup);
+
+    // No auth needed, like /healthz; every family is there from the start.
+    let first = scrape(&proxy).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(
+        first
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{first:?}"
+    );
+    for family in [
+        "# TYPE tollgate_requests counter",
+        "# TYPE tollgate_request_duration_seconds histogram",
+        "# TYPE tollgate_cert_cache_hits counter",
+        "# TYPE tollgate_cert_cache_misses counter",
+        "# TYPE tollgate_secret_cache_hits counter",
+        "# TYPE tollgate_secret_cache_misses counter",
+        "# TYPE tollgate_audit_queue_depth gauge",
+        "# TYPE tollgate_audit_refusing gauge",
+        "# TYPE tollgate_policy_reloads counter",
+        "# TYPE tollgate_policies_loaded gauge",
+    ] {
+        assert!(first.body.contains(family), "no {family}:\n{}", first.body);
+    }
+    assert!(first.body.ends_with("# EOF\n"), "{}", first.body);
+    assert_eq!(sample(&first.body, "tollgate_policies_loaded"), Some(1.0));
+    assert_eq!(sample(&first.body, "tollgate_audit_refusing"), Some(0.0));
+    assert!(sample(&first.body, "tollgate_audit_queue_depth").is_some());
+
+    // One allowed request (with the secret injected) and one denied, same host.
+    let allowed = common::curl(
+        &proxy,
+        &[
+            "-H",
+            "Authorization: Bearer __TOKEN__",
+            &format!("https://api.test:{}/echo", api.port),
+        ],
+    )
+    .await;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    let sent = api.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        sent["headers"]["authorization"],
+        format!("Bearer {SECRET}"),
+        "the secret was injected"
+    );
+    let denied = common::curl(&proxy, &[&format!("https://api.test:{}/admin/x", api.port)]).await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+
+    // The allowed record is written when its exchange ends, which may be just
+    // after curl is done.
+    let allow = r#"tollgate_requests_total{decision="allow",reason="none"}"#;
+    let deny = r#"tollgate_requests_total{decision="deny",reason="denied_by_rule"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let body = scrape(&proxy).await.body;
+        if sample(&body, allow).unwrap_or(0.0) >= 1.0 && sample(&body, deny).is_some() {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no decisions:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(sample(&body, allow), Some(1.0), "{body}");
+    assert_eq!(sample(&body, deny), Some(1.0), "{body}");
+    let requests: usize = body
+        .lines()
+        .filter(|l| l.starts_with("tollgate_requests_total{"))
+        .count();
+    assert_eq!(requests, 2, "only the two decisions made:\n{body}");
+    for decision in ["allow", "deny"] {
+        assert_eq!(
+            sample(
+                &body,
+                &format!(r#"tollgate_request_duration_seconds_count{{decision="{decision}"}}"#)
+            ),
+            Some(1.0),
+            "{body}"
+        );
+        assert_eq!(
+            sample(
+                &body,
+                &format!(
+                    r#"tollgate_request_duration_seconds_bucket{{le="+Inf",decision="{decision}"}}"#
+                )
+            ),
+            Some(1.0),
+            "{body}"
+        );
+    }
+    // The second tunnel to api.test reused the leaf minted for the first.
+    assert_eq!(
+        sample(&body, "tollgate_cert_cache_misses_total"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "tollgate_cert_cache_hits_total").unwrap() >= 1.0,
+        "{body}"
+    );
+    assert!(
+        sample(&body, "tollgate_secret_cache_misses_total").unwrap() >= 1.0,
+        "{body}"
+    );
+
+    // A 407 is a decision too.
+    let stranger = format!("http://{}:wrong-token@{}", common::TASK, proxy.addr);
+    let refused = through(
+        &stranger,
+        &proxy.ca_pem,
+        &format!("https://api.test:{}/echo", api.port),
+    )
+    .await;
+    assert_eq!(refused.connect_status, 407, "{refused:?}");
+    let auth = r#"tollgate_requests_total{decision="deny",reason="proxy_auth_required"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let body = scrape(&proxy).await.body;
+        if sample(&body, auth).is_some() {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "407 not counted:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(sample(&body, auth), Some(1.0), "{body}");
+    assert_eq!(sample(&body, allow), Some(1.0), "{body}");
+
+    // Names only: no secret value, token, host or path in any label.
+    assert!(!body.contains(SECRET), "{body}");
+    assert!(!body.contains(common::TOKEN), "{body}");
+    assert!(
+        !body.contains("api.test") && !body.contains("/admin"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn editing_a_policy_file_reloads_it_and_a_broken_edit_keeps_the_old_set() {
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let rule = |paths: &str| {
+        format!(
+            "name: main\nrules:\n  - name: r\n    host: api.test\n    port: {}\n    paths: [{paths}]\n",
+            api.port
+        )
+    };
+    let setup = ProxySetup::with_policy("main", &rule("\"/echo\""))
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    let proxy = start_proxy(&setup);
+    let policies = proxy.dir.path().join("policies");
+    let policy_file = policies.join("main.yaml");
+    let small = format!("https://api.test:{}/small", api.port);
+    let status_becomes = |want: u16, why: &'static str| {
+        let small = small.clone();
+        let proxy = &proxy;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let got = common::curl(proxy, &[&small]).await.status;
+                if got == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{why}: still {got}; logs:\n{}",
+                    proxy.logs().join("\n")
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(common::curl(&proxy, &[&small]).await.status, 403);
+
+    // A plain edit in place: no SIGHUP, no API call.
+    std::fs::write(&policy_file, rule("\"/echo\", \"/small\"")).unwrap();
+    status_becomes(200, "the edited policy was not reloaded").await;
+
+    // Reloading reads the files, which must not count as a change: no loop.
+    let reloads = |proxy: &ProxyProc| {
+        proxy
+            .logs()
+            .iter()
+            .filter(|l| l.contains("policies reloaded"))
+            .count()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let settled = reloads(&proxy);
+    assert!(settled >= 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(reloads(&proxy), settled, "reloads go on with no change");
+
+    // A broken edit: refused, logged, counted, and the old set stays.
+    std::fs::write(
+        &policy_file,
+        "name: main\nrules:\n  - host: api.test\n    methods: [get]\n",
+    )
+    .unwrap();
+    common::wait_log(&proxy, &["policy reload refused", "main.yaml"]).await;
+    assert_eq!(common::curl(&proxy, &[&small]).await.status, 200);
+    let body = scrape(&proxy).await.body;
+    assert!(
+        sample(&body, r#"tollgate_policy_reloads_total{result="error"}"#).unwrap() >= 1.0,
+        "{body}"
+    );
+    assert!(
+        sample(&body, r#"tollgate_policy_reloads_total{result="ok"}"#).unwrap() >= 1.0,
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "tollgate_policies_loaded"),
+        Some(1.0),
+        "{body}"
+    );
+
+    // An atomic replace (write a temporary file, rename it over), as editors and
+    // config tools do, is seen too, after the error.
+    let temporary = policies.join(".main.yaml.tmp");
+    std::fs::write(&temporary, rule("\"/echo\"")).unwrap();
+    std::fs::rename(&temporary, &policy_file).unwrap();
+    status_becomes(403, "the renamed policy was not reloaded").await;
+
+    // A new policy file is picked up; removing it drops it again.
+    let token = admin_token(&proxy);
+    std::fs::write(policies.join("extra.yml"), "name: extra\nrules: []\n").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sample(&scrape(&proxy).await.body, "tollgate_policies_loaded") != Some(2.0) {
+        assert!(std::time::Instant::now() < deadline, "extra.yml not loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let created = admin(
+        &proxy,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"policy":"extra"}"#),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    std::fs::remove_file(policies.join("extra.yml")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sample(&scrape(&proxy).await.body, "tollgate_policies_loaded") != Some(1.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "extra.yml not dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

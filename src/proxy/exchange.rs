@@ -23,18 +23,20 @@ pub struct Exchange {
     up: Arc<AtomicU64>,
     down: Arc<AtomicU64>,
     audit: Audit,
+    metrics: Arc<crate::metrics::Metrics>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Exchange {
-    /// Starts the record of a request that arrived now.
-    pub fn new(audit: Audit, record: RequestRecord) -> Self {
+    /// Starts the record of a request that arrived now at the proxy of `state`.
+    pub fn new(state: &crate::proxy::state::ProxyState, record: RequestRecord) -> Self {
         Self {
             record,
             started: Instant::now(),
             up: Arc::default(),
             down: Arc::default(),
-            audit,
+            audit: state.audit.clone(),
+            metrics: state.metrics.clone(),
             slot: None,
         }
     }
@@ -91,7 +93,8 @@ impl Drop for Exchange {
         let record = &mut self.record;
         record.bytes_up = self.up.load(Ordering::Relaxed);
         record.bytes_down = self.down.load(Ordering::Relaxed);
-        record.duration_ms = self.started.elapsed().as_millis() as u64;
+        let elapsed = self.started.elapsed();
+        record.duration_ms = elapsed.as_millis() as u64;
         tracing::info!(
             task = %record.task.as_deref().unwrap_or("-"),
             client = %record.client,
@@ -108,6 +111,9 @@ impl Drop for Exchange {
             duration_ms = record.duration_ms,
             "request"
         );
+        // Every decision (refused CONNECTs and 407s included) passes here once.
+        self.metrics
+            .request_done(record.decision, record.reason, elapsed);
         self.audit.record(std::mem::take(record));
     }
 }

@@ -67,7 +67,7 @@ pub async fn handle_request(
     // Placeholder form: the path and query as the sandbox sent them.
     record.path = req.uri().path().to_string();
     record.query = req.uri().query().map(str::to_string);
-    let mut log = Exchange::new(state.audit.clone(), record);
+    let mut log = Exchange::new(state, record);
     let outcome = if state.audit.refusing() {
         Err(Refusal::new(
             Reason::AuditUnavailable,

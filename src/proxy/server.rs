@@ -97,6 +97,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         Arc::new(client_tls.clone()),
     )?;
     let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     Ok(ProxyState {
         policies: super::state::Swap::new(report.policies),
         policies_dir: config.policies_dir.clone(),
@@ -104,7 +105,8 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
             crate::task_token::TaskKey::load_or_create(&config.state_dir.join("task.key"))
                 .map_err(StartError::Task)?,
         ),
-        leaves: LeafIssuer::new(ca, tls::leaf::DEFAULT_CACHE_CAPACITY),
+        leaves: LeafIssuer::new(ca, tls::leaf::DEFAULT_CACHE_CAPACITY)
+            .with_cache_counters(metrics.cert_cache.clone()),
         upstream: Upstream::new(dialer.clone(), client_tls),
         dialer,
         shutdown,
@@ -115,10 +117,14 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         rate_limits: super::state::Swap::new(rate_limits),
         audit,
         injected: Default::default(),
-        secrets: Arc::new(crate::secrets::SecretStore::new(
-            crate::secrets::EnvBackend::new(config.env_prefix.clone()),
-            vault,
-        )),
+        secrets: Arc::new(
+            crate::secrets::SecretStore::new(
+                crate::secrets::EnvBackend::new(config.env_prefix.clone()),
+                vault,
+            )
+            .with_cache_counters(metrics.secret_cache.clone()),
+        ),
+        metrics,
     })
 }
 
@@ -157,6 +163,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running
     let state = Arc::new(build_state(config, shutdown)?);
     tokio::spawn(forget_idle_limits(state.clone()));
     tokio::spawn(reload_on_sighup(state.clone()));
+    tokio::spawn(super::watch::reload_on_change(state.clone()));
     let mut addrs = Vec::new();
     let connection_slots = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));
     for addr in &config.listen {
@@ -201,6 +208,7 @@ pub fn reload_policies(state: &ProxyState) -> Result<usize, Vec<crate::yaml::Fil
         for error in &report.errors {
             tracing::error!("policy reload refused, the old set stays: {error}");
         }
+        state.metrics.policy_reloaded(false);
         return Err(report.errors);
     }
     for warning in &report.warnings {
@@ -213,6 +221,7 @@ pub fn reload_policies(state: &ProxyState) -> Result<usize, Vec<crate::yaml::Fil
             &report.policies,
         ));
     state.policies.set(report.policies);
+    state.metrics.policy_reloaded(true);
     tracing::info!(policies = count, "policies reloaded");
     Ok(count)
 }

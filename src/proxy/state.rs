@@ -70,4 +70,6 @@ pub struct ProxyState {
     pub task_ends: super::limits::TaskEnds,
     /// The audit trail.
     pub audit: crate::audit::Audit,
+    /// Prometheus metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }

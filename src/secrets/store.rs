@@ -7,6 +7,7 @@
 
 use super::vault::Lease;
 use super::{EnvBackend, SecretError, SecretValue, VaultBackend};
+use crate::metrics::CacheCounters;
 use crate::policy::model::{SecretSource, SecretSpec};
 use moka::future::Cache;
 use moka::Expiry;
@@ -45,6 +46,7 @@ pub struct SecretStore {
     cache: Cache<Key, Entry>,
     /// Keys with a background refresh under way.
     refreshing: Mutex<HashSet<Key>>,
+    counters: CacheCounters,
 }
 
 impl std::fmt::Debug for SecretStore {
@@ -77,7 +79,14 @@ impl SecretStore {
             vault,
             cache,
             refreshing: Mutex::default(),
+            counters: CacheCounters::default(),
         }
+    }
+
+    /// Counts cache hits and misses into `counters` (the metrics' own).
+    pub fn with_cache_counters(mut self, counters: CacheCounters) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// The value of `spec` for `task` under `policy`, from cache or its backend.
@@ -102,8 +111,15 @@ impl SecretStore {
         let key = (scope, spec.name.as_str().to_string());
         let entry = self
             .cache
-            .try_get_with(key.clone(), self.fetch(spec))
-            .await
+            .entry_by_ref(&key)
+            .or_try_insert_with(self.fetch(spec))
+            .await;
+        match &entry {
+            Ok(entry) if !entry.is_fresh() => self.counters.hit(),
+            _ => self.counters.miss(),
+        }
+        let entry = entry
+            .map(moka::Entry::into_value)
             .map_err(|e: Arc<SecretError>| (*e).clone())?;
         if entry.refresh_at.is_some_and(|at| Instant::now() >= at) {
             self.refresh_in_background(key, spec.clone());

@@ -2,6 +2,7 @@
 //! server configs so each host is minted once.
 
 use super::ca::CertificateAuthority;
+use crate::metrics::CacheCounters;
 use moka::future::Cache;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
@@ -23,6 +24,13 @@ const CACHE_TTL: Duration = Duration::from_secs(6 * 24 * 3600);
 /// Hosts kept in the cache.
 pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
 
+impl LeafIssuer {
+    /// The CA certificate in PEM (what sandboxes must trust).
+    pub fn ca_pem(&self) -> String {
+        self.ca.cert_pem()
+    }
+}
+
 /// Minting failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot mint a certificate for {host}: {message}")]
@@ -38,6 +46,7 @@ pub struct LeafIssuer {
     ca: CertificateAuthority,
     provider: Arc<CryptoProvider>,
     cache: Cache<String, Arc<ServerConfig>>,
+    counters: CacheCounters,
 }
 
 impl std::fmt::Debug for LeafIssuer {
@@ -58,17 +67,32 @@ impl LeafIssuer {
                 .max_capacity(capacity)
                 .time_to_live(CACHE_TTL)
                 .build(),
+            counters: CacheCounters::default(),
         }
+    }
+
+    /// Counts cache hits and misses into `counters` (the metrics' own).
+    pub fn with_cache_counters(mut self, counters: CacheCounters) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// The server config for `host`, minted on first use. Concurrent first requests
     /// for one host wait for a single mint.
     pub async fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, MintError> {
-        self.cache
-            .try_get_with(host.to_string(), async {
-                self.build_server_config(host).map(Arc::new)
-            })
-            .await
+        let entry = self
+            .cache
+            .entry_by_ref(host)
+            .or_try_insert_with(async { self.build_server_config(host).map(Arc::new) })
+            .await;
+        // Not fresh: it was cached, or minted by a concurrent first lookup that
+        // this one waited for. A failed mint counts as a miss.
+        match &entry {
+            Ok(entry) if !entry.is_fresh() => self.counters.hit(),
+            _ => self.counters.miss(),
+        }
+        entry
+            .map(moka::Entry::into_value)
             .map_err(|e: Arc<MintError>| (*e).clone())
     }
 
@@ -226,5 +250,10 @@ mod tests {
         let other = issuer.server_config("other.example.com").await.unwrap();
         assert!(!Arc::ptr_eq(&other, &configs[0]));
         assert_eq!(issuer.cached_hosts().await, 2);
+        assert_eq!(
+            (issuer.counters.misses(), issuer.counters.hits()),
+            (2, 32),
+            "one miss per host minted, every other lookup a hit"
+        );
     }
 }

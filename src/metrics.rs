@@ -1,0 +1,314 @@
+//! Prometheus metrics, served without auth on the admin API's `GET /metrics`
+//! (OpenMetrics text).
+//!
+//! Labels hold only values from small fixed sets (decisions, reasons, reload
+//! results); never a host, path, task or secret, so the series count stays bounded
+//! and nothing secret can reach a scrape.
+//!
+//! Each proxy ([`crate::proxy::state::ProxyState`]) has its own [`Metrics`];
+//! requests are counted where their audit record is emitted.
+
+use crate::proxy::body::{full_body, ProxyBody};
+use crate::proxy::state::ProxyState;
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::time::Duration;
+
+/// The `Content-Type` of a scrape.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the request duration buckets: 1 ms to 60 s.
+const DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Labels of `tollgate_requests_total`: the audit record's decision and reason
+/// (both from fixed sets of static strings).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    decision: &'static str,
+    reason: &'static str,
+}
+
+/// Labels of `tollgate_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+}
+
+/// Labels of `tollgate_policy_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+type DurationFamily = Family<DecisionLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// Hit and miss counters of one cache. Cheap to clone (the clones count
+/// together); counting is one relaxed atomic add.
+#[derive(Debug, Clone, Default)]
+pub struct CacheCounters {
+    hits: Counter,
+    misses: Counter,
+}
+
+impl CacheCounters {
+    /// Counts a lookup answered from the cache (including one that waited for a
+    /// concurrent first lookup to fill it).
+    pub fn hit(&self) {
+        self.hits.inc();
+    }
+
+    /// Counts a lookup that had to fill the cache (or failed to).
+    pub fn miss(&self) {
+        self.misses.inc();
+    }
+
+    /// Hits so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
+
+    /// Misses so far.
+    pub fn misses(&self) -> u64 {
+        self.misses.get()
+    }
+}
+
+/// The registry and every metric family tollgate exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: DurationFamily,
+    policy_reloads: Family<ReloadLabels, Counter>,
+    policies_loaded: Gauge,
+    audit_queue_depth: Gauge,
+    audit_refusing: Gauge,
+    /// Lookups of the minted-leaf cache.
+    pub cert_cache: CacheCounters,
+    /// Lookups of the secret store's cache.
+    pub secret_cache: CacheCounters,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics(..)")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tollgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Request decisions, one per audit record, by decision and reason",
+            requests.clone(),
+        );
+        let request_duration: DurationFamily =
+            Family::new_with_constructor(duration_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "request_duration",
+            "Time from a request's arrival to the end of its exchange, by decision",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        // The allowed series exist from the start, so both families are shown
+        // (an empty family is left out of a scrape) and rates over them are defined.
+        let _ = requests.get_or_create(&RequestLabels {
+            decision: "allow",
+            reason: "none",
+        });
+        let _ = request_duration.get_or_create(&DecisionLabels { decision: "allow" });
+        let cert_cache = CacheCounters::default();
+        registry.register(
+            "cert_cache_hits",
+            "Minted-leaf cache lookups answered from the cache",
+            cert_cache.hits.clone(),
+        );
+        registry.register(
+            "cert_cache_misses",
+            "Minted-leaf cache lookups that minted a certificate",
+            cert_cache.misses.clone(),
+        );
+        let secret_cache = CacheCounters::default();
+        registry.register(
+            "secret_cache_hits",
+            "Secret lookups answered from the cache",
+            secret_cache.hits.clone(),
+        );
+        registry.register(
+            "secret_cache_misses",
+            "Secret lookups that called a backend",
+            secret_cache.misses.clone(),
+        );
+        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads (API, SIGHUP, file change) by result",
+            policy_reloads.clone(),
+        );
+        // Both results are shown from the start, so a rate over them is defined.
+        for result in ["ok", "error"] {
+            let _ = policy_reloads.get_or_create(&ReloadLabels { result });
+        }
+        let policies_loaded = Gauge::default();
+        registry.register(
+            "policies_loaded",
+            "Policies currently loaded",
+            policies_loaded.clone(),
+        );
+        let audit_queue_depth = Gauge::default();
+        registry.register(
+            "audit_queue_depth",
+            "Audit records queued and not yet written",
+            audit_queue_depth.clone(),
+        );
+        let audit_refusing = Gauge::default();
+        registry.register(
+            "audit_refusing",
+            "1 while requests are refused because the audit trail cannot be written",
+            audit_refusing.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            policy_reloads,
+            policies_loaded,
+            audit_queue_depth,
+            audit_refusing,
+            cert_cache,
+            secret_cache,
+        }
+    }
+
+    /// Counts one request decision (called once per audit record).
+    pub fn request_done(
+        &self,
+        decision: &'static str,
+        reason: Option<&'static str>,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                decision,
+                reason: reason.unwrap_or("none"),
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&DecisionLabels { decision })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one policy reload.
+    pub fn policy_reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.policy_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    /// The OpenMetrics text of every family, with the gauges read from `state`
+    /// now. Takes no lock the request path holds for more than a counter update.
+    pub fn render(&self, state: &ProxyState) -> Result<String, std::fmt::Error> {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.audit_queue_depth.set(gauge(state.audit.depth()));
+        self.audit_refusing.set(i64::from(state.audit.refusing()));
+        self.policies_loaded
+            .set(gauge(state.policies.current().len() as u64));
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    /// The answer to `GET /metrics`.
+    pub fn response(&self, state: &ProxyState) -> Response<ProxyBody> {
+        let (status, body, content_type) = match self.render(state) {
+            Ok(text) => (StatusCode::OK, text, CONTENT_TYPE),
+            Err(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics could not be encoded\n".to_string(),
+                "text/plain; charset=utf-8",
+            ),
+        };
+        let mut response = Response::new(full_body(Bytes::from(body)));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn encoded(metrics: &Metrics) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &metrics.registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn families_have_their_contract_names() {
+        let metrics = Metrics::new();
+        metrics.request_done("allow", None, Duration::from_millis(3));
+        metrics.request_done("deny", Some("no_rule"), Duration::from_secs(120));
+        metrics.cert_cache.hit();
+        metrics.secret_cache.miss();
+        metrics.policy_reloaded(false);
+        let text = encoded(&metrics);
+        for line in [
+            r#"tollgate_requests_total{decision="allow",reason="none"} 1"#,
+            r#"tollgate_requests_total{decision="deny",reason="no_rule"} 1"#,
+            r#"tollgate_request_duration_seconds_bucket{le="0.005",decision="allow"} 1"#,
+            r#"tollgate_request_duration_seconds_bucket{le="60.0",decision="deny"} 0"#,
+            r#"tollgate_request_duration_seconds_bucket{le="+Inf",decision="deny"} 1"#,
+            "tollgate_cert_cache_hits_total 1",
+            "tollgate_cert_cache_misses_total 0",
+            "tollgate_secret_cache_misses_total 1",
+            r#"tollgate_policy_reloads_total{result="error"} 1"#,
+            r#"tollgate_policy_reloads_total{result="ok"} 0"#,
+            "tollgate_policies_loaded 0",
+            "tollgate_audit_queue_depth 0",
+            "tollgate_audit_refusing 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn counter_clones_count_together() {
+        let metrics = Metrics::new();
+        let counters = metrics.cert_cache.clone();
+        counters.miss();
+        counters.hit();
+        counters.hit();
+        assert_eq!(
+            (metrics.cert_cache.hits(), metrics.cert_cache.misses()),
+            (2, 1)
+        );
+    }
+}
