@@ -17,6 +17,8 @@ pub struct Task {
     token: Option<String>,
     /// Required source address.
     pub source: Option<IpAddr>,
+    /// Expiry (Unix seconds) of a token-based task.
+    pub expires_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Task {
@@ -36,6 +38,7 @@ impl From<&StaticTask> for Task {
             policy: t.policy.clone(),
             token: t.token.clone(),
             source: t.source,
+            expires_at: None,
         }
     }
 }
@@ -97,6 +100,14 @@ impl TaskRegistry {
             .contains_key(id)
     }
 
+    /// Whether `task` may still act: not revoked, not expired.
+    pub fn is_current(&self, task: &Task) -> bool {
+        match task.expires_at {
+            None => true,
+            Some(exp) => exp > crate::task_token::now_secs() && !self.is_revoked(&task.id),
+        }
+    }
+
     /// All static tasks.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Task>> {
         self.by_id.values()
@@ -133,6 +144,10 @@ impl TaskRegistry {
 
 impl TaskRegistry {
     /// A task token: genuine, unexpired, for this id, not revoked, from its source.
+    pub fn verify_token(&self, id: &str, token: &str, client: IpAddr) -> Option<Arc<Task>> {
+        self.authenticate_signed(id, token, canonical_ip(client))
+    }
+
     fn authenticate_signed(&self, id: &str, token: &str, client: IpAddr) -> Option<Arc<Task>> {
         if !crate::task_token::is_task_token(token) {
             return None;
@@ -152,6 +167,7 @@ impl TaskRegistry {
             policy: claims.policy,
             token: None,
             source: claims.src,
+            expires_at: Some(claims.exp),
         }))
     }
 }

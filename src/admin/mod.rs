@@ -1,9 +1,12 @@
 //! The admin API on `admin.listen` (never on the proxy port): bearer-token auth,
 //! `/healthz`, and `/v1/tasks` for tasks with self-verifying tokens.
 
+pub mod channel;
+
 use crate::proxy::body::{full_body, ProxyBody};
 use crate::proxy::state::ProxyState;
 use crate::task_token::{now_secs, Claims};
+use crate::tasks::Task;
 use base64::Engine;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -88,10 +91,13 @@ impl Admin {
     }
 
     /// Handles one admin request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
         let path = req.uri().path().to_string();
         if req.method() == Method::GET && path == "/healthz" {
             return reply(StatusCode::OK, json!({"status": "ok"}));
+        }
+        if req.method() == Method::GET && path == "/metrics" {
+            return self.state.metrics.response(&self.state);
         }
         if !self.authorized(&req) {
             let mut response = reply(
@@ -160,16 +166,7 @@ impl Admin {
         self.live_tasks().into_iter().find(|t| t.id == id)
     }
 
-    async fn create_task(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NewTask {
-            policy: String,
-            #[serde(default)]
-            ttl: Option<String>,
-            #[serde(default)]
-            source: Option<IpAddr>,
-        }
+    async fn create_task(self: &Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
         let body = match http_body_util::Limited::new(req.into_body(), MAX_ADMIN_BODY)
             .collect()
             .await
@@ -181,32 +178,80 @@ impl Admin {
             Ok(new) => new,
             Err(e) => return bad_request(&format!("invalid task request: {e}")),
         };
+        let with_channel = new.channel;
+        let created = match self.create(new) {
+            Ok(created) => created,
+            Err(err) => {
+                return reply(
+                    err.status,
+                    json!({"error": err.code, "message": err.message}),
+                )
+            }
+        };
+        let mut body = json!({
+            "id": created.task.id,
+            "token": created.token,
+            "proxy_url": format!("http://{}:{}@{}", created.task.id, created.token, self.proxy_addr),
+            "expires_at": crate::audit::chain::rfc3339_millis(
+                std::time::UNIX_EPOCH + Duration::from_secs(created.expires_at)
+            ),
+            "policy": created.task.policy,
+        });
+        if with_channel {
+            match channel::open(self.clone(), created.task.clone()) {
+                Ok(name) => {
+                    body["channel"] = json!(name);
+                    body["ca_cert"] = json!(self.state.leaves.ca_pem());
+                }
+                Err(err) => {
+                    self.end(&created.task.id).await;
+                    return reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": "channel", "message": format!("cannot open the task's channel: {err}")}),
+                    );
+                }
+            }
+        }
+        reply(StatusCode::CREATED, body)
+    }
+
+    /// Creates a task with a self-verifying token. The caller keeps the token; this
+    /// process only lists the task.
+    pub fn create(&self, new: NewTask) -> Result<CreatedTask, ApiError> {
         if self.state.policies.current().get(&new.policy).is_none() {
-            return reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": "unknown_policy", "message": format!("no policy named `{}` is loaded", new.policy)}),
-            );
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "unknown_policy",
+                message: format!("no policy named `{}` is loaded", new.policy),
+            });
+        }
+        if new.channel && new.source.is_some() {
+            return Err(ApiError::bad_request(
+                "a task with a channel is identified by it: leave out source",
+            ));
         }
         let ttl = match new.ttl.as_deref().map(crate::duration::parse_duration) {
             None => DEFAULT_TASK_TTL,
             Some(Ok(ttl)) if !ttl.is_zero() && ttl <= MAX_TASK_TTL => ttl,
             Some(_) => {
-                return bad_request("ttl must be a duration such as 30m or 1h, at most 7 days")
+                return Err(ApiError::bad_request(
+                    "ttl must be a duration such as 30m or 1h, at most 7 days",
+                ))
             }
         };
         let Some(signer) = self.state.tasks.signer() else {
-            return reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "no_task_key", "message": "this proxy has no task key"}),
-            );
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "no_task_key",
+                message: "this proxy has no task key".into(),
+            });
         };
         let mut id_bytes = [0u8; 8];
-        if aws_lc_rs::rand::fill(&mut id_bytes).is_err() {
-            return reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"error": "random"}),
-            );
-        }
+        aws_lc_rs::rand::fill(&mut id_bytes).map_err(|_| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "random",
+            message: "random bytes unavailable".into(),
+        })?;
         let id = format!("t-{}", crate::audit::chain::hex(&id_bytes));
         let claims = Claims {
             id: id.clone(),
@@ -215,6 +260,19 @@ impl Admin {
             src: new.source,
         };
         let token = signer.mint(&claims);
+        let task = self
+            .state
+            .tasks
+            .verify_token(
+                &id,
+                &token,
+                new.source.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            )
+            .ok_or_else(|| ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "task_key",
+                message: "a freshly minted task token did not verify".into(),
+            })?;
         let info = TaskInfo {
             id: id.clone(),
             policy: new.policy,
@@ -224,39 +282,100 @@ impl Admin {
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), info.clone());
-        tracing::info!(task = %id, policy = %info.policy, ttl_s = ttl.as_secs(), "task created");
-        reply(
-            StatusCode::CREATED,
-            json!({
-                "id": id,
-                "token": token,
-                "proxy_url": format!("http://{id}:{token}@{}", self.proxy_addr),
-                "expires_at": crate::audit::chain::rfc3339_millis(
-                    std::time::UNIX_EPOCH + Duration::from_secs(claims.exp)
-                ),
-                "policy": info.policy,
-            }),
-        )
+            .insert(id.clone(), info);
+        tracing::info!(task = %id, policy = %task.policy, ttl_s = ttl.as_secs(), "task created");
+        Ok(CreatedTask {
+            task,
+            token,
+            expires_at: claims.exp,
+        })
     }
 
     async fn end_task(&self, id: &str) -> Response<ProxyBody> {
+        if self.end(id).await {
+            reply(StatusCode::OK, json!({"id": id, "ended": true}))
+        } else {
+            not_found("no such task")
+        }
+    }
+
+    /// Ends a task this process created: its token stops working, its open
+    /// tunnels and channel close, and its Vault leases are revoked. Returns
+    /// whether there was such a task.
+    pub async fn end(&self, id: &str) -> bool {
         let info = self
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         let Some(info) = info else {
-            return not_found("no such task");
+            return false;
         };
         self.state.tasks.revoke(id, info.expires_at);
         self.state.task_ends.end(id);
         let leases = self.state.secrets.end_task(id).await;
         self.state.injected.forget(id);
         tracing::info!(task = %id, leases, "task ended");
-        reply(StatusCode::OK, json!({"id": id, "ended": true}))
+        true
     }
 }
+
+/// `POST /v1/tasks` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// Policy name.
+    pub policy: String,
+    /// Lifetime such as `30m` (default one hour).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Source address the token is bound to.
+    #[serde(default)]
+    pub source: Option<IpAddr>,
+    /// Also open the task's own channel (for `tollgate run --admin`).
+    #[serde(default)]
+    pub channel: bool,
+}
+
+/// A task just created.
+#[derive(Debug)]
+pub struct CreatedTask {
+    /// The task, as its token authenticates it.
+    pub task: Arc<Task>,
+    /// Its proxy token.
+    pub token: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Why a task could not be created.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<ProxyBody> {
     let mut response = Response::new(full_body(Bytes::from(body.to_string())));

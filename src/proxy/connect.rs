@@ -13,10 +13,10 @@ use crate::policy::{normalize_host, ConnectDecision, Policy};
 use crate::tasks::Task;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 
 /// Handles a CONNECT from an authenticated task.
@@ -42,103 +42,144 @@ pub async fn handle_connect(
             Refusal::new(Reason::BadRequest, "CONNECT needs host:port"),
         );
     };
-    let decision = policy.decide_connect(&host, port);
+    let admitted = match admit_tunnel(&state, &task, &policy, &host, port).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refuse(&state, &task, client, &host, port, refusal),
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    let stream = async move { on_upgrade.await.ok().map(TokioIo::new) };
+    spawn_tunnel(state, task, policy, client, (host, port), admitted, stream);
+    Response::new(empty_body())
+}
+
+/// A tunnel that passed the policy, audit and concurrency checks.
+#[derive(Debug)]
+pub struct Admitted {
+    kind: TunnelKind,
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+#[derive(Debug)]
+enum TunnelKind {
+    Passthrough(tokio::net::TcpStream),
+    Intercept,
+}
+
+/// Decides a tunnel to `host:port` for `task`: refused (the caller audits the
+/// refusal), passed through (upstream already dialled), or intercepted.
+pub async fn admit_tunnel(
+    state: &ProxyState,
+    task: &Task,
+    policy: &Policy,
+    host: &str,
+    port: u16,
+) -> Result<Admitted, Refusal> {
+    let decision = policy.decide_connect(host, port);
+    if decision == ConnectDecision::NoRule {
+        return Err(Refusal::new(
+            Reason::NoRule,
+            format!(
+                "policy {} has no rule or tunnel for {host}:{port}",
+                policy.name
+            ),
+        ));
+    }
     if decision == ConnectDecision::Passthrough && state.audit.refusing() {
-        let refusal = Refusal::new(
+        return Err(Refusal::new(
             Reason::AuditUnavailable,
             "the audit trail cannot be written, so tollgate opens no tunnel until it can",
-        );
-        return refuse(&state, &task, client, &host, port, refusal);
+        ));
     }
-    let slot = match decision {
-        ConnectDecision::NoRule => None,
-        _ => match state
-            .tunnel_slots
-            .try_acquire(&task.id, policy.max_concurrent)
-        {
-            Some(slot) => Some(slot),
-            None => {
-                let mut refusal = Refusal::new(
-                    Reason::RateLimited,
-                    format!(
-                        "task {} already holds {} open tunnels (max_concurrent)",
-                        task.id, policy.max_concurrent
-                    ),
-                );
-                refusal.retry_after = Some(1);
-                return refuse(&state, &task, client, &host, port, refusal);
-            }
-        },
-    };
-    match decision {
-        ConnectDecision::NoRule => refuse(
-            &state,
-            &task,
-            client,
-            &host,
-            port,
-            Refusal::new(
-                Reason::NoRule,
-                format!(
-                    "policy {} has no rule or tunnel for {host}:{port}",
-                    policy.name
-                ),
+    let Some(slot) = state
+        .tunnel_slots
+        .try_acquire(&task.id, policy.max_concurrent)
+    else {
+        let mut refusal = Refusal::new(
+            Reason::RateLimited,
+            format!(
+                "task {} already holds {} open tunnels (max_concurrent)",
+                task.id, policy.max_concurrent
             ),
+        );
+        refusal.retry_after = Some(1);
+        return Err(refusal);
+    };
+    let kind = match decision {
+        ConnectDecision::Passthrough => TunnelKind::Passthrough(
+            state
+                .dialer
+                .dial(host, port)
+                .await
+                .map_err(|err| dial_refusal(&err))?,
         ),
-        ConnectDecision::Passthrough => match state.dialer.dial(&host, port).await {
-            Err(err) => refuse(&state, &task, client, &host, port, dial_refusal(&err)),
-            Ok(upstream) => {
-                let mut exchange = connect_exchange(&state, &task, client, &host, port);
-                exchange.record.decision = "allow";
-                exchange.record.status = 200;
-                let on_upgrade = hyper::upgrade::on(req);
-                let tracker = state.tracker.clone();
-                let ended = state.task_ends.signal(&task.id);
-                tracker.spawn(async move {
-                    let _slot = slot;
-                    let spliced = async {
-                        match on_upgrade.await {
-                            Ok(upgraded) => splice_tunnel(upgraded, upstream, &host).await,
-                            Err(_) => TunnelOutcome::default(),
-                        }
-                    };
-                    let outcome = tokio::select! {
-                        outcome = spliced => outcome,
-                        _ = ended.cancelled() => {
-                            tracing::info!(task = %task.id, host = %host, "tunnel closed: the task was ended");
-                            TunnelOutcome::default()
-                        }
-                    };
-                    exchange.add_up(outcome.bytes_up);
-                    exchange.add_down(outcome.bytes_down);
-                    if let Some(sni) = &outcome.refused_sni {
-                        // The 200 was sent; the refusal happened inside the tunnel.
-                        exchange.record.decision = "deny";
-                        exchange.record.reason = Some("host_mismatch");
-                        tracing::info!(task = %task.id, host = %host, sni = %sni, "tunnel cut: the ClientHello named another host");
+        _ => TunnelKind::Intercept,
+    };
+    Ok(Admitted { kind, slot })
+}
+
+/// Runs an admitted tunnel in the background once `stream` yields the client's
+/// bytes: spliced for passthrough (one audit record at close), or intercepted
+/// and served request by request. Ending the task closes it.
+pub fn spawn_tunnel<S, F>(
+    state: Arc<ProxyState>,
+    task: Arc<Task>,
+    policy: Arc<Policy>,
+    client: SocketAddr,
+    (host, port): (String, u16),
+    admitted: Admitted,
+    stream: F,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: std::future::Future<Output = Option<S>> + Send + 'static,
+{
+    let tracker = state.tracker.clone();
+    let ended = state.task_ends.signal(&task.id);
+    let Admitted { kind, slot } = admitted;
+    match kind {
+        TunnelKind::Passthrough(upstream) => {
+            let mut exchange = connect_exchange(&state, &task, client, &host, port);
+            exchange.record.decision = "allow";
+            exchange.record.status = 200;
+            tracker.spawn(async move {
+                let _slot = slot;
+                let spliced = async {
+                    match stream.await {
+                        Some(io) => splice_tunnel(io, upstream, &host).await,
+                        None => TunnelOutcome::default(),
                     }
-                    drop(exchange); // writes the tunnel's record
-                });
-                Response::new(empty_body())
-            }
-        },
-        ConnectDecision::Intercept => {
-            let on_upgrade = hyper::upgrade::on(req);
+                };
+                let outcome = tokio::select! {
+                    outcome = spliced => outcome,
+                    _ = ended.cancelled() => {
+                        tracing::info!(task = %task.id, host = %host, "tunnel closed: the task was ended");
+                        TunnelOutcome::default()
+                    }
+                };
+                exchange.add_up(outcome.bytes_up);
+                exchange.add_down(outcome.bytes_down);
+                if let Some(sni) = &outcome.refused_sni {
+                    // The 200 was sent; the refusal happened inside the tunnel.
+                    exchange.record.decision = "deny";
+                    exchange.record.reason = Some("host_mismatch");
+                    tracing::info!(task = %task.id, host = %host, sni = %sni, "tunnel cut: the ClientHello named another host");
+                }
+                drop(exchange); // writes the tunnel's record
+            });
+        }
+        TunnelKind::Intercept => {
             let conn = Arc::new(ConnCtx {
                 task,
                 policy,
                 client,
                 tunnel_target: Some((host, port)),
             });
-            let tracker = state.tracker.clone();
-            let ended = state.task_ends.signal(&conn.task.id);
             tracker.spawn(async move {
                 let _slot = slot;
                 let task = conn.task.id.clone();
                 let served = async {
-                    match on_upgrade.await {
-                        Ok(upgraded) => intercept(state, conn, upgraded).await,
-                        Err(err) => tracing::debug!(error = %err, "CONNECT upgrade failed"),
+                    match stream.await {
+                        Some(io) => intercept(state, conn, io).await,
+                        None => tracing::debug!("CONNECT upgrade failed"),
                     }
                 };
                 tokio::select! {
@@ -148,7 +189,6 @@ pub async fn handle_connect(
                     }
                 }
             });
-            Response::new(empty_body())
         }
     }
 }
@@ -166,10 +206,11 @@ fn connect_exchange(
     record.policy = Some(task.policy.clone());
     record.host = host.to_string();
     record.port = port;
-    Exchange::new(state.audit.clone(), record)
+    Exchange::new(state, record)
 }
 
-fn refuse(
+/// Audits a refused tunnel and builds its response.
+pub fn refuse(
     state: &ProxyState,
     task: &Task,
     client: SocketAddr,
@@ -197,9 +238,11 @@ pub fn dial_refusal(err: &DialError) -> Refusal {
 
 /// Terminates the client's TLS with a minted certificate and serves HTTP/1.1 or
 /// HTTP/2 (by ALPN) inside, each request through the pipeline.
-async fn intercept(state: Arc<ProxyState>, conn: Arc<ConnCtx>, upgraded: Upgraded) {
-    let acceptor =
-        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+async fn intercept<S>(state: Arc<ProxyState>, conn: Arc<ConnCtx>, io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = match tokio::time::timeout(CLIENT_HELLO_TIMEOUT, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(err)) => {

@@ -3,9 +3,12 @@
 use super::body::ProxyBody;
 use super::connect::handle_connect;
 use super::exchange::Exchange;
+use super::pipeline::split_authority;
 use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
 use crate::error::{Reason, Refusal};
+use crate::policy::Scheme;
+use crate::tasks::Task;
 use http::{header, Method, Request, Response};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
@@ -17,10 +20,37 @@ pub async fn handle_front(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let Some(task) = state
+    serve_front(state, client, req, None).await
+}
+
+/// Handles one plain-HTTP request that arrived on `channel`'s own connection
+/// (see [`super::channel`]): proxy-form requests must carry that task's
+/// credentials; origin-form ones are transparent and belong to the channel's task.
+pub async fn handle_channel_request(
+    state: Arc<ProxyState>,
+    channel: Arc<Task>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if req.method() == Method::CONNECT || req.uri().scheme().is_some() {
+        return serve_front(state, client, req, Some(&channel)).await;
+    }
+    transparent_http(state, channel, client, req).await
+}
+
+async fn serve_front(
+    state: Arc<ProxyState>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+    channel: Option<&Task>,
+) -> Response<ProxyBody> {
+    let authenticated = state
         .tasks
         .authenticate(req.headers().get(header::PROXY_AUTHORIZATION), client.ip())
-    else {
+        // SECURITY: on a task's channel only that task's credentials count, so a
+        // token copied from another sandbox is useless here.
+        .filter(|task| channel.is_none_or(|c| c.id == task.id));
+    let Some(task) = authenticated else {
         return refuse_early(
             &state,
             client,
@@ -58,13 +88,67 @@ pub async fn handle_front(
     handle_request(&state, &conn, req).await
 }
 
+/// A request that ignored the proxy settings and was redirected here: the Host
+/// header names the destination, the channel names the task.
+async fn transparent_http(
+    state: Arc<ProxyState>,
+    task: Arc<Task>,
+    client: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if !state.tasks.is_current(&task) {
+        let refusal = Refusal::new(Reason::ProxyAuthRequired, "this task has ended");
+        return refuse_early(&state, client, &req, None, refusal);
+    }
+    let Some(policy) = state.policies.current().get(&task.policy) else {
+        let refusal = Refusal::new(
+            Reason::NoRule,
+            format!("policy {} is not loaded", task.policy),
+        );
+        return refuse_early(&state, client, &req, Some(&task), refusal);
+    };
+    let authority = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| split_authority(h, Scheme::Http))
+        .map(|(host, port)| {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        });
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let absolute = authority.and_then(|a| format!("http://{a}{path}").parse::<http::Uri>().ok());
+    let Some(uri) = absolute else {
+        let refusal = Refusal::new(
+            Reason::BadRequest,
+            "a request caught on port 80 must name its host in a valid Host header",
+        );
+        return refuse_early(&state, client, &req, Some(&task), refusal);
+    };
+    *req.uri_mut() = uri;
+    let conn = ConnCtx {
+        task,
+        policy,
+        client,
+        tunnel_target: None,
+    };
+    handle_request(&state, &conn, req).await
+}
+
 /// Refuses a request before it reaches a policy (no task, no policy, wrong form)
 /// and audits it with what the request line says.
 fn refuse_early(
     state: &ProxyState,
     client: SocketAddr,
     req: &Request<Incoming>,
-    task: Option<&crate::tasks::Task>,
+    task: Option<&Task>,
     refusal: Refusal,
 ) -> Response<ProxyBody> {
     let scheme = if req.method() == Method::CONNECT || req.uri().scheme_str() == Some("https") {
@@ -85,7 +169,7 @@ fn refuse_early(
         record.path = req.uri().path().to_string();
         record.query = req.uri().query().map(str::to_string);
     }
-    let mut exchange = Exchange::new(state.audit.clone(), record);
+    let mut exchange = Exchange::new(state, record);
     let reason = refusal.reason;
     let response = refusal
         .with_task(task.map(|t| t.id.as_str()))

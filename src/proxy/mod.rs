@@ -1,6 +1,7 @@
 //! The proxy: listeners, CONNECT handling, the per-request pipeline, forwarding.
 
 pub mod body;
+pub mod channel;
 pub mod connect;
 pub mod exchange;
 pub mod forward;
@@ -9,9 +10,11 @@ pub mod headers;
 pub mod limits;
 pub mod passthrough;
 pub mod pipeline;
+pub mod prefixed;
 pub mod server;
 pub mod splice;
 pub mod state;
+pub mod watch;
 pub mod ws_scrub;
 
 pub use server::{build_state, run, Running};

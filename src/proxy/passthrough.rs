@@ -7,9 +7,7 @@
 use super::splice::{splice, SPLICE_IDLE_TIMEOUT};
 use super::CLIENT_HELLO_TIMEOUT;
 use crate::policy::normalize_host;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest ClientHello read before giving up (several records, post-quantum shares).
@@ -31,12 +29,14 @@ pub struct TunnelOutcome {
 /// Splices client and upstream. If the client starts with TLS, its SNI must equal
 /// `target_host` (or be absent when the target is an IP address); otherwise
 /// nothing is sent upstream and the client is disconnected.
-pub async fn splice_tunnel(
-    upgraded: Upgraded,
+pub async fn splice_tunnel<S>(
+    mut client: S,
     mut upstream: TcpStream,
     target_host: &str,
-) -> TunnelOutcome {
-    let mut client = TokioIo::new(upgraded);
+) -> TunnelOutcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut hello = Vec::with_capacity(2048);
     match tokio::time::timeout(
         CLIENT_HELLO_TIMEOUT,
@@ -74,8 +74,8 @@ pub async fn splice_tunnel(
 
 /// Reads the client's first bytes into `seen`. Returns `Some(sni)` for a TLS
 /// ClientHello (SNI may be absent), `None` if the stream is not TLS.
-async fn read_client_hello(
-    client: &mut TokioIo<Upgraded>,
+pub async fn read_client_hello<S: AsyncRead + Unpin>(
+    client: &mut S,
     seen: &mut Vec<u8>,
 ) -> std::io::Result<Option<Option<String>>> {
     let mut acceptor = rustls::server::Acceptor::default();

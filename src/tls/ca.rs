@@ -47,6 +47,13 @@ impl std::fmt::Debug for CertificateAuthority {
     }
 }
 
+impl CertificateAuthority {
+    /// The CA certificate in PEM, for clients to trust.
+    pub fn cert_pem(&self) -> String {
+        pem::encode(&pem::Pem::new("CERTIFICATE", self.cert_der.to_vec()))
+    }
+}
+
 /// Whether the CA was created by this call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaStatus {

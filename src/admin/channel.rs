@@ -1,0 +1,173 @@
+//! A task's own channel: an abstract unix socket that `tollgate run --admin`
+//! carries its sandbox's connections over.
+//!
+//! SECURITY: abstract sockets belong to a network namespace, so a sandbox in
+//! its own namespace cannot reach any channel, its own included; only the
+//! launcher (in the proxy's namespace) can, and only as root or as the proxy's
+//! own user (checked with `SO_PEERCRED`). The name carries 96 random bits, so
+//! one task's launcher cannot guess another's.
+//!
+//! Every connection starts with one byte: `C` for the launcher's control
+//! connection, `D` for sandbox traffic, followed by one length byte and the
+//! sandbox-side peer address (for the audit trail). When the control
+//! connection closes, the launcher is gone (kill -9 included), so the task is
+//! ended at once: token revoked, tunnels closed, leases revoked.
+
+use super::Admin;
+use crate::proxy::channel::serve_channel;
+use crate::tasks::Task;
+use std::net::SocketAddr;
+use std::os::linux::net::SocketAddrExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+/// First byte of the launcher's control connection.
+pub const CONTROL: u8 = b'C';
+/// First byte of a sandbox connection.
+pub const DATA: u8 = b'D';
+/// How long a new channel waits for its control connection before ending the task.
+pub const CONTROL_WAIT: Duration = Duration::from_secs(30);
+/// How long a connection has to send its preamble.
+const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the channel of `task` and serves it in the background until the task
+/// ends, expires, or its launcher goes away. Returns the name to connect to
+/// (`@` + the abstract socket name).
+pub fn open(admin: Arc<Admin>, task: Arc<Task>) -> std::io::Result<String> {
+    let mut random = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut random)
+        .map_err(|_| std::io::Error::other("random bytes unavailable"))?;
+    let name = format!("tollgate/{}/{}", task.id, crate::audit::chain::hex(&random));
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+    listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(listener)?;
+    tokio::spawn(serve(admin, task, listener));
+    Ok(format!("@{name}"))
+}
+
+/// Connects to the channel `name` (as returned by [`open`]).
+pub async fn connect(name: &str) -> std::io::Result<UnixStream> {
+    let abstract_name = name.strip_prefix('@').ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a channel name starts with @",
+        )
+    })?;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())?;
+    let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+    stream.set_nonblocking(true)?;
+    UnixStream::from_std(stream)
+}
+
+/// Writes the preamble of a sandbox connection from `peer`.
+pub async fn write_data_preamble(stream: &mut UnixStream, peer: SocketAddr) -> std::io::Result<()> {
+    let peer = peer.to_string();
+    let mut preamble = Vec::with_capacity(2 + peer.len());
+    preamble.push(DATA);
+    preamble.push(u8::try_from(peer.len()).unwrap_or(0));
+    preamble.extend_from_slice(peer.as_bytes());
+    stream.write_all(&preamble).await
+}
+
+async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
+    let state = admin.state.clone();
+    let ended = state.task_ends.signal(&task.id);
+    let launcher_gone = CancellationToken::new();
+    // Cancelled when this loop ends, so the control connection is closed and the
+    // launcher learns that its task is over.
+    let closed = CancellationToken::new();
+    let _close_on_exit = closed.clone().drop_guard();
+    let mut has_control = false;
+    let lifetime = task
+        .expires_at
+        .map(|exp| exp.saturating_sub(crate::task_token::now_secs()))
+        .unwrap_or(u64::MAX / 4);
+    let expiry = tokio::time::sleep(Duration::from_secs(lifetime));
+    let control_deadline = tokio::time::sleep(CONTROL_WAIT);
+    tokio::pin!(expiry, control_deadline);
+    let end_reason = loop {
+        let accepted = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = ended.cancelled() => return,
+            () = &mut expiry => break "the task expired",
+            () = &mut control_deadline, if !has_control => break "no launcher connected to its channel in time",
+            _ = launcher_gone.cancelled() => break "its launcher went away",
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        if !peer_may_connect(&stream) {
+            tracing::warn!(task = %task.id, "channel connection refused: the peer is neither root nor tollgate's user");
+            continue;
+        }
+        let preamble = tokio::time::timeout(PREAMBLE_TIMEOUT, read_preamble(&mut stream)).await;
+        match preamble {
+            Ok(Ok(Preamble::Control)) if !has_control => {
+                has_control = true;
+                let gone = launcher_gone.clone();
+                let closed = closed.clone();
+                tokio::spawn(async move {
+                    let mut byte = [0u8; 1];
+                    loop {
+                        tokio::select! {
+                            _ = closed.cancelled() => return,
+                            read = stream.read(&mut byte) => match read {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => {}
+                            },
+                        }
+                    }
+                    gone.cancel();
+                });
+            }
+            Ok(Ok(Preamble::Data(client))) => {
+                let task = task.clone();
+                let conn_state = state.clone();
+                state
+                    .tracker
+                    .spawn(serve_channel(conn_state, task, client, stream));
+            }
+            _ => tracing::debug!(task = %task.id, "channel connection without a valid preamble"),
+        }
+    };
+    drop(listener);
+    tracing::info!(task = %task.id, "ending the task: {end_reason}");
+    admin.end(&task.id).await;
+}
+
+enum Preamble {
+    Control,
+    Data(SocketAddr),
+}
+
+async fn read_preamble(stream: &mut UnixStream) -> std::io::Result<Preamble> {
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad channel preamble");
+    match stream.read_u8().await? {
+        CONTROL => Ok(Preamble::Control),
+        DATA => {
+            let len = usize::from(stream.read_u8().await?);
+            let mut peer = vec![0u8; len];
+            stream.read_exact(&mut peer).await?;
+            let peer = std::str::from_utf8(&peer)
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+            Ok(Preamble::Data(peer))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+fn peer_may_connect(stream: &UnixStream) -> bool {
+    let Ok(cred) = stream.peer_cred() else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own = unsafe { libc::geteuid() };
+    cred.uid() == 0 || cred.uid() == own
+}
