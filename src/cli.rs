@@ -29,6 +29,32 @@ pub enum Command {
     /// Verify the audit trail and manage its signing key.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run CMD in a sandbox whose only way out is tollgate; exit with CMD's status.
+    Run(RunArgs),
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A running tollgate's admin API (`http://HOST:PORT` or `unix:/PATH`);
+    /// without it, tollgate runs in-process from --config or the defaults.
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
+    /// File holding the admin token (else $TOLLGATE_ADMIN_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The policy the sandbox runs under.
+    #[arg(long)]
+    pub policy: String,
+    /// Task lifetime, e.g. 30m (default 1h).
+    #[arg(long, value_name = "DUR")]
+    pub ttl: Option<String>,
+    /// Extra environment variable for CMD (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = crate::launcher::env::parse_env_pair)]
+    pub env: Vec<(String, String)>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `tollgate audit ...`

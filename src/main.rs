@@ -8,7 +8,14 @@ use tollgate::cli::{AuditCommand, CaCommand, Cli, Command, PolicyCommand};
 use tollgate::config::Config;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == tollgate::launcher::init::SUBCOMMAND)
+    {
+        return ExitCode::from(tollgate::launcher::init::main(&args[2..]));
+    }
+    let cli = Cli::parse_from(args);
     let default_level = if matches!(cli.command, Command::Serve) {
         "info"
     } else {
@@ -79,6 +86,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Run(args) => {
+            if cli.config.is_some() && args.admin.is_some() {
+                anyhow::bail!(
+                    "run: give --config (in-process proxy) or --admin (a running one), not both"
+                );
+            }
+            Ok(ExitCode::from(tollgate::launcher::run(
+                tollgate::launcher::RunOptions {
+                    config: cli.config,
+                    admin: args.admin,
+                    admin_token_file: args.admin_token_file,
+                    policy: args.policy,
+                    ttl: args.ttl,
+                    env: args.env,
+                    command: args.command,
+                },
+            )))
         }
         Command::Audit(AuditCommand::Keygen { dir }) => {
             let key = match dir {

@@ -162,6 +162,11 @@ pub fn tollgate_bin() -> &'static str {
 
 /// Writes the config and policies into a temp dir and starts `tollgate serve`.
 pub fn start_proxy(setup: &ProxySetup) -> ProxyProc {
+    spawn_serve(write_setup(setup), &setup.env)
+}
+
+/// Writes `tollgate.yaml` and `policies/` for `setup` into a new temp dir.
+pub fn write_setup(setup: &ProxySetup) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     for (name, yaml) in &setup.policies {
@@ -203,7 +208,7 @@ pub fn start_proxy(setup: &ProxySetup) -> ProxyProc {
     }
     config.push_str(&setup.extra_yaml);
     std::fs::write(dir.path().join("tollgate.yaml"), &config).unwrap();
-    spawn_serve(dir, &setup.env)
+    dir
 }
 
 /// Starts `tollgate serve` in `dir` (which holds tollgate.yaml) and waits until it listens.

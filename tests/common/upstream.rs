@@ -50,14 +50,26 @@ impl TestCa {
         }
     }
 
-    /// A server config for `names` (DNS names or IPs), offering h2 and http/1.1.
-    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+    fn leaf(&self, names: &[&str]) -> (rcgen::Certificate, KeyPair) {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params.distinguished_name.push(DnType::CommonName, names[0]);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert, key)
+    }
+
+    /// A leaf for `names` as PEM `(certificate, private key)`, for servers
+    /// outside this process.
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let (cert, key) = self.leaf(names);
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A server config for `names` (DNS names or IPs), offering h2 and http/1.1.
+    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+        let (cert, key) = self.leaf(names);
         let mut config = ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))

@@ -1,0 +1,191 @@
+//! What CMD sees: the proxy variables, a CA bundle that trusts tollgate, and
+//! none of tollgate's own variables.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Variables that carry the task's proxy URL.
+pub const PROXY_VARS: [&str; 6] = [
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+/// Variables that point at the CA bundle.
+pub const CA_VARS: [&str; 7] = [
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+    "CARGO_HTTP_CAINFO",
+];
+/// System root bundles, first found wins (Debian/Ubuntu, Fedora/RHEL, Alpine/macOS-style).
+const SYSTEM_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The environment of CMD: the launcher's own, minus every `TOLLGATE_*`
+/// variable (admin token, env-backend secrets), plus the proxy and CA
+/// variables, plus `extra` (`--env`), which wins.
+pub fn sandbox_env(
+    inherited: impl Iterator<Item = (OsString, OsString)>,
+    proxy_url: &str,
+    ca_bundle: &Path,
+    task_id: &str,
+    extra: &[(String, String)],
+) -> Vec<(OsString, OsString)> {
+    // SECURITY: the launcher may hold the admin token or secrets for the env
+    // backend in TOLLGATE_* variables; the sandbox must never see them.
+    let mut env: Vec<(OsString, OsString)> = inherited
+        .filter(|(k, _)| {
+            let key = k.to_string_lossy();
+            !key.starts_with("TOLLGATE_")
+                && !PROXY_VARS.contains(&key.as_ref())
+                && !CA_VARS.contains(&key.as_ref())
+                && !key.eq_ignore_ascii_case("NO_PROXY")
+        })
+        .collect();
+    let mut set = |k: &str, v: &OsString| env.push((OsString::from(k), v.clone()));
+    let url = OsString::from(proxy_url);
+    for var in PROXY_VARS {
+        set(var, &url);
+    }
+    set("NO_PROXY", &OsString::new());
+    set("no_proxy", &OsString::new());
+    let bundle = ca_bundle.as_os_str().to_os_string();
+    for var in CA_VARS {
+        set(var, &bundle);
+    }
+    set("NODE_USE_ENV_PROXY", &OsString::from("1"));
+    set("TOLLGATE_TASK", &OsString::from(task_id));
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k.as_str());
+        env.push((OsString::from(k), OsString::from(v)));
+    }
+    env
+}
+
+/// Parses one `--env K=V`.
+pub fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("--env wants K=V, got `{pair}`")),
+    }
+}
+
+/// Writes the system roots plus `ca_pem` to a world-readable file named after
+/// its content (so concurrent runs share it and nothing per run is left behind)
+/// and returns its path.
+pub fn write_ca_bundle(ca_pem: &str) -> std::io::Result<PathBuf> {
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+        .find_map(|path| std::fs::read_to_string(path).ok());
+    if system.is_none() {
+        tracing::warn!("no system CA bundle found: the sandbox trusts only tollgate's CA");
+    }
+    let mut bundle = system.unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str("# tollgate MITM CA\n");
+    bundle.push_str(ca_pem);
+    let digest = crate::audit::chain::sha256(bundle.as_bytes());
+    let dir = bundle_dir()?;
+    let path = dir.join(format!(
+        "ca-bundle-{}.pem",
+        &crate::audit::chain::hex(&digest)[..16]
+    ));
+    if std::fs::read(&path).is_ok_and(|existing| existing == bundle.as_bytes()) {
+        return Ok(path);
+    }
+    let mut random = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| std::io::Error::other("no randomness"))?;
+    let tmp = dir.join(format!(".tmp-{}", crate::audit::chain::hex(&random)));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    file.write_all(bundle.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// `$TMPDIR/tollgate-<uid>`: created 0755 if absent; refused if it is a symlink,
+/// owned by someone else, or writable by others.
+fn bundle_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let dir = std::env::temp_dir().join(format!("tollgate-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory owned by uid {uid} and writable only by it",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tollgate_variables_never_reach_the_sandbox() {
+        let inherited = vec![
+            ("PATH".into(), "/bin".into()),
+            ("TOLLGATE_ADMIN_TOKEN".into(), "admin-secret".into()),
+            ("TOLLGATE_SECRET_GITHUB".into(), "ghp_real".into()),
+            ("https_proxy".into(), "http://elsewhere:1".into()),
+            ("no_proxy".into(), "*".into()),
+        ];
+        let env = sandbox_env(
+            inherited.into_iter(),
+            "http://t:tok@127.0.0.1:3128",
+            Path::new("/b.pem"),
+            "t",
+            &[("FOO".into(), "bar".into())],
+        );
+        let get = |k: &str| {
+            env.iter()
+                .filter(|(key, _)| key == k)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert!(get("TOLLGATE_ADMIN_TOKEN").is_empty());
+        assert!(get("TOLLGATE_SECRET_GITHUB").is_empty());
+        assert_eq!(get("https_proxy"), vec!["http://t:tok@127.0.0.1:3128"]);
+        assert_eq!(get("no_proxy"), vec![""]);
+        assert_eq!(get("NODE_EXTRA_CA_CERTS"), vec!["/b.pem"]);
+        assert_eq!(get("PATH"), vec!["/bin"]);
+        assert_eq!(get("FOO"), vec!["bar"]);
+        assert_eq!(get("TOLLGATE_TASK"), vec!["t"]);
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env_pair("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert!(parse_env_pair("=x").is_err());
+        assert!(parse_env_pair("novalue").is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! `tollgate run`: runs a command in a sandbox whose only way out is tollgate.
+//!
+//! The order of a run: register a task (in-process proxy, or `--admin`), start
+//! CMD's first process in a new network namespace (see [`netns`]), wire the
+//! namespace, start the forwarder and DNS stub, let CMD run, pass signals
+//! through, and on CMD's exit end the task and kill whatever CMD left running.
+
+pub mod dns;
+pub mod env;
+pub mod init;
+pub mod leftovers;
+pub mod link;
+pub mod netns;
+
+use link::TaskLink;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+/// What `tollgate run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `--config` (used without `--admin`).
+    pub config: Option<PathBuf>,
+    /// `--admin URL` of a running proxy.
+    pub admin: Option<String>,
+    /// `--admin-token-file`.
+    pub admin_token_file: Option<PathBuf>,
+    /// `--policy`.
+    pub policy: String,
+    /// `--ttl`.
+    pub ttl: Option<String>,
+    /// `--env K=V`, in order.
+    pub env: Vec<(String, String)>,
+    /// CMD and its arguments.
+    pub command: Vec<OsString>,
+}
+
+/// Why a run could not start. Printed as `tollgate run: <message>`; exit 125.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The policy is not loaded.
+    #[error("unknown policy: {0}")]
+    UnknownPolicy(String),
+    /// The in-process proxy could not start.
+    #[error("{0}")]
+    Proxy(String),
+    /// The admin API failed or refused.
+    #[error("{0}")]
+    Admin(String),
+    /// The sandbox could not be built.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] crate::yaml::FileError),
+}
+
+/// Runs CMD in a sandbox; returns CMD's exit status (128+N if killed by signal
+/// N), or 125 if the sandbox could not be set up.
+pub fn run(opts: RunOptions) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tollgate run: cannot start the async runtime: {err}");
+            return init::SETUP_FAILED;
+        }
+    };
+    match runtime.block_on(run_async(opts)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tollgate run: {err}");
+            init::SETUP_FAILED
+        }
+    }
+}
+
+async fn run_async(opts: RunOptions) -> Result<u8, LaunchError> {
+    netns::preflight()?;
+    let stale = leftovers::clean_stale();
+    if stale > 0 {
+        tracing::warn!(
+            stale,
+            "cleaned up processes of earlier sandboxes whose launcher was killed"
+        );
+    }
+    let link = match &opts.admin {
+        Some(url) => {
+            let token = admin_token(opts.admin_token_file.as_deref())?;
+            TaskLink::remote(url, token, &opts.policy, opts.ttl.clone()).await?
+        }
+        None => {
+            let config = crate::config::Config::load(opts.config.as_deref())?;
+            TaskLink::embedded(&config, &opts.policy, opts.ttl.clone()).await?
+        }
+    };
+    let link = Arc::new(link);
+    let outcome = run_sandbox(&opts, &link).await;
+    link.close().await;
+    outcome
+}
+
+async fn run_sandbox(opts: &RunOptions, link: &Arc<TaskLink>) -> Result<u8, LaunchError> {
+    let bundle = env::write_ca_bundle(&link.ca_pem)
+        .map_err(|e| LaunchError::Sandbox(format!("cannot write the CA bundle: {e}")))?;
+    let proxy_url = format!(
+        "http://{}:{}@127.0.0.1:{}",
+        link.id,
+        link.token,
+        netns::SANDBOX_PROXY_PORT
+    );
+    let mut vars = env::sandbox_env(
+        std::env::vars_os(),
+        &proxy_url,
+        &bundle,
+        &link.id,
+        &opts.env,
+    );
+    vars.push((
+        leftovers::LAUNCHER_VAR.into(),
+        std::process::id().to_string().into(),
+    ));
+    let mut sandbox = netns::create(&opts.command, vars, sudo_user()).await?;
+    let stop = CancellationToken::new();
+    let served = serve_sandbox_side(&mut sandbox, link, &stop);
+    let status = match served {
+        Ok(()) => {
+            sandbox.go()?;
+            wait_passing_signals(&mut sandbox.child, sandbox.pid).await
+        }
+        Err(err) => {
+            let _ = sandbox.child.start_kill();
+            let _ = sandbox.child.wait().await;
+            Err(err)
+        }
+    };
+    stop.cancel();
+    let lingering = leftovers::kill_namespace_members(sandbox.netns_inode);
+    if lingering > 0 {
+        tracing::info!(
+            lingering,
+            "killed processes CMD left running in the sandbox"
+        );
+    }
+    status
+}
+
+/// Starts the forwarder and the DNS stub on the sandbox's sockets.
+fn serve_sandbox_side(
+    sandbox: &mut netns::Sandbox,
+    link: &Arc<TaskLink>,
+    stop: &CancellationToken,
+) -> Result<(), LaunchError> {
+    let err = |e: std::io::Error| LaunchError::Sandbox(format!("sandbox sockets: {e}"));
+    let proxy =
+        tokio::net::TcpListener::from_std(sandbox.proxy.try_clone().map_err(err)?).map_err(err)?;
+    let dns =
+        tokio::net::UdpSocket::from_std(sandbox.dns.try_clone().map_err(err)?).map_err(err)?;
+    tokio::spawn(dns::serve(Arc::new(dns), stop.clone()));
+    let link = link.clone();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = proxy.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => link.carry(stream, peer),
+                Err(err) => {
+                    tracing::warn!(error = %err, "sandbox accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Waits for CMD, passing SIGINT, SIGTERM and SIGHUP on to it.
+async fn wait_passing_signals(
+    child: &mut tokio::process::Child,
+    pid: i32,
+) -> Result<u8, LaunchError> {
+    let watch = |kind: SignalKind| {
+        signal(kind).map_err(|e| LaunchError::Sandbox(format!("cannot watch signals: {e}")))
+    };
+    let (mut int, mut term, mut hup) = (
+        watch(SignalKind::interrupt())?,
+        watch(SignalKind::terminate())?,
+        watch(SignalKind::hangup())?,
+    );
+    loop {
+        let forwarded = tokio::select! {
+            status = child.wait() => {
+                let status = status.map_err(|e| LaunchError::Sandbox(format!("waiting for CMD: {e}")))?;
+                return Ok(exit_code(status));
+            }
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+            _ = hup.recv() => libc::SIGHUP,
+        };
+        // SAFETY: kill with integer arguments; pid is our own unreaped child.
+        unsafe {
+            libc::kill(pid, forwarded);
+        }
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(255),
+        _ => 1,
+    }
+}
+
+/// The invoking user when the launcher runs as root through sudo.
+fn sudo_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let id = |var: &str| std::env::var(var).ok()?.parse::<u32>().ok();
+    match (id("SUDO_UID"), id("SUDO_GID")) {
+        (Some(uid), Some(gid)) if uid != 0 => Some((uid, gid)),
+        _ => None,
+    }
+}
+
+/// The admin token for `--admin`: `--admin-token-file`, else `$TOLLGATE_ADMIN_TOKEN`.
+fn admin_token(file: Option<&std::path::Path>) -> Result<String, LaunchError> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| LaunchError::Admin(format!("{}: {e}", path.display())))?,
+        None => std::env::var("TOLLGATE_ADMIN_TOKEN").map_err(|_| {
+            LaunchError::Admin(
+                "--admin needs the admin token: --admin-token-file FILE or $TOLLGATE_ADMIN_TOKEN"
+                    .into(),
+            )
+        })?,
+    };
+    Ok(token.trim().to_string())
+}
