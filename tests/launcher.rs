@@ -1110,3 +1110,51 @@ async fn deleting_the_task_closes_its_open_connections() {
     );
     assert_eq!(held.wait().await, Some(0));
 }
+
+#[tokio::test]
+async fn without_root_the_launcher_says_what_it_needs() {
+    if !can_launch() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/agent.yaml"),
+        "name: agent\nrules:\n  - host: api.test\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tollgate.yaml"),
+        "state_dir: state\npolicies: policies\n",
+    )
+    .unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(tollgate_bin())
+        .arg("--config")
+        .arg(dir.path().join("tollgate.yaml"))
+        .args(["run", "--policy", "agent", "--", "true"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    let ran = tokio::task::spawn_blocking(move || {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert_eq!(ran.code, Some(125), "{ran:?}");
+    assert!(
+        ran.stderr.contains("needs root") && ran.stderr.contains("sudo"),
+        "{ran:?}"
+    );
+}

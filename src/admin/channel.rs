@@ -89,6 +89,8 @@ async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
     let expiry = tokio::time::sleep(Duration::from_secs(lifetime));
     let control_deadline = tokio::time::sleep(CONTROL_WAIT);
     tokio::pin!(expiry, control_deadline);
+    // Preambles are read off the accept loop, so a slow peer delays only itself.
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<UnixStream>(1);
     let end_reason = loop {
         let accepted = tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -96,6 +98,13 @@ async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
             () = &mut expiry => break "the task expired",
             () = &mut control_deadline, if !has_control => break "no launcher connected to its channel in time",
             _ = launcher_gone.cancelled() => break "its launcher went away",
+            control = control_rx.recv() => {
+                if let Some(stream) = control.filter(|_| !has_control) {
+                    has_control = true;
+                    tokio::spawn(watch_control(stream, launcher_gone.clone(), closed.clone()));
+                }
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let Ok((mut stream, _)) = accepted else {
@@ -105,39 +114,44 @@ async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
             tracing::warn!(task = %task.id, "channel connection refused: the peer is neither root nor tollgate's user");
             continue;
         }
-        let preamble = tokio::time::timeout(PREAMBLE_TIMEOUT, read_preamble(&mut stream)).await;
-        match preamble {
-            Ok(Ok(Preamble::Control)) if !has_control => {
-                has_control = true;
-                let gone = launcher_gone.clone();
-                let closed = closed.clone();
-                tokio::spawn(async move {
-                    let mut byte = [0u8; 1];
-                    loop {
-                        tokio::select! {
-                            _ = closed.cancelled() => return,
-                            read = stream.read(&mut byte) => match read {
-                                Ok(0) | Err(_) => break,
-                                Ok(_) => {}
-                            },
-                        }
-                    }
-                    gone.cancel();
-                });
+        let task = task.clone();
+        let conn_state = state.clone();
+        let control_tx = control_tx.clone();
+        state.tracker.spawn(async move {
+            let preamble = tokio::time::timeout(PREAMBLE_TIMEOUT, read_preamble(&mut stream)).await;
+            match preamble {
+                Ok(Ok(Preamble::Control)) => {
+                    let _ = control_tx.try_send(stream);
+                }
+                Ok(Ok(Preamble::Data(client))) => {
+                    serve_channel(conn_state, task, client, stream).await;
+                }
+                _ => {
+                    tracing::debug!(task = %task.id, "channel connection without a valid preamble")
+                }
             }
-            Ok(Ok(Preamble::Data(client))) => {
-                let task = task.clone();
-                let conn_state = state.clone();
-                state
-                    .tracker
-                    .spawn(serve_channel(conn_state, task, client, stream));
-            }
-            _ => tracing::debug!(task = %task.id, "channel connection without a valid preamble"),
-        }
+        });
     };
     drop(listener);
     tracing::info!(task = %task.id, "ending the task: {end_reason}");
     admin.end(&task.id).await;
+}
+
+/// Holds the launcher's control connection: its end (EOF, error) means the
+/// launcher is gone; `closed` (the channel ended first) drops it, which tells
+/// the launcher.
+async fn watch_control(mut stream: UnixStream, gone: CancellationToken, closed: CancellationToken) {
+    let mut byte = [0u8; 1];
+    loop {
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            read = stream.read(&mut byte) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+        }
+    }
+    gone.cancel();
 }
 
 enum Preamble {
