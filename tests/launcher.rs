@@ -1158,3 +1158,26 @@ async fn without_root_the_launcher_says_what_it_needs() {
         "{ran:?}"
     );
 }
+
+#[tokio::test]
+async fn a_second_in_process_run_on_the_same_state_dir_is_refused_not_interleaved() {
+    if !can_launch() {
+        return;
+    }
+    let up = upstreams().await;
+    let dir = setup(&up, &[("agent", agent_policy("agent", &["/echo"]))]);
+    let first = Background::start(launcher(
+        dir.path(),
+        &["--policy", "agent"],
+        &["sh", "-c", "echo running; sleep 30"],
+    ));
+    first.line_with("running").await;
+    let ran = run(dir.path(), &["--policy", "agent"], &["true"]).await;
+    assert_eq!(ran.code, Some(125), "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("another tollgate process is writing this log")
+            && ran.stderr.contains("--admin"),
+        "{ran:?}"
+    );
+}

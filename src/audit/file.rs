@@ -7,6 +7,7 @@ use crate::config::{FileSink, DEFAULT_ROTATE_BYTES};
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why the log could not be opened.
@@ -44,6 +45,30 @@ pub struct Recovered {
     pub torn: Option<TornTail>,
 }
 
+/// Takes `<log>.lock`: two processes appending their own chains to one file
+/// would make it unverifiable, so the second is refused.
+fn lock_log(path: &Path) -> Result<File, FileLogError> {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| err(&lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(err(
+            path,
+            "another tollgate process is writing this log; give each process its own \
+             state_dir, or run sandboxes under one `tollgate serve` with `tollgate run --admin`",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(&lock_path, e)),
+    }
+}
+
 /// The open log file.
 #[derive(Debug)]
 pub struct FileLog {
@@ -54,6 +79,8 @@ pub struct FileLog {
     /// `seq` of the first record in the current file.
     first_seq: Option<u64>,
     rotate_bytes: u64,
+    /// Held (flock) while this process owns the log.
+    _lock: File,
 }
 
 impl FileLog {
@@ -64,6 +91,7 @@ impl FileLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::tls::ca::create_private_dir(dir).map_err(|e| err(dir, e))?;
         }
+        let lock = lock_log(&path)?;
         let mut file = open_append(&path)?;
         let torn = cut_torn_tail(&mut file, &path)?;
         let len = file.metadata().map_err(|e| err(&path, e))?.len();
@@ -86,6 +114,7 @@ impl FileLog {
             len,
             first_seq,
             rotate_bytes: config.rotate_bytes.unwrap_or(DEFAULT_ROTATE_BYTES),
+            _lock: lock,
         };
         Ok((log, Recovered { head, torn }))
     }
