@@ -388,7 +388,7 @@ async fn sudo_runs_cmd_as_the_invoking_user_without_capabilities_or_tollgate_var
     let script = "id -u; id -G; grep CapEff /proc/self/status; env | grep -c -e TOLLGATE_SECRET -e real-api-secret; \
                   echo \"proxy=$HTTPS_PROXY no_proxy=[$NO_PROXY] node=$NODE_USE_ENV_PROXY\"; \
                   for v in SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS GIT_SSL_CAINFO PIP_CERT CARGO_HTTP_CAINFO; do eval \"test -r \\\"\\${$v}\\\"\" && echo \"$v readable\"; done; \
-                  curl -sS -o /dev/null -w 'status=%{http_code}\\n' https://api.test/echo";
+                  curl -sS -o /dev/null -w 'status=%{http_code}\\n' https://api.test/echo; echo \"user=$USER home=$HOME\"";
     let mut command = launcher(dir.path(), &["--policy", "agent"], &["sh", "-c", script]);
     command.env("SUDO_UID", "65534").env("SUDO_GID", "65534");
     let ran = tokio::task::spawn_blocking(move || {
@@ -421,6 +421,22 @@ async fn sudo_runs_cmd_as_the_invoking_user_without_capabilities_or_tollgate_var
         "every CA variable names a readable bundle: {ran:?}"
     );
     assert!(ran.stdout.contains("status=200"), "{ran:?}");
+    let nobody_home = String::from_utf8_lossy(
+        &Command::new("getent")
+            .args(["passwd", "65534"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .split(':')
+    .nth(5)
+    .unwrap_or_default()
+    .to_string();
+    assert!(
+        ran.stdout.contains(&format!("home={nobody_home}")) && ran.stdout.contains("user=nobody"),
+        "the invoking user's identity: {ran:?}"
+    );
 }
 
 #[tokio::test]

@@ -73,6 +73,42 @@ pub fn sandbox_env(
     env
 }
 
+/// `HOME`, `USER` and `LOGNAME` of `uid` from the user database; empty if it
+/// has no entry.
+pub fn user_identity(uid: u32) -> Vec<(&'static str, String)> {
+    let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `entry` and `buf` (whose length it is
+    // given) and sets `found` to `entry` on success or to null.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            entry.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: on success `entry` is initialised and its strings point into `buf`,
+    // which is still alive; both are NUL-terminated C strings.
+    let (name, home) = unsafe {
+        let entry = entry.assume_init();
+        (
+            std::ffi::CStr::from_ptr(entry.pw_name)
+                .to_string_lossy()
+                .into_owned(),
+            std::ffi::CStr::from_ptr(entry.pw_dir)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    };
+    vec![("HOME", home), ("USER", name.clone()), ("LOGNAME", name)]
+}
+
 /// Parses one `--env K=V`.
 pub fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
     match pair.split_once('=') {
@@ -180,6 +216,15 @@ mod tests {
         assert_eq!(get("PATH"), vec!["/bin"]);
         assert_eq!(get("FOO"), vec!["bar"]);
         assert_eq!(get("TOLLGATE_TASK"), vec!["t"]);
+    }
+
+    #[test]
+    fn root_has_an_identity() {
+        let identity = user_identity(0);
+        assert!(
+            identity.contains(&("USER", "root".to_string())),
+            "{identity:?}"
+        );
     }
 
     #[test]

@@ -125,7 +125,18 @@ async fn run_sandbox(opts: &RunOptions, link: &Arc<TaskLink>) -> Result<u8, Laun
         leftovers::LAUNCHER_VAR.into(),
         std::process::id().to_string().into(),
     ));
-    let mut sandbox = netns::create(&opts.command, vars, sudo_user()).await?;
+    let user = sudo_user();
+    if let Some((uid, _)) = user {
+        // CMD runs as the invoking user: give it that user's home and name, not
+        // root's (unless --env says otherwise).
+        for (key, value) in env::user_identity(uid) {
+            if !opts.env.iter().any(|(k, _)| *k == key) {
+                vars.retain(|(k, _)| k != key);
+                vars.push((key.into(), value.into()));
+            }
+        }
+    }
+    let mut sandbox = netns::create(&opts.command, vars, user).await?;
     let stop = CancellationToken::new();
     let served = serve_sandbox_side(&mut sandbox, link, &stop);
     let status = match served {
@@ -201,7 +212,14 @@ async fn wait_passing_signals(
                 let status = status.map_err(|e| LaunchError::Sandbox(format!("waiting for CMD: {e}")))?;
                 return Ok(exit_code(status));
             }
-            _ = int.recv() => libc::SIGINT,
+            _ = int.recv() => {
+                // Ctrl-C at a terminal already reached CMD, which shares our
+                // foreground process group: passing it on would deliver it twice.
+                if interrupted_at_terminal() {
+                    continue;
+                }
+                libc::SIGINT
+            }
             _ = term.recv() => libc::SIGTERM,
             _ = hup.recv() => libc::SIGHUP,
         };
@@ -210,6 +228,12 @@ async fn wait_passing_signals(
             libc::kill(pid, forwarded);
         }
     }
+}
+
+/// Whether stdin is the terminal and we are its foreground process group.
+fn interrupted_at_terminal() -> bool {
+    // SAFETY: isatty, tcgetpgrp and getpgrp take integers and touch no memory.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
 }
 
 fn exit_code(status: std::process::ExitStatus) -> u8 {
