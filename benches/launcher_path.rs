@@ -111,6 +111,14 @@ fn main() {
         ),
     )
     .unwrap();
+    // In-process runs get a state directory of their own: the served proxy
+    // holds the audit log of `state`.
+    let served_config = std::fs::read_to_string(d.join("tollgate.yaml")).unwrap();
+    std::fs::write(
+        d.join("embedded.yaml"),
+        served_config.replace("state_dir: state\n", "state_dir: state-embedded\n"),
+    )
+    .unwrap();
     let (proxy_addr, admin_addr, serve) = start_serve(d);
     let _serve = KillOnDrop(serve);
     let url = format!("http://bench:bench-token@{proxy_addr}");
@@ -133,7 +141,7 @@ fn main() {
     let in_sandbox = |launcher_args: &[String], extra: &[&str]| {
         let mut cmd = Command::new(tollgate());
         if !launcher_args.iter().any(|a| a == "--admin") {
-            cmd.arg("--config").arg(d.join("tollgate.yaml"));
+            cmd.arg("--config").arg(d.join("embedded.yaml"));
         }
         cmd.arg("run")
             .args(launcher_args)
@@ -166,7 +174,7 @@ fn main() {
             let started = Instant::now();
             let status = Command::new(tollgate())
                 .args(["--config"])
-                .arg(d.join("tollgate.yaml"))
+                .arg(d.join("embedded.yaml"))
                 .args(["run", "--policy", "bench", "--", "true"])
                 .env("BENCH_TOKEN", "bench-token")
                 .current_dir(d)
