@@ -137,6 +137,8 @@ fn main() {
         d.join("state/admin.token").display().to_string(),
         "--policy".into(),
         "bench".into(),
+        "--user".into(),
+        "root".into(),
     ];
     let in_sandbox = |launcher_args: &[String], extra: &[&str]| {
         let mut cmd = Command::new(tollgate());
@@ -163,7 +165,12 @@ fn main() {
         &times(&in_sandbox(&admin, &["--noproxy", "*"])),
         Some(base),
     );
-    let embedded = ["--policy".to_string(), "bench".into()];
+    let embedded = [
+        "--policy".to_string(),
+        "bench".into(),
+        "--user".into(),
+        "root".into(),
+    ];
     report(
         "tollgate run, in-process proxy",
         &times(&in_sandbox(&embedded, &[])),
@@ -175,7 +182,7 @@ fn main() {
             let status = Command::new(tollgate())
                 .args(["--config"])
                 .arg(d.join("embedded.yaml"))
-                .args(["run", "--policy", "bench", "--", "true"])
+                .args(["run", "--policy", "bench", "--user", "root", "--", "true"])
                 .env("BENCH_TOKEN", "bench-token")
                 .current_dir(d)
                 .status()

@@ -212,12 +212,13 @@ async fn sandboxed(root: &Path, api: &upstream::Upstream) {
     let script = "curl -sS -H 'Authorization: Bearer __GITHUB_TOKEN__' https://api.github.com/repos/acme/widgets/pulls; echo; \
                   curl -sS --noproxy '*' -H 'Authorization: Bearer __GITHUB_TOKEN__' https://api.github.com/repos/acme/widgets/pulls; echo; \
                   curl -sS --noproxy '*' https://example.com/ || echo '(refused: no rule for example.com)'";
-    println!("\n$ sudo tollgate run --policy sandboxed -- sh -c \"{script}\"");
+    println!("\n$ sudo tollgate run --user nobody --policy sandboxed -- sh -c \"{script}\"");
     let options = tollgate::launcher::RunOptions {
         config: Some(root.join("tollgate.yaml")),
         admin: None,
         admin_token_file: None,
         policy: "sandboxed".into(),
+        user: Some("nobody".into()),
         ttl: None,
         env: Vec::new(),
         command: vec!["sh".into(), "-c".into(), script.into()],

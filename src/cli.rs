@@ -49,7 +49,14 @@ pub struct RunArgs {
     /// Task lifetime, e.g. 30m (default 1h).
     #[arg(long, value_name = "DUR")]
     pub ttl: Option<String>,
-    /// Extra environment variable for CMD (repeatable).
+    /// Who CMD runs as: NAME, UID or UID:GID. Through sudo the default is the
+    /// invoking user; a root caller without sudo must say (`--user root` keeps
+    /// root, which the sandbox cannot contain).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Environment variable for CMD (repeatable): K=V, or K to pass the
+    /// launcher's own value. CMD inherits only PATH, HOME, USER, LOGNAME, SHELL,
+    /// TERM, LANG, LC_*, TZ, TMPDIR and a few terminal variables.
     #[arg(long = "env", value_name = "K=V", value_parser = crate::launcher::env::parse_env_pair)]
     pub env: Vec<(String, String)>,
     /// The command and its arguments, after `--`.

@@ -99,6 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     admin: args.admin,
                     admin_token_file: args.admin_token_file,
                     policy: args.policy,
+                    user: args.user,
                     ttl: args.ttl,
                     env: args.env,
                     command: args.command,

@@ -114,7 +114,15 @@ async fn run(dir: &Path, args: &[&str], cmd: &[&str]) -> Ran {
     .unwrap()
 }
 
+/// `tollgate run ARGS -- CMD`, CMD as root (the tests run as root without sudo).
 fn launcher(dir: &Path, args: &[&str], cmd: &[&str]) -> Command {
+    let mut with_user = vec!["--user", "root"];
+    with_user.extend_from_slice(args);
+    launcher_bare(dir, &with_user, cmd)
+}
+
+/// `tollgate run ARGS -- CMD` with no `--user`.
+fn launcher_bare(dir: &Path, args: &[&str], cmd: &[&str]) -> Command {
     let mut command = Command::new(tollgate_bin());
     if !args.contains(&"--admin") {
         command.arg("--config").arg(dir.join("tollgate.yaml"));
@@ -385,11 +393,11 @@ async fn sudo_runs_cmd_as_the_invoking_user_without_capabilities_or_tollgate_var
     }
     let up = upstreams().await;
     let dir = setup(&up, &[("agent", agent_policy("agent", &["/echo"]))]);
-    let script = "id -u; id -G; grep CapEff /proc/self/status; env | grep -c -e TOLLGATE_SECRET -e real-api-secret; \
+    let script = "id -u; id -G; grep CapEff /proc/self/status; env | grep -c -e TOLLGATE_SECRET -e real-api-secret -e s3cret-token; \
                   echo \"proxy=$HTTPS_PROXY no_proxy=[$NO_PROXY] node=$NODE_USE_ENV_PROXY\"; \
                   for v in SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS GIT_SSL_CAINFO PIP_CERT CARGO_HTTP_CAINFO; do eval \"test -r \\\"\\${$v}\\\"\" && echo \"$v readable\"; done; \
                   curl -sS -o /dev/null -w 'status=%{http_code}\\n' https://api.test/echo; echo \"user=$USER home=$HOME\"";
-    let mut command = launcher(dir.path(), &["--policy", "agent"], &["sh", "-c", script]);
+    let mut command = launcher_bare(dir.path(), &["--policy", "agent"], &["sh", "-c", script]);
     command.env("SUDO_UID", "65534").env("SUDO_GID", "65534");
     let ran = tokio::task::spawn_blocking(move || {
         let child = command
@@ -459,6 +467,25 @@ async fn exit_status_passes_through_and_errors_are_clear() {
         Some(128 + 15),
         "killed by a signal: 128+N: {ran:?}"
     );
+    let ran = {
+        let mut command = launcher_bare(dir.path(), &["--policy", "agent"], &["true"]);
+        tokio::task::spawn_blocking(move || {
+            let child = command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            wait_output(child, Duration::from_secs(30))
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        ran.code,
+        Some(125),
+        "root without sudo must say who CMD runs as: {ran:?}"
+    );
+    assert!(ran.stderr.contains("--user"), "{ran:?}");
     let ran = run(dir.path(), &["--policy", "nope"], &["true"]).await;
     assert_eq!(ran.code, Some(125), "{ran:?}");
     assert!(
@@ -684,7 +711,14 @@ async fn git_clone_over_https_gets_its_token_injected() {
     let clone_to = dir.path().join("clone");
     let mut command = launcher(
         dir.path(),
-        &["--policy", "coder"],
+        &[
+            "--policy",
+            "coder",
+            "--env",
+            "GIT_CONFIG_GLOBAL=/dev/null",
+            "--env",
+            "GIT_TERMINAL_PROMPT=0",
+        ],
         &[
             "git",
             "clone",
@@ -693,10 +727,7 @@ async fn git_clone_over_https_gets_its_token_injected() {
             clone_to.to_str().unwrap(),
         ],
     );
-    command
-        .env("TOLLGATE_SECRET_GIT_TOKEN", GIT_SECRET)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0");
+    command.env("TOLLGATE_SECRET_GIT_TOKEN", GIT_SECRET);
     let ran = tokio::task::spawn_blocking(move || {
         let child = command
             .stdout(Stdio::piped())

@@ -32,9 +32,29 @@ const SYSTEM_BUNDLES: [&str; 3] = [
     "/etc/ssl/cert.pem",
 ];
 
-/// The environment of CMD: the launcher's own, minus every `TOLLGATE_*`
-/// variable (admin token, env-backend secrets), plus the proxy and CA
-/// variables, plus `extra` (`--env`), which wins.
+/// Variables CMD inherits from the launcher; everything else must be passed
+/// with `--env`. (Secrets live in the launcher's environment: the env backend's
+/// prefix is configurable and static tasks name any variable, so a deny-list
+/// cannot be complete.)
+pub const INHERITED_VARS: [&str; 14] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "COLORTERM",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "COLUMNS",
+    "LINES",
+    "NO_COLOR",
+];
+
+/// The environment of CMD: the launcher's [`INHERITED_VARS`] and `LC_*`, plus
+/// the proxy and CA variables, plus `extra` (`--env`), which wins.
 pub fn sandbox_env(
     inherited: impl Iterator<Item = (OsString, OsString)>,
     proxy_url: &str,
@@ -42,15 +62,12 @@ pub fn sandbox_env(
     task_id: &str,
     extra: &[(String, String)],
 ) -> Vec<(OsString, OsString)> {
-    // SECURITY: the launcher may hold the admin token or secrets for the env
-    // backend in TOLLGATE_* variables; the sandbox must never see them.
+    // SECURITY: the launcher's environment may hold the admin token and the
+    // env backend's secrets; only a fixed set of harmless variables passes.
     let mut env: Vec<(OsString, OsString)> = inherited
         .filter(|(k, _)| {
             let key = k.to_string_lossy();
-            !key.starts_with("TOLLGATE_")
-                && !PROXY_VARS.contains(&key.as_ref())
-                && !CA_VARS.contains(&key.as_ref())
-                && !key.eq_ignore_ascii_case("NO_PROXY")
+            INHERITED_VARS.contains(&key.as_ref()) || key.starts_with("LC_")
         })
         .collect();
     let mut set = |k: &str, v: &OsString| env.push((OsString::from(k), v.clone()));
@@ -76,46 +93,99 @@ pub fn sandbox_env(
 /// `HOME`, `USER` and `LOGNAME` of `uid` from the user database; empty if it
 /// has no entry.
 pub fn user_identity(uid: u32) -> Vec<(&'static str, String)> {
+    match passwd_by_uid(uid) {
+        Some(entry) => vec![
+            ("HOME", entry.home),
+            ("USER", entry.name.clone()),
+            ("LOGNAME", entry.name),
+        ],
+        None => Vec::new(),
+    }
+}
+
+/// One user database entry.
+struct PasswdEntry {
+    uid: u32,
+    gid: u32,
+    name: String,
+    home: String,
+}
+
+fn passwd_by_uid(uid: u32) -> Option<PasswdEntry> {
+    passwd_lookup(|entry, buf, found| {
+        // SAFETY: getpwuid_r writes into `entry` and `buf` (whose length it is
+        // given) and sets `found` to `entry` on success or to null.
+        unsafe { libc::getpwuid_r(uid, entry, buf.as_mut_ptr(), buf.len(), found) }
+    })
+}
+
+fn passwd_by_name(name: &str) -> Option<PasswdEntry> {
+    let name = std::ffi::CString::new(name).ok()?;
+    passwd_lookup(|entry, buf, found| {
+        // SAFETY: as in passwd_by_uid; `name` is a valid C string.
+        unsafe { libc::getpwnam_r(name.as_ptr(), entry, buf.as_mut_ptr(), buf.len(), found) }
+    })
+}
+
+fn passwd_lookup(
+    call: impl FnOnce(*mut libc::passwd, &mut [libc::c_char], *mut *mut libc::passwd) -> i32,
+) -> Option<PasswdEntry> {
     let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into `entry` and `buf` (whose length it is
-    // given) and sets `found` to `entry` on success or to null.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            entry.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return Vec::new();
+    if call(entry.as_mut_ptr(), &mut buf, &mut found) != 0 || found.is_null() {
+        return None;
     }
     // SAFETY: on success `entry` is initialised and its strings point into `buf`,
     // which is still alive; both are NUL-terminated C strings.
-    let (name, home) = unsafe {
+    unsafe {
         let entry = entry.assume_init();
-        (
-            std::ffi::CStr::from_ptr(entry.pw_name)
+        Some(PasswdEntry {
+            uid: entry.pw_uid,
+            gid: entry.pw_gid,
+            name: std::ffi::CStr::from_ptr(entry.pw_name)
                 .to_string_lossy()
                 .into_owned(),
-            std::ffi::CStr::from_ptr(entry.pw_dir)
+            home: std::ffi::CStr::from_ptr(entry.pw_dir)
                 .to_string_lossy()
                 .into_owned(),
-        )
-    };
-    vec![("HOME", home), ("USER", name.clone()), ("LOGNAME", name)]
+        })
+    }
 }
 
-/// Parses one `--env K=V`.
+/// `--user NAME|UID|UID:GID` as `(uid, gid)`; a name or a lone uid takes the
+/// primary group from the user database.
+pub fn resolve_user(spec: &str) -> Result<(u32, u32), String> {
+    let unknown = || format!("--user {spec}: no such user");
+    if let Some((uid, gid)) = spec.split_once(':') {
+        let uid = uid
+            .parse()
+            .map_err(|_| format!("--user {spec}: UID:GID must be numbers"))?;
+        let gid = gid
+            .parse()
+            .map_err(|_| format!("--user {spec}: UID:GID must be numbers"))?;
+        return Ok((uid, gid));
+    }
+    let entry = match spec.parse::<u32>() {
+        Ok(uid) => passwd_by_uid(uid).or(Some(PasswdEntry {
+            uid,
+            gid: uid,
+            name: String::new(),
+            home: String::new(),
+        })),
+        Err(_) => passwd_by_name(spec),
+    };
+    entry.map(|e| (e.uid, e.gid)).ok_or_else(unknown)
+}
+
+/// Parses one `--env K=V`, or `--env K`, which passes the launcher's own `$K`.
 pub fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
     match pair.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
-            Ok((k.to_string(), v.to_string()))
-        }
-        _ => Err(format!("--env wants K=V, got `{pair}`")),
+        Some((k, v)) if !k.is_empty() && !v.contains('\0') => Ok((k.to_string(), v.to_string())),
+        None if !pair.is_empty() => std::env::var(pair)
+            .map(|v| (pair.to_string(), v))
+            .map_err(|_| format!("--env {pair}: ${pair} is not set")),
+        _ => Err(format!("--env wants K=V or K, got `{pair}`")),
     }
 }
 
@@ -187,11 +257,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tollgate_variables_never_reach_the_sandbox() {
+    fn only_harmless_variables_reach_the_sandbox() {
         let inherited = vec![
             ("PATH".into(), "/bin".into()),
+            ("LC_ALL".into(), "C.UTF-8".into()),
             ("TOLLGATE_ADMIN_TOKEN".into(), "admin-secret".into()),
             ("TOLLGATE_SECRET_GITHUB".into(), "ghp_real".into()),
+            ("MYSEC_GH".into(), "ghp_other_prefix".into()),
+            ("CI42_PROXY_TOKEN".into(), "static-task-token".into()),
             ("https_proxy".into(), "http://elsewhere:1".into()),
             ("no_proxy".into(), "*".into()),
         ];
@@ -210,12 +283,27 @@ mod tests {
         };
         assert!(get("TOLLGATE_ADMIN_TOKEN").is_empty());
         assert!(get("TOLLGATE_SECRET_GITHUB").is_empty());
+        assert!(get("MYSEC_GH").is_empty(), "any env-backend prefix");
+        assert!(
+            get("CI42_PROXY_TOKEN").is_empty(),
+            "static task token variables"
+        );
+        assert_eq!(get("LC_ALL"), vec!["C.UTF-8"]);
         assert_eq!(get("https_proxy"), vec!["http://t:tok@127.0.0.1:3128"]);
         assert_eq!(get("no_proxy"), vec![""]);
         assert_eq!(get("NODE_EXTRA_CA_CERTS"), vec!["/b.pem"]);
         assert_eq!(get("PATH"), vec!["/bin"]);
         assert_eq!(get("FOO"), vec!["bar"]);
         assert_eq!(get("TOLLGATE_TASK"), vec!["t"]);
+    }
+
+    #[test]
+    fn users_resolve_by_name_and_number() {
+        assert_eq!(resolve_user("root").unwrap(), (0, 0));
+        assert_eq!(resolve_user("0").unwrap(), (0, 0));
+        assert_eq!(resolve_user("1234:5678").unwrap(), (1234, 5678));
+        assert!(resolve_user("no-such-user-xyz").is_err());
+        assert!(resolve_user("a:b").is_err());
     }
 
     #[test]
@@ -231,6 +319,8 @@ mod tests {
     fn env_pairs() {
         assert_eq!(parse_env_pair("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert!(parse_env_pair("=x").is_err());
-        assert!(parse_env_pair("novalue").is_err());
+        assert!(parse_env_pair("").is_err());
+        assert!(parse_env_pair("TOLLGATE_SURELY_UNSET_VARIABLE").is_err());
+        assert_eq!(parse_env_pair("PATH").unwrap().0, "PATH");
     }
 }

@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub policy: String,
     /// `--ttl`.
     pub ttl: Option<String>,
+    /// `--user`: who CMD runs as.
+    pub user: Option<String>,
     /// `--env K=V`, in order.
     pub env: Vec<(String, String)>,
     /// CMD and its arguments.
@@ -82,6 +84,7 @@ pub fn run(opts: RunOptions) -> u8 {
 
 async fn run_async(opts: RunOptions) -> Result<u8, LaunchError> {
     netns::preflight()?;
+    let user = cmd_user(opts.user.as_deref())?;
     let stale = leftovers::clean_stale();
     if stale > 0 {
         tracing::warn!(
@@ -100,12 +103,16 @@ async fn run_async(opts: RunOptions) -> Result<u8, LaunchError> {
         }
     };
     let link = Arc::new(link);
-    let outcome = run_sandbox(&opts, &link).await;
+    let outcome = run_sandbox(&opts, &link, user).await;
     link.close().await;
     outcome
 }
 
-async fn run_sandbox(opts: &RunOptions, link: &Arc<TaskLink>) -> Result<u8, LaunchError> {
+async fn run_sandbox(
+    opts: &RunOptions,
+    link: &Arc<TaskLink>,
+    user: Option<(u32, u32)>,
+) -> Result<u8, LaunchError> {
     let bundle = env::write_ca_bundle(&link.ca_pem)
         .map_err(|e| LaunchError::Sandbox(format!("cannot write the CA bundle: {e}")))?;
     let proxy_url = format!(
@@ -125,7 +132,6 @@ async fn run_sandbox(opts: &RunOptions, link: &Arc<TaskLink>) -> Result<u8, Laun
         leftovers::LAUNCHER_VAR.into(),
         std::process::id().to_string().into(),
     ));
-    let user = sudo_user();
     if let Some((uid, _)) = user {
         // CMD runs as the invoking user: give it that user's home and name, not
         // root's (unless --env says otherwise).
@@ -242,6 +248,36 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
         (Some(code), _) => u8::try_from(code).unwrap_or(1),
         (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(255),
         _ => 1,
+    }
+}
+
+/// Who CMD runs as: `Some((uid, gid))` to switch to, `None` to stay (root,
+/// without the capabilities that would undo the sandbox; or the caller itself
+/// when not root, where creating the namespace fails anyway).
+fn cmd_user(spec: Option<&str>) -> Result<Option<(u32, u32)>, LaunchError> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let chosen = match spec {
+        Some(spec) => Some(env::resolve_user(spec).map_err(LaunchError::Sandbox)?),
+        None => sudo_user(),
+    };
+    match chosen {
+        Some((0, _)) => {
+            eprintln!(
+                "tollgate run: warning: CMD runs as root. Its network is sandboxed, but root can \
+                 read tollgate's keys, rewrite its policies and trace its processes; prefer sudo \
+                 from your own account or --user NAME."
+            );
+            Ok(None)
+        }
+        Some(user) => Ok(Some(user)),
+        None if root => Err(LaunchError::Sandbox(
+            "say which user CMD runs as: run tollgate through sudo from your own account \
+             (CMD then runs as you), or give --user NAME (--user root keeps root, which the \
+             sandbox cannot contain)"
+                .into(),
+        )),
+        None => Ok(None),
     }
 }
 
