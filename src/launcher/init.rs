@@ -1,8 +1,9 @@
 //! `tollgate __sandbox-init`: the sandbox's first process. The launcher starts
-//! it; it moves into a new network namespace, waits while the launcher wires
-//! that namespace, gives up its privileges, and then becomes CMD (exec), so CMD
-//! is the launcher's direct child: signals and the exit status pass straight
-//! through.
+//! it; it moves into new network, PID and mount namespaces, waits while the
+//! launcher wires the network, and then starts CMD inside through
+//! [`reaper::run_contained`]: CMD's processes live in a PID namespace of their
+//! own, with their own /proc, so they cannot see or trace processes outside, and
+//! every one of them dies when CMD exits or the launcher dies.
 //!
 //! It is a separate exec rather than a `pre_exec` hook because it must talk to
 //! the launcher between `unshare` and `exec`, which a forked copy of a
@@ -13,6 +14,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
+
+use super::reaper;
 
 /// The hidden subcommand.
 pub const SUBCOMMAND: &str = "__sandbox-init";
@@ -64,7 +67,7 @@ fn parse(args: &[OsString]) -> Option<InitArgs> {
     })
 }
 
-/// Runs the sandbox's first process; returns only on failure (exit status).
+/// Runs the sandbox's first process; returns the exit status to leave with.
 pub fn main(args: &[OsString]) -> u8 {
     let Some(args) = parse(args) else {
         eprintln!("tollgate: {SUBCOMMAND} is internal to `tollgate run`");
@@ -74,14 +77,25 @@ pub fn main(args: &[OsString]) -> u8 {
     // nothing else in this process owns it.
     let control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
     set_cloexec(CONTROL_FD);
-    match prepare(&args, &control) {
-        Ok(()) => {}
-        Err(message) => {
-            let _ = writeln!(&control, "error {message}");
-            return SETUP_FAILED;
-        }
+    if let Err(message) = prepare(&args, &control) {
+        let _ = writeln!(&control, "error {message}");
+        return SETUP_FAILED;
     }
     drop(control);
+    reaper::run_contained(|| exec_cmd(&args))
+}
+
+/// In CMD's own process: gives up privileges and becomes CMD. Returns only on
+/// failure, with the exit status.
+fn exec_cmd(args: &InitArgs) -> u8 {
+    let dropped = match args.user {
+        Some((uid, gid)) => become_user(uid, gid),
+        None => drop_root_powers(),
+    };
+    if let Err(message) = dropped {
+        eprintln!("tollgate run: {message}");
+        return SETUP_FAILED;
+    }
     let err = std::process::Command::new(&args.command[0])
         .args(&args.command[1..])
         .exec();
@@ -94,19 +108,38 @@ pub fn main(args: &[OsString]) -> u8 {
     }
 }
 
-/// Everything between start and exec.
+/// Everything between start and the launcher's go: new network, PID and mount
+/// namespaces (the PID namespace applies to the children from here on).
 fn prepare(args: &InitArgs, control: &UnixStream) -> Result<(), String> {
     die_with_parent(args.parent)?;
+    let flags = libc::CLONE_NEWNET | libc::CLONE_NEWPID | libc::CLONE_NEWNS;
     // SAFETY: unshare has no memory-safety preconditions.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+    if unsafe { libc::unshare(flags) } != 0 {
         let err = std::io::Error::last_os_error();
         return Err(if err.raw_os_error() == Some(libc::EPERM) {
-            "creating a network namespace was refused (EPERM): `tollgate run` needs root \
+            "creating the sandbox's namespaces was refused (EPERM): `tollgate run` needs root \
              (CAP_SYS_ADMIN and CAP_NET_ADMIN); run it with sudo, and CMD runs as you"
                 .to_string()
         } else {
-            format!("cannot create a network namespace: {err}")
+            format!("cannot create the sandbox's namespaces: {err}")
         });
+    }
+    // Mounts made in the sandbox (its /proc) must not reach the host.
+    // SAFETY: mount with valid C strings and null pointers where allowed.
+    let private = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if private != 0 {
+        return Err(format!(
+            "cannot make the sandbox's mounts private: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     writeln!(&mut &*control, "ready").map_err(|e| e.to_string())?;
     let mut line = String::new();
@@ -117,12 +150,7 @@ fn prepare(args: &InitArgs, control: &UnixStream) -> Result<(), String> {
         // The launcher gave up (or died): never run CMD unwired.
         std::process::exit(i32::from(SETUP_FAILED));
     }
-    match args.user {
-        Some((uid, gid)) => become_user(uid, gid)?,
-        None => drop_root_powers()?,
-    }
-    // Changing credentials clears the parent-death signal: set it again.
-    die_with_parent(args.parent)
+    Ok(())
 }
 
 /// CMD is killed if the launcher dies (kill -9 included), so it never outlives

@@ -3,14 +3,15 @@
 //! The order of a run: register a task (in-process proxy, or `--admin`), start
 //! CMD's first process in a new network namespace (see [`netns`]), wire the
 //! namespace, start the forwarder and DNS stub, let CMD run, pass signals
-//! through, and on CMD's exit end the task and kill whatever CMD left running.
+//! through, and on CMD's exit end the task. Whatever CMD left running dies with
+//! it (see [`reaper`]).
 
 pub mod dns;
 pub mod env;
 pub mod init;
-pub mod leftovers;
 pub mod link;
 pub mod netns;
+pub mod reaper;
 
 use link::TaskLink;
 use std::ffi::OsString;
@@ -85,13 +86,6 @@ pub fn run(opts: RunOptions) -> u8 {
 async fn run_async(opts: RunOptions) -> Result<u8, LaunchError> {
     netns::preflight()?;
     let user = cmd_user(opts.user.as_deref())?;
-    let stale = leftovers::clean_stale();
-    if stale > 0 {
-        tracing::warn!(
-            stale,
-            "cleaned up processes of earlier sandboxes whose launcher was killed"
-        );
-    }
     let link = match &opts.admin {
         Some(url) => {
             let token = admin_token(opts.admin_token_file.as_deref())?;
@@ -128,10 +122,6 @@ async fn run_sandbox(
         &link.id,
         &opts.env,
     );
-    vars.push((
-        leftovers::LAUNCHER_VAR.into(),
-        std::process::id().to_string().into(),
-    ));
     if let Some((uid, _)) = user {
         // CMD runs as the invoking user: give it that user's home and name, not
         // root's (unless --env says otherwise).
@@ -157,13 +147,6 @@ async fn run_sandbox(
         }
     };
     stop.cancel();
-    let lingering = leftovers::kill_namespace_members(sandbox.netns_inode);
-    if lingering > 0 {
-        tracing::info!(
-            lingering,
-            "killed processes CMD left running in the sandbox"
-        );
-    }
     status
 }
 

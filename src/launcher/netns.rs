@@ -24,7 +24,6 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::time::Duration;
@@ -37,12 +36,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A started sandbox, waiting for [`Sandbox::go`].
 #[derive(Debug)]
 pub struct Sandbox {
-    /// CMD (for now its first process, which becomes CMD on `go`).
+    /// The sandbox's first process (the relay to CMD, see [`super::reaper`]).
     pub child: tokio::process::Child,
     /// Its pid.
     pub pid: i32,
-    /// The namespace's inode (identifies its members in /proc).
-    pub netns_inode: u64,
     /// The forwarder's listener inside the namespace.
     pub proxy: TcpListener,
     /// The DNS stub's socket inside the namespace.
@@ -136,17 +133,12 @@ pub async fn create(
     }
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
         .map_err(|e| sandbox_err("open the sandbox's namespace", e))?;
-    let netns_inode = ns
-        .metadata()
-        .map_err(|e| sandbox_err("the sandbox's namespace", e))?
-        .ino();
     let (proxy, dns) = std::thread::spawn(move || wire(ns))
         .join()
         .map_err(|_| LaunchError::Sandbox("wiring the namespace failed".into()))??;
     Ok(Sandbox {
         child,
         pid,
-        netns_inode,
         proxy,
         dns,
         control,
