@@ -151,6 +151,7 @@ fn explain(config: Option<&std::path::Path>, args: &tollgate::cli::ExplainArgs) 
 }
 
 fn serve(config: &Config) -> Result<ExitCode> {
+    tollgate::proxy::fdlimit::raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,7 +5,9 @@ use base64::Engine;
 use http::HeaderValue;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One sandbox run under one policy.
 #[derive(Clone)]
@@ -19,6 +21,21 @@ pub struct Task {
     pub source: Option<IpAddr>,
     /// Expiry (Unix seconds) of a token-based task.
     pub expires_at: Option<u64>,
+}
+
+impl Task {
+    /// Time until the task expires (zero once it has), or `None` for a task
+    /// without expiry (a static one).
+    pub fn time_left(&self) -> Option<Duration> {
+        let exp = self.expires_at?;
+        let Some(at) = UNIX_EPOCH.checked_add(Duration::from_secs(exp)) else {
+            return Some(Duration::MAX);
+        };
+        Some(
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    }
 }
 
 impl std::fmt::Debug for Task {
@@ -52,6 +69,9 @@ pub struct TaskRegistry {
     signer: Option<crate::task_token::TaskKey>,
     /// Revoked task ids, with the expiry after which they can be forgotten.
     revoked: Mutex<HashMap<String, u64>>,
+    /// `revoked.len()`, updated under its lock: checked first on every request,
+    /// so that the common case (nothing revoked) takes no lock at all.
+    revoked_count: AtomicUsize,
 }
 
 impl TaskRegistry {
@@ -91,16 +111,36 @@ impl TaskRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         revoked.retain(|_, until| *until > now);
         revoked.insert(id.to_string(), exp);
+        self.revoked_count.store(revoked.len(), Ordering::SeqCst);
+    }
+
+    /// Forgets revocations of tasks whose tokens have expired anyway (their
+    /// expiry refuses them), so that the revocation check is lock-free again
+    /// once none is left. Called periodically.
+    pub fn forget_expired_revocations(&self) {
+        let now = crate::task_token::now_secs();
+        let mut revoked = self
+            .revoked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        revoked.retain(|_, until| *until > now);
+        self.revoked_count.store(revoked.len(), Ordering::SeqCst);
     }
 
     fn is_revoked(&self, id: &str) -> bool {
+        // Cheap common case: no revocation at all. The count is stored under the
+        // lock after the map changes, so once `revoke` has returned it is non-zero.
+        if self.revoked_count.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
         self.revoked
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .contains_key(id)
     }
 
-    /// Whether `task` may still act: not revoked, not expired.
+    /// Whether `task` may still act: not revoked, not expired. Cheap enough for
+    /// every request: no lock unless some task has been revoked.
     pub fn is_current(&self, task: &Task) -> bool {
         match task.expires_at {
             None => true,
@@ -332,5 +372,47 @@ mod signed_tests {
                 .is_none(),
             "no key"
         );
+    }
+
+    fn api_task(id: &str, expires_at: u64) -> Task {
+        Task {
+            id: id.into(),
+            policy: "p".into(),
+            token: None,
+            source: None,
+            expires_at: Some(expires_at),
+        }
+    }
+
+    #[test]
+    fn a_task_is_current_until_it_expires_or_is_revoked() {
+        let registry = TaskRegistry::from_static(&[]);
+        let now = now_secs();
+        let live = api_task("live", now + 60);
+        let other = api_task("other", now + 60);
+        assert!(registry.is_current(&live) && registry.is_current(&other));
+        assert!(!registry.is_current(&api_task("old", now)), "expired");
+        assert!(live.time_left().unwrap() > Duration::from_secs(58));
+        assert_eq!(api_task("old", now - 1).time_left(), Some(Duration::ZERO));
+
+        registry.revoke("live", now + 60);
+        assert!(!registry.is_current(&live), "revoked");
+        assert!(registry.is_current(&other), "only the revoked task");
+        registry.forget_expired_revocations();
+        assert!(!registry.is_current(&live), "kept until its expiry");
+
+        registry.revoke("gone", now - 1);
+        registry.forget_expired_revocations();
+        assert_eq!(registry.revoked_count.load(Ordering::SeqCst), 1);
+
+        let static_task = Task {
+            id: "s".into(),
+            policy: "p".into(),
+            token: Some("t".into()),
+            source: None,
+            expires_at: None,
+        };
+        assert!(registry.is_current(&static_task));
+        assert_eq!(static_task.time_left(), None);
     }
 }

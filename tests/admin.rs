@@ -622,3 +622,188 @@ async fn editing_a_policy_file_reloads_it_and_a_broken_edit_keeps_the_old_set() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_kept_alive_intercepted_connection_ends_with_its_task_ttl() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
+
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let yaml = format!(
+        "name: main\nrules:\n  - name: any\n    host: api.test\n    port: {}\n",
+        api.port
+    );
+    let setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    let proxy = start_proxy(&setup);
+    let (id, proxy_url) = common::create_task(&proxy, r#"{"policy":"main","ttl":"3s"}"#).await;
+    let created = std::time::Instant::now();
+    let token = proxy_url
+        .split_once(&format!("{id}:"))
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(token, _)| token.to_string())
+        .unwrap();
+
+    // One intercepted tunnel, one HTTP/1.1 connection inside it, kept alive.
+    let target = format!("api.test:{}", api.port);
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{id}:{token}"),
+    );
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tcp,
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {basic}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::io::AsyncReadExt::read(&mut tcp, &mut byte)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "proxy closed during CONNECT");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let tls = common::tls_via_proxy(&proxy, "api.test", tcp).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(conn);
+    let request = || {
+        http::Request::get("/echo")
+            .header(http::header::HOST, target.as_str())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let first = sender.send_request(request()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    first.into_body().collect().await.unwrap();
+    assert!(
+        created.elapsed() < std::time::Duration::from_secs(2),
+        "the first request must be well within the TTL"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(3500).saturating_sub(created.elapsed()))
+        .await;
+    // The same connection, after expiry: closed by the proxy, or refused.
+    let after = match sender.ready().await {
+        Ok(()) => sender
+            .send_request(request())
+            .await
+            .map(|response| response.status().as_u16()),
+        Err(err) => Err(err),
+    };
+    assert!(
+        !matches!(after, Ok(200)),
+        "a request after the task's expiry succeeded"
+    );
+    if let Ok(status) = after {
+        assert_eq!(status, 407, "{after:?}");
+        wait_record(&proxy, |r| {
+            r["task"] == id.as_str() && r["reason"] == "proxy_auth_required"
+        })
+        .await;
+    } else {
+        common::wait_log(&proxy, &["tunnel closed: the task expired", &id]).await;
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connection).await;
+
+    // A new tunnel is refused, and audited.
+    assert_eq!(
+        through(
+            &proxy_url,
+            &proxy.ca_pem,
+            &format!("https://api.test:{}/echo", api.port)
+        )
+        .await
+        .connect_status,
+        407
+    );
+    wait_record(&proxy, |r| {
+        r["method"] == "CONNECT" && r["reason"] == "proxy_auth_required"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_channel_closes_connections_beyond_its_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tollgate::admin::channel;
+
+    // max_concurrent 1: the cap is the floor of the range.
+    let cap = channel::CHANNEL_CONNECTIONS_RANGE.0;
+    assert_eq!(channel::connection_cap(1), cap);
+    assert_eq!(channel::connection_cap(256), 1024);
+    let setup = ProxySetup::with_policy(
+        "main",
+        "name: main\nmax_concurrent: 1\nrules:\n  - name: any\n    host: api.test\n",
+    );
+    let proxy = start_proxy(&setup);
+    let token = admin_token(&proxy);
+    let created = admin(
+        &proxy,
+        "POST",
+        "/v1/tasks",
+        Some(&token),
+        Some(r#"{"policy":"main","channel":true}"#),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let name = created.json()["channel"].as_str().unwrap().to_string();
+    let mut control = channel::connect(&name).await.unwrap();
+    control.write_all(&[channel::CONTROL]).await.unwrap();
+    let peer: std::net::SocketAddr = "10.0.0.2:4000".parse().unwrap();
+    let open = || async {
+        let mut stream = channel::connect(&name).await.unwrap();
+        let _ = channel::write_data_preamble(&mut stream, peer).await;
+        stream
+    };
+    // Idle connections (no ClientHello yet) up to the cap are held open...
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        held.push(open().await);
+    }
+    // ...and the next one is closed at once.
+    let mut beyond = open().await;
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), beyond.read(&mut buf))
+        .await
+        .expect("a connection beyond the cap is closed at once");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    common::wait_log(
+        &proxy,
+        &[&format!("the task already has {cap} connections open")],
+    )
+    .await;
+    for stream in &mut held[1..] {
+        let still_open =
+            tokio::time::timeout(std::time::Duration::from_millis(20), stream.read(&mut buf)).await;
+        assert!(still_open.is_err(), "a held connection was closed");
+    }
+
+    // A closed connection frees its slot.
+    drop(held.remove(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut next = open().await;
+        let read =
+            tokio::time::timeout(std::time::Duration::from_millis(300), next.read(&mut buf)).await;
+        if read.is_err() {
+            break; // still open: served
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no slot was freed: {read:?}"
+        );
+    }
+    drop(control);
+}

@@ -323,6 +323,7 @@ attempt("udp6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto
 attempt("icmp", lambda: subprocess.run(["ping", "-c1", "-W1", ips[0]], capture_output=True).returncode)
 attempt("nft flush", lambda: subprocess.run(["nft", "flush", "ruleset"], capture_output=True).returncode)
 attempt("ip link add", lambda: subprocess.run(["ip", "link", "add", "x0", "type", "veth", "peer", "x1"], capture_output=True).returncode)
+attempt("vsock", lambda: socket.socket(40, socket.SOCK_STREAM))
 attempt("setns host", lambda: subprocess.run(["nsenter", "--net=/proc/1/ns/net", "true"], capture_output=True).returncode)
 import os
 visible = [p for p in os.listdir("/proc") if p.isdigit()]

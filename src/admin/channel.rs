@@ -12,16 +12,23 @@
 //! sandbox-side peer address (for the audit trail). When the control
 //! connection closes, the launcher is gone (kill -9 included), so the task is
 //! ended at once: token revoked, tunnels closed, leases revoked.
+//!
+//! A channel serves at most [`connection_cap`] data connections at once; more
+//! are closed as they arrive.
 
 use super::Admin;
+use crate::policy::DEFAULT_MAX_CONCURRENT;
 use crate::proxy::channel::serve_channel;
+use crate::proxy::limits::{until_expiry, Held};
+use crate::proxy::ACCEPT_BACKOFF;
 use crate::tasks::Task;
 use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// First byte of the launcher's control connection.
@@ -32,6 +39,23 @@ pub const DATA: u8 = b'D';
 pub const CONTROL_WAIT: Duration = Duration::from_secs(30);
 /// How long a connection has to send its preamble.
 const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Fewest and most data connections one channel serves at once (see
+/// [`connection_cap`]).
+pub const CHANNEL_CONNECTIONS_RANGE: (usize, usize) = (16, 4096);
+/// Least time between two warnings about a channel at its connection cap.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Data connections one channel serves at once, for a policy with
+/// `max_concurrent`: four times that (tunnels and requests in flight are each
+/// capped at `max_concurrent`; the rest is room for idle keep-alive
+/// connections and ones still sending their preamble or ClientHello), within
+/// [`CHANNEL_CONNECTIONS_RANGE`]: 1024 for the default of 256. Beyond it a
+/// connection is closed at once, so one sandbox cannot exhaust the proxy's
+/// file descriptors with idle connections. Fixed when the channel opens.
+pub fn connection_cap(max_concurrent: usize) -> usize {
+    let (least, most) = CHANNEL_CONNECTIONS_RANGE;
+    max_concurrent.saturating_mul(4).clamp(least, most)
+}
 
 /// Opens the channel of `task` and serves it in the background until the task
 /// ends, expires, or its launcher goes away. Returns the name to connect to
@@ -75,18 +99,22 @@ pub async fn write_data_preamble(stream: &mut UnixStream, peer: SocketAddr) -> s
 
 async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
     let state = admin.state.clone();
-    let ended = state.task_ends.signal(&task.id);
+    let ended = state.task_ends.signal(&task.id, task.expires_at);
+    let max_concurrent = state
+        .policies
+        .current()
+        .get(&task.policy)
+        .map_or(DEFAULT_MAX_CONCURRENT, |p| p.max_concurrent);
+    let cap = connection_cap(max_concurrent);
+    let slots = Arc::new(Semaphore::new(cap));
+    let mut last_cap_warning: Option<Instant> = None;
     let launcher_gone = CancellationToken::new();
     // Cancelled when this loop ends, so the control connection is closed and the
     // launcher learns that its task is over.
     let closed = CancellationToken::new();
     let _close_on_exit = closed.clone().drop_guard();
     let mut has_control = false;
-    let lifetime = task
-        .expires_at
-        .map(|exp| exp.saturating_sub(crate::task_token::now_secs()))
-        .unwrap_or(u64::MAX / 4);
-    let expiry = tokio::time::sleep(Duration::from_secs(lifetime));
+    let expiry = until_expiry(task.time_left());
     let control_deadline = tokio::time::sleep(CONTROL_WAIT);
     tokio::pin!(expiry, control_deadline);
     // Preambles are read off the accept loop, so a slow peer delays only itself.
@@ -107,13 +135,26 @@ async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
             }
             accepted = listener.accept() => accepted,
         };
-        let Ok((mut stream, _)) = accepted else {
-            continue;
+        let mut stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(task = %task.id, error = %err, "channel accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         if !peer_may_connect(&stream) {
             tracing::warn!(task = %task.id, "channel connection refused: the peer is neither root nor tollgate's user");
             continue;
         }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if last_cap_warning.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL) {
+                last_cap_warning = Some(Instant::now());
+                tracing::warn!(task = %task.id, cap, "channel connection closed: the task already has {cap} connections open");
+            }
+            continue;
+        };
         let task = task.clone();
         let conn_state = state.clone();
         let control_tx = control_tx.clone();
@@ -121,10 +162,14 @@ async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
             let preamble = tokio::time::timeout(PREAMBLE_TIMEOUT, read_preamble(&mut stream)).await;
             match preamble {
                 Ok(Ok(Preamble::Control)) => {
+                    // The control connection does not count against the cap.
+                    drop(slot);
                     let _ = control_tx.try_send(stream);
                 }
                 Ok(Ok(Preamble::Data(client))) => {
-                    serve_channel(conn_state, task, client, stream).await;
+                    // The slot is held as long as the connection is open, also
+                    // when it becomes a tunnel served by a task of its own.
+                    serve_channel(conn_state, task, client, Held::new(stream, slot)).await;
                 }
                 _ => {
                     tracing::debug!(task = %task.id, "channel connection without a valid preamble")

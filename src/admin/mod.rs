@@ -312,7 +312,7 @@ impl Admin {
             return false;
         };
         self.state.tasks.revoke(id, info.expires_at);
-        self.state.task_ends.end(id);
+        self.state.task_ends.end(id, info.expires_at);
         let leases = self.state.secrets.end_task(id).await;
         self.state.injected.forget(id);
         tracing::info!(task = %id, leases, "task ended");

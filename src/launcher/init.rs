@@ -92,7 +92,9 @@ fn exec_cmd(args: &InitArgs) -> u8 {
         Some((uid, gid)) => become_user(uid, gid),
         None => drop_root_powers(),
     };
-    if let Err(message) = dropped {
+    // Only unix, IP and netlink sockets, and no io_uring: other families
+    // (vsock above all) are not confined by the network namespace.
+    if let Err(message) = dropped.and_then(|()| super::seccomp::restrict_socket_families()) {
         eprintln!("tollgate run: {message}");
         return SETUP_FAILED;
     }

@@ -12,6 +12,7 @@ pub mod init;
 pub mod link;
 pub mod netns;
 pub mod reaper;
+pub mod seccomp;
 
 use link::TaskLink;
 use std::ffi::OsString;
@@ -85,6 +86,7 @@ pub fn run(opts: RunOptions) -> u8 {
 
 async fn run_async(opts: RunOptions) -> Result<u8, LaunchError> {
     netns::preflight()?;
+    crate::proxy::fdlimit::raise_fd_limit();
     let user = cmd_user(opts.user.as_deref())?;
     let link = match &opts.admin {
         Some(url) => {

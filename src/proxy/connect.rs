@@ -3,6 +3,7 @@
 
 use super::body::{empty_body, ProxyBody};
 use super::exchange::Exchange;
+use super::limits::until_expiry;
 use super::passthrough::{splice_tunnel, TunnelOutcome};
 use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
@@ -119,7 +120,7 @@ pub async fn admit_tunnel(
 
 /// Runs an admitted tunnel in the background once `stream` yields the client's
 /// bytes: spliced for passthrough (one audit record at close), or intercepted
-/// and served request by request. Ending the task closes it.
+/// and served request by request. Ending the task, or its expiry, closes it.
 pub fn spawn_tunnel<S, F>(
     state: Arc<ProxyState>,
     task: Arc<Task>,
@@ -133,7 +134,8 @@ pub fn spawn_tunnel<S, F>(
     F: std::future::Future<Output = Option<S>> + Send + 'static,
 {
     let tracker = state.tracker.clone();
-    let ended = state.task_ends.signal(&task.id);
+    let ended = state.task_ends.signal(&task.id, task.expires_at);
+    let expired = until_expiry(task.time_left());
     let Admitted { kind, slot } = admitted;
     match kind {
         TunnelKind::Passthrough(upstream) => {
@@ -152,6 +154,10 @@ pub fn spawn_tunnel<S, F>(
                     outcome = spliced => outcome,
                     _ = ended.cancelled() => {
                         tracing::info!(task = %task.id, host = %host, "tunnel closed: the task was ended");
+                        TunnelOutcome::default()
+                    }
+                    () = expired => {
+                        tracing::info!(task = %task.id, host = %host, "tunnel closed: the task expired");
                         TunnelOutcome::default()
                     }
                 };
@@ -186,6 +192,9 @@ pub fn spawn_tunnel<S, F>(
                     () = served => {}
                     _ = ended.cancelled() => {
                         tracing::info!(task = %task, "tunnel closed: the task was ended");
+                    }
+                    () = expired => {
+                        tracing::info!(task = %task, "tunnel closed: the task expired");
                     }
                 }
             });

@@ -4,6 +4,7 @@ pub mod body;
 pub mod channel;
 pub mod connect;
 pub mod exchange;
+pub mod fdlimit;
 pub mod forward;
 pub mod front;
 pub mod headers;
@@ -39,6 +40,9 @@ pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest drain on shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept` (out of file descriptors and the like), so an
+/// accept loop backs off instead of spinning.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves one client connection until it ends or shutdown asks it to finish its
 /// in-flight requests. `both_versions`: HTTP/1.1 and h2 (intercepted TLS); else

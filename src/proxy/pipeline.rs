@@ -1,6 +1,7 @@
 //! The path of one request, in order:
 //!
-//! authenticate (done by the caller, per connection) → audit writable? → check
+//! authenticate (done by the caller, per connection; the task's expiry and
+//! revocation are checked again here, per request) → audit writable? → check
 //! target → check path → policy decision → rate limit → inject secrets → forward
 //! upstream → scrub response → audit record (when the exchange ends).
 //!
@@ -68,7 +69,18 @@ pub async fn handle_request(
     record.path = req.uri().path().to_string();
     record.query = req.uri().query().map(str::to_string);
     let mut log = Exchange::new(state, record);
-    let outcome = if state.audit.refusing() {
+    // The task is checked again on every request, not only when its connection
+    // was authenticated: a kept-alive connection or an intercepted tunnel must
+    // not outlive the task's expiry or revocation. This comes first, as
+    // authentication does in the pipeline: an ended task is told so (407) even
+    // while the audit trail refuses everything. `is_current` takes no lock
+    // unless some task has been revoked.
+    let outcome = if !state.tasks.is_current(&conn.task) {
+        Err(Refusal::new(
+            Reason::ProxyAuthRequired,
+            "this task has ended",
+        ))
+    } else if state.audit.refusing() {
         Err(Refusal::new(
             Reason::AuditUnavailable,
             "the audit trail cannot be written, so tollgate lets nothing through until it can",

@@ -4,7 +4,7 @@ use super::forward::Upstream;
 use super::front::handle_front;
 use super::limits::MAX_CLIENT_CONNECTIONS;
 use super::state::ProxyState;
-use super::{serve_with_shutdown, DRAIN_TIMEOUT};
+use super::{serve_with_shutdown, ACCEPT_BACKOFF, DRAIN_TIMEOUT};
 use crate::config::Config;
 use crate::net::Dialer;
 use crate::policy::load_policy_dir;
@@ -276,7 +276,14 @@ async fn serve_admin(
                     _ = state.shutdown.cancelled() => return,
                     accepted = listener.accept() => accepted,
                 };
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "admin accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
                 spawn_admin_conn(&state, &admin, TokioIo::new(stream));
             }
         });
@@ -293,7 +300,14 @@ async fn serve_admin(
                 _ = state.shutdown.cancelled() => return,
                 accepted = listener.accept() => accepted,
             };
-            let Ok((stream, _)) = accepted else { continue };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "admin accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
             spawn_admin_conn(&state, &admin, TokioIo::new(stream));
         }
     });
@@ -333,7 +347,7 @@ async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener, slots: Arc<S
             Err(err) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -352,7 +366,9 @@ async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener, slots: Arc<S
 }
 
 /// Frees rate-limit state of tasks that have been idle long enough to be back at
-/// full budget (ended tasks included).
+/// full budget (ended tasks included), the slots of tasks that hold none, the end
+/// signals of expired tasks and the ones nobody listens to, and revocations of
+/// expired tasks.
 async fn forget_idle_limits(state: Arc<ProxyState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -362,6 +378,8 @@ async fn forget_idle_limits(state: Arc<ProxyState>) {
                 state.rate_limits.current().forget_idle();
                 state.tunnel_slots.forget_idle();
                 state.request_slots.forget_idle();
+                state.task_ends.forget();
+                state.tasks.forget_expired_revocations();
             }
         }
     }
