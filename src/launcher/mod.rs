@@ -85,6 +85,14 @@ pub fn run(opts: RunOptions) -> u8 {
 }
 
 async fn run_async(opts: RunOptions) -> Result<u8, LaunchError> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LaunchError::Sandbox(
+            "`tollgate run` needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create the \
+             sandbox's namespaces; run it with sudo, and CMD runs as you"
+                .into(),
+        ));
+    }
     netns::preflight()?;
     crate::proxy::fdlimit::raise_fd_limit();
     let user = cmd_user(opts.user.as_deref())?;
