@@ -101,17 +101,7 @@ struct Ran {
 
 /// Runs `tollgate run --config DIR/tollgate.yaml ARGS -- CMD` to completion.
 async fn run(dir: &Path, args: &[&str], cmd: &[&str]) -> Ran {
-    let mut command = launcher(dir, args, cmd);
-    tokio::task::spawn_blocking(move || {
-        let child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_output(child, Duration::from_secs(60))
-    })
-    .await
-    .unwrap()
+    finish(launcher(dir, args, cmd), Duration::from_secs(60)).await
 }
 
 /// `tollgate run ARGS -- CMD`, CMD as root (the tests run as root without sudo).
@@ -138,6 +128,20 @@ fn launcher_bare(dir: &Path, args: &[&str], cmd: &[&str]) -> Command {
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
     command
+}
+
+/// Runs `command` to completion (killed after `limit`) off the async runtime.
+async fn finish(mut command: Command, limit: Duration) -> Ran {
+    tokio::task::spawn_blocking(move || {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child, limit)
+    })
+    .await
+    .unwrap()
 }
 
 fn wait_output(mut child: std::process::Child, limit: Duration) -> Ran {
@@ -404,16 +408,7 @@ async fn sudo_runs_cmd_as_the_invoking_user_without_capabilities_or_tollgate_var
                   curl -sS -o /dev/null -w 'status=%{http_code}\\n' https://api.test/echo; echo \"user=$USER home=$HOME\"";
     let mut command = launcher_bare(dir.path(), &["--policy", "agent"], &["sh", "-c", script]);
     command.env("SUDO_UID", "65534").env("SUDO_GID", "65534");
-    let ran = tokio::task::spawn_blocking(move || {
-        let child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_output(child, Duration::from_secs(60))
-    })
-    .await
-    .unwrap();
+    let ran = finish(command, Duration::from_secs(60)).await;
     assert_eq!(ran.code, Some(0), "{ran:?}");
     let lines: Vec<&str> = ran.stdout.lines().collect();
     assert_eq!(lines[0], "65534", "{ran:?}");
@@ -473,17 +468,8 @@ async fn exit_status_passes_through_and_errors_are_clear() {
         "killed by a signal: 128+N: {ran:?}"
     );
     let ran = {
-        let mut command = launcher_bare(dir.path(), &["--policy", "agent"], &["true"]);
-        tokio::task::spawn_blocking(move || {
-            let child = command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            wait_output(child, Duration::from_secs(30))
-        })
-        .await
-        .unwrap()
+        let command = launcher_bare(dir.path(), &["--policy", "agent"], &["true"]);
+        finish(command, Duration::from_secs(30)).await
     };
     assert_eq!(
         ran.code,
@@ -512,16 +498,7 @@ async fn exit_status_passes_through_and_errors_are_clear() {
         &["true"],
     );
     command.env("TOLLGATE_ADMIN_TOKEN", "x".repeat(20));
-    let unreachable = tokio::task::spawn_blocking(move || {
-        let child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_output(child, Duration::from_secs(30))
-    })
-    .await
-    .unwrap();
+    let unreachable = finish(command, Duration::from_secs(30)).await;
     assert_eq!(ran.code, Some(125), "{ran:?}");
     assert!(
         ran.stderr.contains("admin token"),
@@ -733,16 +710,7 @@ async fn git_clone_over_https_gets_its_token_injected() {
         ],
     );
     command.env("TOLLGATE_SECRET_GIT_TOKEN", GIT_SECRET);
-    let ran = tokio::task::spawn_blocking(move || {
-        let child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_output(child, Duration::from_secs(60))
-    })
-    .await
-    .unwrap();
+    let ran = finish(command, Duration::from_secs(60)).await;
     assert_eq!(ran.code, Some(0), "{ran:?}");
     assert_eq!(
         std::fs::read_to_string(clone_to.join("README")).unwrap(),
@@ -955,15 +923,8 @@ async fn three_concurrent_runs_each_see_only_their_own_policy() {
     let runs = names.map(|name| {
         let args = admin_args(&proxy, name);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut command = launcher(proxy.dir.path(), &args, &["sh", "-c", script]);
-        tokio::task::spawn_blocking(move || {
-            let child = command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            wait_output(child, Duration::from_secs(60))
-        })
+        let command = launcher(proxy.dir.path(), &args, &["sh", "-c", script]);
+        tokio::spawn(finish(command, Duration::from_secs(60)))
     });
     for (name, run) in names.iter().zip(runs) {
         let ran = run.await.unwrap();
@@ -1011,17 +972,8 @@ async fn sigterm_reaches_cmd_and_another_tasks_token_is_useless_in_a_second_sand
          curl -sS -o /dev/null -w 'own=%{{http_code}}\\n' https://api.test/echo"
     );
     let ran = {
-        let mut command = launcher(proxy.dir.path(), &args, &["sh", "-c", &script]);
-        tokio::task::spawn_blocking(move || {
-            let child = command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            wait_output(child, Duration::from_secs(60))
-        })
-        .await
-        .unwrap()
+        let command = launcher(proxy.dir.path(), &args, &["sh", "-c", &script]);
+        finish(command, Duration::from_secs(60)).await
     };
     assert!(ran.stdout.contains("stolen=407"), "{ran:?}");
     assert!(ran.stdout.contains("own=200"), "{ran:?}");
@@ -1187,16 +1139,7 @@ async fn without_root_the_launcher_says_what_it_needs() {
         .args(["run", "--policy", "agent", "--", "true"])
         .current_dir(dir.path())
         .stdin(Stdio::null());
-    let ran = tokio::task::spawn_blocking(move || {
-        let child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_output(child, Duration::from_secs(30))
-    })
-    .await
-    .unwrap();
+    let ran = finish(command, Duration::from_secs(30)).await;
     assert_eq!(ran.code, Some(125), "{ran:?}");
     assert!(
         ran.stderr.contains("needs root") && ran.stderr.contains("sudo"),
