@@ -2,6 +2,7 @@
 //! `/healthz`, and `/v1/tasks` for tasks with self-verifying tokens.
 
 pub mod channel;
+pub mod client;
 
 use crate::proxy::body::{full_body, ProxyBody};
 use crate::proxy::state::ProxyState;

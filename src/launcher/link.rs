@@ -2,14 +2,12 @@
 //! running one over its admin API and the task's channel (`--admin URL`).
 
 use super::LaunchError;
+use crate::admin::client::AdminClient;
 use crate::admin::{channel, Admin, NewTask};
 use crate::config::Config;
 use crate::proxy::state::ProxyState;
 use crate::tasks::Task;
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +15,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-
-/// Largest admin API answer read.
-const MAX_ADMIN_ANSWER: usize = 1024 * 1024;
-/// Longest wait for the admin API.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A task registered with tollgate, and the way to carry its sandbox's connections.
 pub struct TaskLink {
@@ -269,116 +262,4 @@ fn admin_refusal(url: &str, status: StatusCode, answer: &Value) -> LaunchError {
         (_, Some("unknown_policy")) => LaunchError::UnknownPolicy(message),
         _ => LaunchError::Admin(format!("{url} answered {status}: {message}")),
     }
-}
-
-/// Where the admin API listens.
-#[derive(Debug, Clone)]
-enum AdminTarget {
-    Tcp(String),
-    Unix(std::path::PathBuf),
-}
-
-/// A minimal client of the admin API (one request per connection).
-#[derive(Debug, Clone)]
-struct AdminClient {
-    url: String,
-    target: AdminTarget,
-    token: String,
-}
-
-impl AdminClient {
-    /// `url`: `http://host:port`, `host:port`, or `unix:/path`.
-    fn new(url: &str, token: String) -> Result<Self, LaunchError> {
-        let target = if let Some(path) = url.strip_prefix("unix:") {
-            AdminTarget::Unix(path.into())
-        } else {
-            let rest = url.strip_prefix("http://").unwrap_or(url);
-            if url.starts_with("https://") || rest.contains('/') && !rest.ends_with('/') {
-                return Err(LaunchError::Admin(format!(
-                    "--admin {url}: give http://HOST:PORT or unix:/PATH"
-                )));
-            }
-            AdminTarget::Tcp(rest.trim_end_matches('/').to_string())
-        };
-        Ok(Self {
-            url: url.to_string(),
-            target,
-            token,
-        })
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<(StatusCode, Value), LaunchError> {
-        tokio::time::timeout(ADMIN_TIMEOUT, self.call_once(method, path, body))
-            .await
-            .map_err(|_| LaunchError::Admin(format!("{}: no answer in time", self.url)))?
-    }
-
-    async fn call_once(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<(StatusCode, Value), LaunchError> {
-        let unreachable = |e: std::io::Error| {
-            LaunchError::Admin(format!(
-                "cannot reach the tollgate admin API at {}: {e} (is `tollgate serve` running?)",
-                self.url
-            ))
-        };
-        let (host, sender) = match &self.target {
-            AdminTarget::Tcp(addr) => {
-                let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
-                (addr.clone(), handshake(stream).await?)
-            }
-            AdminTarget::Unix(path) => {
-                let stream = tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(unreachable)?;
-                ("localhost".to_string(), handshake(stream).await?)
-            }
-        };
-        let mut sender = sender;
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, host)
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(payload)))
-            .map_err(|e| LaunchError::Admin(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| LaunchError::Admin(format!("{}: {e}", self.url)))?;
-        let status = response.status();
-        let bytes = http_body_util::Limited::new(response.into_body(), MAX_ADMIN_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| LaunchError::Admin(format!("{}: {e}", self.url)))?
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, value))
-    }
-}
-
-async fn handshake<S>(
-    stream: S,
-) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, LaunchError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| LaunchError::Admin(format!("admin API handshake: {e}")))?;
-    tokio::spawn(conn);
-    Ok(sender)
 }

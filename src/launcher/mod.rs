@@ -62,6 +62,12 @@ pub enum LaunchError {
     Config(#[from] crate::yaml::FileError),
 }
 
+impl From<crate::admin::client::AdminError> for LaunchError {
+    fn from(err: crate::admin::client::AdminError) -> Self {
+        LaunchError::Admin(err.to_string())
+    }
+}
+
 /// Runs CMD in a sandbox; returns CMD's exit status (128+N if killed by signal
 /// N), or 125 if the sandbox could not be set up.
 pub fn run(opts: RunOptions) -> u8 {
@@ -98,7 +104,7 @@ async fn run_async(opts: RunOptions) -> Result<u8, LaunchError> {
     let user = cmd_user(opts.user.as_deref())?;
     let link = match &opts.admin {
         Some(url) => {
-            let token = admin_token(opts.admin_token_file.as_deref())?;
+            let token = crate::admin::client::admin_token(opts.admin_token_file.as_deref())?;
             TaskLink::remote(url, token, &opts.policy, opts.ttl.clone()).await?
         }
         None => {
@@ -285,19 +291,4 @@ fn sudo_user() -> Option<(u32, u32)> {
         (Some(uid), Some(gid)) if uid != 0 => Some((uid, gid)),
         _ => None,
     }
-}
-
-/// The admin token for `--admin`: `--admin-token-file`, else `$TOLLGATE_ADMIN_TOKEN`.
-fn admin_token(file: Option<&std::path::Path>) -> Result<String, LaunchError> {
-    let token = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| LaunchError::Admin(format!("{}: {e}", path.display())))?,
-        None => std::env::var("TOLLGATE_ADMIN_TOKEN").map_err(|_| {
-            LaunchError::Admin(
-                "--admin needs the admin token: --admin-token-file FILE or $TOLLGATE_ADMIN_TOKEN"
-                    .into(),
-            )
-        })?,
-    };
-    Ok(token.trim().to_string())
 }
