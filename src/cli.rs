@@ -31,6 +31,61 @@ pub enum Command {
     Audit(AuditCommand),
     /// Run CMD in a sandbox whose only way out is tollgate; exit with CMD's status.
     Run(RunArgs),
+    /// List, approve and deny requests held by `action: approve` rules.
+    Approvals(ApprovalsArgs),
+}
+
+/// Arguments of `approvals`.
+#[derive(Debug, Args)]
+pub struct ApprovalsArgs {
+    /// The running tollgate's admin API (`http://HOST:PORT`, `HOST:PORT` or
+    /// `unix:/PATH`; default: `admin.listen` of --config).
+    #[arg(long, global = true, value_name = "URL")]
+    pub admin: Option<String>,
+    /// File holding the admin token (else $TOLLGATE_ADMIN_TOKEN; without
+    /// --admin, else the config's `admin.token_file` if readable).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ApprovalsCommand,
+}
+
+/// `tollgate approvals ...`
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Show the requests waiting for a decision.
+    List {
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a held request through.
+    Approve {
+        /// The approval id (from `approvals list`).
+        id: String,
+        /// Also let the same task's requests under the same rule through for this
+        /// long without asking, e.g. 10m.
+        #[arg(long = "for", value_name = "DUR")]
+        for_: Option<String>,
+        /// Why (recorded in the audit trail).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Who decides (recorded; default: $SUDO_USER, else $USER).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
+    /// Refuse a held request (its client gets 403 approval_denied).
+    Deny {
+        /// The approval id (from `approvals list`).
+        id: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Who decides (recorded; default: $SUDO_USER, else $USER).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
 }
 
 /// Arguments of `run`.

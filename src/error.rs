@@ -41,6 +41,8 @@ pub enum Reason {
     SecretUnavailable,
     /// The audit trail cannot be written, so nothing may pass unrecorded.
     AuditUnavailable,
+    /// The body of a request held for approval could not be spooled.
+    SpoolUnavailable,
 }
 
 impl Reason {
@@ -61,6 +63,7 @@ impl Reason {
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::SecretUnavailable => "secret_unavailable",
             Reason::AuditUnavailable => "audit_unavailable",
+            Reason::SpoolUnavailable => "spool_unavailable",
         }
     }
 
@@ -70,7 +73,8 @@ impl Reason {
             Reason::UpstreamError
             | Reason::UpstreamTimeout
             | Reason::SecretUnavailable
-            | Reason::AuditUnavailable => "error",
+            | Reason::AuditUnavailable
+            | Reason::SpoolUnavailable => "error",
             Reason::RateLimited => "rate_limited",
             Reason::ApprovalDenied => "approval_denied",
             _ => "deny",
@@ -92,7 +96,9 @@ impl Reason {
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
             Reason::UpstreamError => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Reason::SecretUnavailable | Reason::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::SecretUnavailable | Reason::AuditUnavailable | Reason::SpoolUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! tests can drive the same code paths the proxy runs.
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -106,6 +106,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
             )))
         }
+        Command::Approvals(args) => {
+            tollgate::approvals::cli::run(cli.config.as_deref(), &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(AuditCommand::Keygen { dir }) => {
             let key = match dir {
                 Some(dir) => dir.join("audit.key"),

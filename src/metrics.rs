@@ -94,6 +94,7 @@ pub struct Metrics {
     policies_loaded: Gauge,
     audit_queue_depth: Gauge,
     audit_refusing: Gauge,
+    approvals_pending: Gauge,
     /// Lookups of the minted-leaf cache.
     pub cert_cache: CacheCounters,
     /// Lookups of the secret store's cache.
@@ -187,6 +188,12 @@ impl Metrics {
             "1 while requests are refused because the audit trail cannot be written",
             audit_refusing.clone(),
         );
+        let approvals_pending = Gauge::default();
+        registry.register(
+            "approvals_pending",
+            "Requests held for an operator's approval now",
+            approvals_pending.clone(),
+        );
         Self {
             registry,
             requests,
@@ -195,6 +202,7 @@ impl Metrics {
             policies_loaded,
             audit_queue_depth,
             audit_refusing,
+            approvals_pending,
             cert_cache,
             secret_cache,
         }
@@ -232,6 +240,8 @@ impl Metrics {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.audit_queue_depth.set(gauge(state.audit.depth()));
         self.audit_refusing.set(i64::from(state.audit.refusing()));
+        self.approvals_pending
+            .set(gauge(state.approvals.pending_count() as u64));
         self.policies_loaded
             .set(gauge(state.policies.current().len() as u64));
         let mut out = String::with_capacity(4096);

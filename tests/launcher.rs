@@ -1169,3 +1169,82 @@ async fn a_second_in_process_run_on_the_same_state_dir_is_refused_not_interleave
         "{ran:?}"
     );
 }
+
+/// `tollgate approvals ARGS` against `proxy`, with its token file.
+fn approvals_cli(proxy: &common::ProxyProc, args: &[&str]) -> std::process::Output {
+    Command::new(tollgate_bin())
+        .arg("approvals")
+        .args(args)
+        .arg("--admin")
+        .arg(format!("http://{}", common::admin_addr(proxy)))
+        .arg("--admin-token-file")
+        .arg(proxy.dir.path().join("state/admin.token"))
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+async fn wait_holds(proxy: &common::ProxyProc, n: usize) -> Vec<serde_json::Value> {
+    let url = format!("http://{}/v1/approvals", common::admin_addr(proxy));
+    let auth = format!("Authorization: Bearer {}", common::admin_token(proxy));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let holds = common::curl_raw(&["-H", &auth, &url])
+            .await
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if holds.len() == n {
+            return holds;
+        }
+        assert!(Instant::now() < deadline, "want {n} holds, have {holds:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_operator_approves_while_the_run_goes_on_and_the_launchers_exit_ends_the_hold() {
+    if !can_launch() {
+        return;
+    }
+    let up = upstreams().await;
+    let policy = format!(
+        "{}  - name: merge needs a person\n    host: api.test\n    methods: [PUT]\n    paths: [\"/merge/*\"]\n    inject: [API_TOKEN]\n    action: approve\n",
+        agent_policy("agent", &["/echo"])
+    );
+    let proxy = served(&up, &[("agent", policy)]).await;
+    let args = admin_args(&proxy, "agent");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let script = "for n in 1 2; do curl -sS -o /dev/null -w \"merge$n=%{http_code}\\n\" -H 'Authorization: Bearer __API_TOKEN__' -X PUT https://api.test/merge/$n; done";
+    let mut run = Background::start(launcher(proxy.dir.path(), &args, &["sh", "-c", script]));
+
+    let hold = wait_holds(&proxy, 1).await.remove(0);
+    assert_eq!(hold["path"], "/merge/1");
+    let out = approvals_cli(&proxy, &["approve", hold["id"].as_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(run.line_with("merge1=").await, "merge1=200");
+    let seen = up.tls.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0]["headers"]["authorization"],
+        format!("Bearer {SECRET}")
+    );
+
+    // The second request waits; the launcher goes away (SIGTERM) meanwhile.
+    let hold = wait_holds(&proxy, 1).await.remove(0);
+    assert_eq!(hold["path"], "/merge/2");
+    signal(run.pid(), libc::SIGTERM);
+    assert!(run.wait().await.is_some(), "the launcher exited");
+    wait_holds(&proxy, 0).await;
+    let id = hold["id"].as_str().unwrap().to_string();
+    let record = common::wait_record(&proxy, |r| r["approval"]["id"] == id.as_str()).await;
+    assert_eq!(record["decision"], "approval_denied", "{record}");
+    assert_eq!(
+        up.tls.seen.lock().unwrap().len(),
+        1,
+        "nothing more went upstream"
+    );
+    let late = approvals_cli(&proxy, &["approve", &id]);
+    assert!(!late.status.success(), "{late:?}");
+}

@@ -1,5 +1,6 @@
 //! The admin API on `admin.listen` (never on the proxy port): bearer-token auth,
-//! `/healthz`, and `/v1/tasks` for tasks with self-verifying tokens.
+//! `/healthz`, `/metrics`, `/v1/tasks` for tasks with self-verifying tokens,
+//! `/v1/approvals` for requests held by `action: approve` rules, `/v1/reload`.
 
 pub mod channel;
 pub mod client;
@@ -123,6 +124,13 @@ impl Admin {
                 None => not_found("no such task"),
             },
             (Method::DELETE, ["v1", "tasks", id]) => self.end_task(id).await,
+            (Method::GET, ["v1", "approvals"]) => {
+                reply(StatusCode::OK, json!(self.state.approvals.pending()))
+            }
+            (Method::POST, ["v1", "approvals", id, verb @ ("approve" | "deny")]) => {
+                let (id, approve) = (id.to_string(), *verb == "approve");
+                self.answer(req, &id, approve).await
+            }
             (Method::POST, ["v1", "reload"]) => {
                 match crate::proxy::server::reload_policies(&self.state) {
                     Ok(count) => reply(StatusCode::OK, json!({"policies": count})),
@@ -290,6 +298,44 @@ impl Admin {
             token,
             expires_at: claims.exp,
         })
+    }
+
+    async fn answer(&self, req: Request<Incoming>, id: &str, approve: bool) -> Response<ProxyBody> {
+        let body = match http_body_util::Limited::new(req.into_body(), MAX_ADMIN_BODY)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return bad_request("the body could not be read (at most 64 KiB)"),
+        };
+        let mut answer: crate::approvals::Answer = if body.iter().all(u8::is_ascii_whitespace) {
+            crate::approvals::Answer::default()
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(answer) => answer,
+                Err(e) => return bad_request(&format!("invalid answer: {e}")),
+            }
+        };
+        if answer.by.as_deref().is_none_or(|by| by.trim().is_empty()) {
+            answer.by = Some("admin-api".into());
+        }
+        let by = answer.by.clone();
+        let outcome = if approve {
+            self.state
+                .approvals
+                .approve(id, answer)
+                .map(|grant| json!({"id": id, "decision": "approved", "by": by, "grant": grant}))
+        } else {
+            self.state
+                .approvals
+                .deny(id, answer)
+                .map(|()| json!({"id": id, "decision": "denied", "by": by}))
+        };
+        match outcome {
+            Ok(body) => reply(StatusCode::OK, body),
+            Err(err @ crate::approvals::AnswerError::NotPending(_)) => not_found(&err.to_string()),
+            Err(err) => bad_request(&err.to_string()),
+        }
     }
 
     async fn end_task(&self, id: &str) -> Response<ProxyBody> {

@@ -7,8 +7,10 @@ use std::time::SystemTime;
 /// The approval block of `approved` / `approval_denied` records.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalInfo {
-    /// Hold id.
+    /// Hold id (for a request under a `--for` grant: the hold whose approval made it).
     pub id: String,
+    /// `approved`, `denied`, `timeout`, `task_ended`, `withdrawn` or `shutdown`.
+    pub outcome: &'static str,
     /// Who answered (null on timeout).
     pub by: Option<String>,
     /// Why, if given.

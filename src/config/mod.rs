@@ -109,17 +109,39 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Static tasks.
     pub tasks: Vec<StaticTask>,
+    /// Approval holds.
+    pub approvals: ApprovalsConfig,
+}
+
+/// `approvals:` settings.
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    /// Webhooks told of each held request.
+    pub notify: Vec<String>,
+    /// Holds one task may have pending at once.
+    pub max_pending_per_task: usize,
 }
 
 impl Config {
     /// Loads `path` if given; else `./tollgate.yaml` if present; else defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
+        Self::load_as(path, TaskTokens::Read)
+    }
+
+    /// Like [`Config::load`], for commands that only talk to a running proxy
+    /// (`tollgate approvals`): static tasks' `token_env` variables, which only
+    /// the proxy's own environment has, are not read (their tokens stay unset).
+    pub fn load_settings(path: Option<&Path>) -> Result<Config, FileError> {
+        Self::load_as(path, TaskTokens::Skip)
+    }
+
+    fn load_as(path: Option<&Path>, tokens: TaskTokens) -> Result<Config, FileError> {
         match path {
-            Some(p) => Self::load_file(p),
+            Some(p) => Self::load_file_as(p, tokens),
             None => {
                 let default = Path::new("tollgate.yaml");
                 if default.exists() {
-                    Self::load_file(default)
+                    Self::load_file_as(default, tokens)
                 } else {
                     Self::from_text(Path::new("<defaults>"), "", Path::new("."), None)
                 }
@@ -129,13 +151,17 @@ impl Config {
 
     /// Loads and validates the config file at `path`.
     pub fn load_file(path: &Path) -> Result<Config, FileError> {
+        Self::load_file_as(path, TaskTokens::Read)
+    }
+
+    fn load_file_as(path: &Path, tokens: TaskTokens) -> Result<Config, FileError> {
         let text = std::fs::read_to_string(path)
             .map_err(|err| FileError::at(path, None, format!("cannot read config: {err}")))?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Self::from_text(path, &text, base, Some(path.to_path_buf()))
+        Self::from_text_as(path, &text, base, Some(path.to_path_buf()), tokens)
     }
 
     /// Validates config text; relative paths resolve against `base`.
@@ -144,6 +170,16 @@ impl Config {
         text: &str,
         base: &Path,
         source: Option<PathBuf>,
+    ) -> Result<Config, FileError> {
+        Self::from_text_as(file, text, base, source, TaskTokens::Read)
+    }
+
+    fn from_text_as(
+        file: &Path,
+        text: &str,
+        base: &Path,
+        source: Option<PathBuf>,
+        tokens: TaskTokens,
     ) -> Result<Config, FileError> {
         let wire: ConfigWire = parse_yaml(file, text)?;
         let at_key = |key: &str, msg: String| FileError::at(file, locate_key(text, key), msg);
@@ -217,7 +253,9 @@ impl Config {
 
         let audit = audit::audit_config(wire.audit.unwrap_or_default(), &state_dir, &rel)
             .map_err(|msg| at_key("audit", msg))?;
-        if let Some(approvals) = wire.approvals {
+        let approvals_wire = wire.approvals.unwrap_or_default();
+        {
+            let approvals = &approvals_wire;
             for url in &approvals.notify {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(at_key(
@@ -233,8 +271,16 @@ impl Config {
                 ));
             }
         }
+        let approvals = ApprovalsConfig {
+            notify: approvals_wire.notify,
+            max_pending_per_task: approvals_wire
+                .max_pending_per_task
+                .map_or(crate::approvals::DEFAULT_MAX_PENDING_PER_TASK, |n| {
+                    n as usize
+                }),
+        };
 
-        let tasks = static_tasks(file, text, wire.tasks)?;
+        let tasks = static_tasks(file, text, wire.tasks, tokens)?;
         Ok(Config {
             source,
             listen,
@@ -249,6 +295,7 @@ impl Config {
             vault,
             audit,
             tasks,
+            approvals,
         })
     }
 }
@@ -327,10 +374,18 @@ fn vault_config(v: VaultWire, rel: &dyn Fn(&Path) -> PathBuf) -> Result<VaultCon
     })
 }
 
+/// Whether loading a config reads static tasks' tokens from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskTokens {
+    Read,
+    Skip,
+}
+
 fn static_tasks(
     file: &Path,
     text: &str,
     wire: Vec<TaskWire>,
+    tokens: TaskTokens,
 ) -> Result<Vec<StaticTask>, FileError> {
     let mut seen = std::collections::HashSet::new();
     let mut tasks = Vec::with_capacity(wire.len());
@@ -353,6 +408,7 @@ fn static_tasks(
         }
         let token = match &t.token_env {
             None => None,
+            Some(_) if tokens == TaskTokens::Skip => None,
             Some(var) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Some(v),
                 _ => {
@@ -363,7 +419,7 @@ fn static_tasks(
                 }
             },
         };
-        if token.is_none() && t.source.is_none() {
+        if t.token_env.is_none() && t.source.is_none() {
             return Err(err(
                 None,
                 format!(

@@ -188,19 +188,24 @@ pub fn spawn_tunnel<S, F>(
                         None => tracing::debug!("CONNECT upgrade failed"),
                     }
                 };
-                tokio::select! {
-                    () = served => {}
-                    _ = ended.cancelled() => {
-                        tracing::info!(task = %task, "tunnel closed: the task was ended");
-                    }
-                    () = expired => {
-                        tracing::info!(task = %task, "tunnel closed: the task expired");
-                    }
-                }
+                tokio::pin!(served);
+                let why = tokio::select! {
+                    () = &mut served => return,
+                    _ = ended.cancelled() => "the task was ended",
+                    () = expired => "the task expired",
+                };
+                // Requests in flight (held ones above all) are refused by now;
+                // give those answers a moment to reach the client, then cut.
+                let _ = tokio::time::timeout(TASK_END_GRACE, served).await;
+                tracing::info!(task = %task, "tunnel closed: {why}");
             });
         }
     }
 }
+
+/// How long an intercepted tunnel of an ended task stays open for the answers
+/// to requests already in flight (the 403 of a held request, say).
+const TASK_END_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The audit record of a CONNECT (refused, or a passthrough tunnel).
 fn connect_exchange(

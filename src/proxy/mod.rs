@@ -1,5 +1,6 @@
 //! The proxy: listeners, CONNECT handling, the per-request pipeline, forwarding.
 
+pub mod approval;
 pub mod body;
 pub mod channel;
 pub mod connect;

@@ -15,6 +15,7 @@ use crate::error::{Reason, Refusal};
 use crate::inject::{self, Scrubber};
 use crate::policy::{normalize_host, Action, Policy, RequestFacts, RequestPath, Rule, Scheme};
 use crate::tasks::Task;
+use http::request::Parts;
 use http::{header, Request, Response};
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
@@ -104,7 +105,11 @@ pub async fn handle_request(
     };
     match outcome {
         Ok(mut response) => {
-            log.record.decision = "allow";
+            log.record.decision = if log.record.approval.is_some() {
+                "approved"
+            } else {
+                "allow"
+            };
             log.record.status = response.status().as_u16();
             let spliced = response
                 .extensions_mut()
@@ -179,24 +184,16 @@ async fn decide_and_forward(
         ));
     };
     log.record.rule = Some(rule.name.clone());
-    match rule.action {
-        Action::Allow => {}
+    let needs_approval = match rule.action {
+        Action::Allow => false,
+        Action::Approve => true,
         Action::Deny => {
             return Err(Refusal::new(
                 Reason::DeniedByRule,
                 format!("rule `{}` denies this request", rule.name),
             ))
         }
-        Action::Approve => {
-            return Err(Refusal::new(
-                Reason::ApprovalDenied,
-                format!(
-                "rule `{}` needs an approval, and approval holds are not available in this build",
-                rule.name
-            ),
-            ))
-        }
-    }
+    };
 
     if let Err(limited) = state
         .rate_limits
@@ -214,7 +211,13 @@ async fn decide_and_forward(
         return Err(refusal);
     }
     let authority = authority_for(&host, port, scheme);
-    let (req, scrubber) = inject_secrets(state, conn, rule, &host, scheme, req, log).await?;
+    let (parts, body, permit) = check_secrets(conn, rule, &host, scheme, req).await?;
+    let body = if needs_approval {
+        super::approval::await_approval(state, conn, rule, &parts, body, log).await?
+    } else {
+        body
+    };
+    let (req, scrubber) = inject_secrets(state, conn, parts, body, permit, log).await?;
     let scrubber = scrubber.map(Arc::new);
     let response = state
         .upstream
@@ -226,33 +229,57 @@ async fn decide_and_forward(
     }
 }
 
-/// Secrets phase: bind placeholders to the rule (403 `secret_not_allowed`), fetch
-/// the values (503 `secret_unavailable`), substitute them. Returns the request to
-/// forward and, when this task has ever had a secret injected, the scrubber for
-/// its response.
-async fn inject_secrets(
-    state: &ProxyState,
-    conn: &ConnCtx,
+/// A request body on its way through the pipeline.
+#[derive(Debug)]
+pub(super) enum PendingBody {
+    /// Read whole for an `inject_body` rule (at most 1 MiB).
+    Buffered(Vec<u8>),
+    /// Not read yet: streamed upstream as it arrives.
+    Streamed(Incoming),
+    /// Read whole while its request waited for approval.
+    Held(crate::approvals::spool::HeldBody),
+}
+
+/// First half of the secrets phase: binds the placeholders the request carries
+/// to the rule (403 `secret_not_allowed`), reading the body first when an
+/// `inject_body` rule may inject into it. Nothing is fetched yet.
+async fn check_secrets<'p>(
+    conn: &'p ConnCtx,
     rule: &Rule,
     host: &str,
     scheme: Scheme,
     req: Request<Incoming>,
+) -> Result<(Parts, PendingBody, inject::InjectionPermit<'p>), Refusal> {
+    let (parts, body) = req.into_parts();
+    let body = if rule.inject_body && is_textual(&parts.headers) {
+        PendingBody::Buffered(read_limited(&parts.headers, body).await?)
+    } else {
+        PendingBody::Streamed(body)
+    };
+    let buffered = match &body {
+        PendingBody::Buffered(bytes) => Some(bytes.as_slice()),
+        _ => None,
+    };
+    let permit = inject::check_request(&conn.policy, rule, host, scheme, &parts, buffered)?;
+    Ok((parts, body, permit))
+}
+
+/// Second half of the secrets phase: fetches the permitted values (503
+/// `secret_unavailable`) and substitutes them. Returns the request to forward
+/// and, when this task has ever had a secret injected, the scrubber for its
+/// response.
+async fn inject_secrets(
+    state: &ProxyState,
+    conn: &ConnCtx,
+    mut parts: Parts,
+    body: PendingBody,
+    permit: inject::InjectionPermit<'_>,
     log: &mut Exchange,
 ) -> Result<(Request<ProxyBody>, Option<Scrubber>), Refusal> {
-    let (mut parts, body) = req.into_parts();
-    let (mut buffered, streamed) = if rule.inject_body && is_textual(&parts.headers) {
-        (Some(read_limited(&parts.headers, body).await?), None)
-    } else {
-        (None, Some(body))
+    let (mut buffered, rest) = match body {
+        PendingBody::Buffered(bytes) => (Some(bytes), None),
+        other => (None, Some(other)),
     };
-    let permit = inject::check_request(
-        &conn.policy,
-        rule,
-        host,
-        scheme,
-        &parts,
-        buffered.as_deref(),
-    )?;
     let mut pairs = state.injected.forms(&conn.task.id);
     if !permit.is_empty() {
         let mut values = Vec::with_capacity(permit.secrets().len());
@@ -288,13 +315,20 @@ async fn inject_secrets(
             HeaderValue::from_static("identity"),
         );
     }
-    let body = match (buffered, streamed) {
+    let body = match (buffered, rest) {
         (Some(bytes), _) => {
             log.add_up(bytes.len() as u64);
             full_body(bytes)
         }
-        (None, Some(body)) => log.count_up(stream_body(body)),
-        (None, None) => empty_body(),
+        (None, Some(PendingBody::Streamed(body))) => log.count_up(stream_body(body)),
+        (None, Some(PendingBody::Held(held))) => {
+            let body = held
+                .into_body()
+                .await
+                .map_err(|err| Refusal::new(Reason::SpoolUnavailable, err.to_string()))?;
+            log.count_up(body)
+        }
+        _ => empty_body(),
     };
     Ok((Request::from_parts(parts, body), scrubber))
 }

@@ -34,6 +34,9 @@ pub enum StartError {
     /// A task names a missing policy.
     #[error("{0}")]
     Task(String),
+    /// The approval webhooks are unusable.
+    #[error("approvals: {0}")]
+    Approvals(String),
     /// The admin API could not start.
     #[error("admin API: {0}")]
     Admin(String),
@@ -96,6 +99,19 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         &config.state_dir,
         Arc::new(client_tls.clone()),
     )?;
+    let notifier = if config.approvals.notify.is_empty() {
+        None
+    } else {
+        Some(
+            crate::approvals::notify::Notifier::new(&config.approvals.notify, &client_tls)
+                .map_err(StartError::Approvals)?,
+        )
+    };
+    let approvals = crate::approvals::Approvals::new(
+        config.approvals.max_pending_per_task,
+        config.state_dir.join("held"),
+        notifier,
+    );
     let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     Ok(ProxyState {
@@ -116,6 +132,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         task_ends: Default::default(),
         rate_limits: super::state::Swap::new(rate_limits),
         audit,
+        approvals,
         injected: Default::default(),
         secrets: Arc::new(
             crate::secrets::SecretStore::new(
@@ -192,6 +209,11 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running
         proxy_addr,
     ));
     let admin_addr = serve_admin(state.clone(), admin, &config.admin_listen).await?;
+    if let Some(notifier) = state.approvals.notifier() {
+        if !admin_addr.starts_with("unix:") {
+            notifier.set_admin_base(format!("http://{admin_addr}"));
+        }
+    }
     Ok(Running {
         addrs,
         admin: admin_addr,

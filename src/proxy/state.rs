@@ -70,6 +70,8 @@ pub struct ProxyState {
     pub task_ends: super::limits::TaskEnds,
     /// The audit trail.
     pub audit: crate::audit::Audit,
+    /// Requests held for an operator's approval, and `--for` grants.
+    pub approvals: crate::approvals::Approvals,
     /// Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }

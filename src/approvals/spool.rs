@@ -1,0 +1,312 @@
+//! The body of a held request, read off the client before the hold starts: the
+//! first [`MEMORY_LIMIT`] bytes in memory, the rest in an unlinked file under
+//! the state directory, at most [`MAX_HELD_BODY`] in all. The spool holds the
+//! body as the sandbox sent it (placeholder form): no secret value ever reaches
+//! the disk.
+
+use crate::proxy::body::{empty_body, full_body, BoxError, ProxyBody};
+use bytes::{Bytes, BytesMut};
+use futures_util::TryStreamExt;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use std::io::SeekFrom;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+/// Bytes of a held body kept in memory; beyond this it goes to the spool file.
+pub const MEMORY_LIMIT: usize = 64 * 1024;
+/// Largest body a held request may have.
+pub const MAX_HELD_BODY: u64 = 64 * 1024 * 1024;
+/// Spool bytes all held requests together may have on disk, so that sandboxes
+/// asking for approvals cannot fill the disk the audit trail is written to.
+pub const MAX_SPOOLED: u64 = 1024 * 1024 * 1024;
+
+/// The disk space all spool files share.
+#[derive(Debug, Clone)]
+pub struct SpoolBudget {
+    used: Arc<AtomicU64>,
+    max: u64,
+}
+
+impl SpoolBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: u64) -> Self {
+        Self {
+            used: Arc::default(),
+            max,
+        }
+    }
+
+    /// Bytes in use now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn reserve(&self, reservation: &mut Reservation, n: u64) -> Result<(), SpoolError> {
+        let granted = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= self.max)
+            });
+        match granted {
+            Ok(_) => {
+                reservation.bytes += n;
+                Ok(())
+            }
+            Err(_) => Err(SpoolError::Full),
+        }
+    }
+}
+
+/// Spool space held by one body, given back when it is dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    used: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Why a body could not be held.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Over [`MAX_HELD_BODY`] (declared or counted).
+    #[error("the body is over the {MAX_HELD_BODY} byte limit of a request held for approval")]
+    TooLarge,
+    /// The client's body ended in an error (it hung up, or sent garbage).
+    #[error("the request body could not be read")]
+    Client,
+    /// All held requests together have [`MAX_SPOOLED`] on disk already.
+    #[error("the spool for held requests is full")]
+    Full,
+    /// The spool file could not be written (a full disk, say).
+    #[error("the request body could not be spooled to disk: {0}")]
+    Disk(#[from] std::io::Error),
+}
+
+/// A body read whole and held until the request is answered.
+#[derive(Debug)]
+pub enum HeldBody {
+    /// Small enough for memory (or empty).
+    Memory(Bytes),
+    /// In an unlinked spool file, read back from its start when forwarded.
+    File {
+        /// The file, already unlinked; its space is freed when this is dropped.
+        file: tokio::fs::File,
+        /// Bytes in it.
+        len: u64,
+        /// Its share of the spool budget.
+        reservation: Reservation,
+    },
+}
+
+impl HeldBody {
+    /// Reads `body` whole (at most `max` bytes), spilling to a file in `dir`
+    /// past [`MEMORY_LIMIT`].
+    pub async fn read<B>(
+        body: B,
+        dir: &Path,
+        max: u64,
+        budget: &SpoolBudget,
+    ) -> Result<HeldBody, SpoolError>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+    {
+        let mut body = body;
+        let mut memory = BytesMut::new();
+        let mut file: Option<tokio::fs::File> = None;
+        let mut len: u64 = 0;
+        let mut reservation = Reservation {
+            used: budget.used.clone(),
+            bytes: 0,
+        };
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| SpoolError::Client)?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers are not kept
+            };
+            len += data.len() as u64;
+            if len > max {
+                return Err(SpoolError::TooLarge);
+            }
+            match &mut file {
+                Some(file) => {
+                    budget.reserve(&mut reservation, data.len() as u64)?;
+                    file.write_all(&data).await?;
+                }
+                None if memory.len() + data.len() <= MEMORY_LIMIT => {
+                    memory.extend_from_slice(&data)
+                }
+                None => {
+                    budget.reserve(&mut reservation, (memory.len() + data.len()) as u64)?;
+                    let mut spilled = create_unlinked(dir).await?;
+                    spilled.write_all(&memory).await?;
+                    spilled.write_all(&data).await?;
+                    memory = BytesMut::new();
+                    file = Some(spilled);
+                }
+            }
+        }
+        match file {
+            None => Ok(HeldBody::Memory(memory.freeze())),
+            Some(mut file) => {
+                file.flush().await?;
+                Ok(HeldBody::File {
+                    file,
+                    len,
+                    reservation,
+                })
+            }
+        }
+    }
+
+    /// Body length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            HeldBody::Memory(bytes) => bytes.len() as u64,
+            HeldBody::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body to forward: streamed back from the spool file, not read into memory.
+    pub async fn into_body(self) -> Result<ProxyBody, SpoolError> {
+        match self {
+            HeldBody::Memory(bytes) if bytes.is_empty() => Ok(empty_body()),
+            HeldBody::Memory(bytes) => Ok(full_body(bytes)),
+            HeldBody::File {
+                mut file,
+                len,
+                reservation,
+            } => {
+                file.seek(SeekFrom::Start(0)).await?;
+                let reader = tokio::io::AsyncReadExt::take(file, len);
+                // The space stays reserved until the body has been sent.
+                let frames = tokio_util::io::ReaderStream::new(reader)
+                    .map_ok(move |data| {
+                        let _ = &reservation;
+                        Frame::data(data)
+                    })
+                    .map_err(|e| -> BoxError { Box::new(e) });
+                Ok(StreamBody::new(frames).boxed())
+            }
+        }
+    }
+}
+
+/// A new file in `dir` (created 0700 if absent), opened read-write, already
+/// unlinked, so nothing is left behind whatever happens to the process.
+async fn create_unlinked(dir: &Path) -> std::io::Result<tokio::fs::File> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::OpenOptionsExt;
+        crate::tls::ca::create_private_dir(&dir).map_err(std::io::Error::other)?;
+        let mut name = [0u8; 12];
+        aws_lc_rs::rand::fill(&mut name)
+            .map_err(|_| std::io::Error::other("random bytes unavailable"))?;
+        let path = dir.join(format!("held-{}.body", crate::audit::chain::hex(&name)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok(tokio::fs::File::from_std(file))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use http_body_util::Full;
+
+    async fn round_trip(data: Vec<u8>, dir: &Path) -> (u64, bool, Vec<u8>) {
+        let budget = SpoolBudget::new(MAX_SPOOLED);
+        let held = HeldBody::read(Full::new(Bytes::from(data)), dir, MAX_HELD_BODY, &budget)
+            .await
+            .unwrap_or_else(|e| panic!("spool: {e}"));
+        let on_disk = matches!(held, HeldBody::File { .. });
+        let len = held.len();
+        let body = held
+            .into_body()
+            .await
+            .unwrap_or_else(|e| panic!("into_body: {e}"));
+        let back = body
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("collect: {e}"))
+            .to_bytes()
+            .to_vec();
+        (len, on_disk, back)
+    }
+
+    #[tokio::test]
+    async fn small_bodies_stay_in_memory_large_ones_spill_and_come_back_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let spool = dir.path().join("spool");
+        let (len, on_disk, back) = round_trip(b"hello".to_vec(), &spool).await;
+        assert_eq!((len, on_disk, back.as_slice()), (5, false, &b"hello"[..]));
+
+        let big: Vec<u8> = (0..(MEMORY_LIMIT * 3 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (len, on_disk, back) = round_trip(big.clone(), &spool).await;
+        assert_eq!(len, big.len() as u64);
+        assert!(on_disk, "a body over the memory limit is spooled to disk");
+        assert!(back == big, "the spooled body comes back byte for byte");
+        // The spool file was unlinked at once: nothing is left in the directory.
+        let left = std::fs::read_dir(&spool)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let body = Full::new(Bytes::from(vec![0u8; 1000]));
+        let budget = SpoolBudget::new(MAX_SPOOLED);
+        let err = HeldBody::read(body, dir.path(), 999, &budget).await;
+        assert!(matches!(err, Err(SpoolError::TooLarge)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_shared_budget_caps_the_disk_all_holds_use_and_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = SpoolBudget::new(3 * MEMORY_LIMIT as u64);
+        let body = || Full::new(Bytes::from(vec![1u8; 2 * MEMORY_LIMIT]));
+        let first = HeldBody::read(body(), dir.path(), MAX_HELD_BODY, &budget)
+            .await
+            .unwrap();
+        assert_eq!(budget.used(), 2 * MEMORY_LIMIT as u64);
+        let second = HeldBody::read(body(), dir.path(), MAX_HELD_BODY, &budget).await;
+        assert!(matches!(second, Err(SpoolError::Full)), "{second:?}");
+        assert_eq!(
+            budget.used(),
+            2 * MEMORY_LIMIT as u64,
+            "a refused body gives its share back"
+        );
+        // Forwarding keeps the space until the body has been sent.
+        let forwarded = first.into_body().await.unwrap();
+        assert_eq!(budget.used(), 2 * MEMORY_LIMIT as u64);
+        drop(forwarded);
+        assert_eq!(budget.used(), 0);
+        assert!(HeldBody::read(body(), dir.path(), MAX_HELD_BODY, &budget)
+            .await
+            .is_ok());
+    }
+}
