@@ -1248,3 +1248,67 @@ async fn an_operator_approves_while_the_run_goes_on_and_the_launchers_exit_ends_
     let late = approvals_cli(&proxy, &["approve", &id]);
     assert!(!late.status.success(), "{late:?}");
 }
+
+#[tokio::test]
+async fn an_in_process_run_serves_approvals_to_the_cli_given_only_the_config() {
+    if !can_launch() {
+        return;
+    }
+    let up = upstreams().await;
+    let policy = format!(
+        "{}  - name: deploy\n    host: api.test\n    methods: [POST]\n    paths: [\"/deploy\"]\n    action: approve\n",
+        agent_policy("agent", &["/echo"])
+    );
+    let admin_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut config = ProxySetup::default()
+        .trust(&up.ca.cert_pem)
+        .resolve("api.test", up.tls.port);
+    config.policies = vec![("agent".into(), policy)];
+    config.admin_listen = Some(format!("127.0.0.1:{admin_port}"));
+    let dir = write_setup(&config);
+    let config_file = dir.path().join("tollgate.yaml");
+    let script =
+        "curl -sS -o /dev/null -w 'deploy=%{http_code}\\n' -X POST https://api.test/deploy";
+    let mut run = Background::start(launcher(
+        dir.path(),
+        &["--policy", "agent"],
+        &["sh", "-c", script],
+    ));
+
+    // The operator has only the config file: address and token come from it.
+    let cli = |args: &[&str]| {
+        Command::new(tollgate_bin())
+            .arg("approvals")
+            .args(args)
+            .arg("--config")
+            .arg(&config_file)
+            .env_remove("TOLLGATE_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let listed = cli(&["list", "--json"]);
+        let holds: serde_json::Value =
+            serde_json::from_slice(&listed.stdout).unwrap_or(serde_json::Value::Null);
+        if let Some(id) = holds[0]["id"].as_str() {
+            assert_eq!(holds[0]["path"], "/deploy");
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline, "no hold listed: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let approved = cli(&["approve", &id]);
+    assert!(approved.status.success(), "{approved:?}");
+    assert_eq!(run.line_with("deploy=").await, "deploy=200");
+    assert_eq!(run.wait().await, Some(0));
+    let records = run_audit(dir.path());
+    let record = records
+        .iter()
+        .find(|r| r["path"] == "/deploy")
+        .unwrap_or_else(|| panic!("{records:?}"));
+    assert_eq!(record["decision"], "approved");
+}

@@ -51,8 +51,9 @@ impl std::fmt::Debug for TaskLink {
 }
 
 impl TaskLink {
-    /// Starts tollgate in this process from `config` (no listeners: the
-    /// sandbox is its only client) and registers a task under `policy`.
+    /// Starts tollgate in this process from `config` and registers a task under
+    /// `policy`. The sandbox is its only client: no proxy listener, and the
+    /// admin API only when the policy has `approve` rules, for the operators.
     pub async fn embedded(
         config: &Config,
         policy: &str,
@@ -63,14 +64,39 @@ impl TaskLink {
             crate::proxy::build_state(config, shutdown.clone())
                 .map_err(|e| LaunchError::Proxy(e.to_string()))?,
         );
-        let mut admin_token = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut admin_token)
-            .map_err(|_| LaunchError::Proxy("random bytes unavailable".into()))?;
+        // A policy with `approve` rules needs operators to reach this run: it
+        // gets the config's admin API (and token). Otherwise nothing listens.
+        let asks_operators = state.policies.current().get(policy).is_some_and(|p| {
+            p.rules
+                .iter()
+                .any(|r| r.action == crate::policy::Action::Approve)
+        });
+        let admin_token = if asks_operators {
+            crate::admin::load_or_create_token(&config.admin_token_file)
+                .map_err(LaunchError::Proxy)?
+        } else {
+            let mut random = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut random)
+                .map_err(|_| LaunchError::Proxy("random bytes unavailable".into()))?;
+            crate::audit::chain::hex(&random)
+        };
         let admin = Arc::new(Admin::new(
             state.clone(),
-            crate::audit::chain::hex(&admin_token),
+            admin_token,
             SocketAddr::from(([127, 0, 0, 1], 0)),
         ));
+        if asks_operators {
+            match crate::proxy::server::serve_admin(state.clone(), admin.clone(), &config.admin_listen)
+                .await
+            {
+                Ok(at) => eprintln!(
+                    "tollgate: policy {policy} holds some requests for approval; answer with `tollgate approvals list|approve|deny` (admin API on {at})"
+                ),
+                Err(err) => eprintln!(
+                    "tollgate: warning: policy {policy} holds some requests for approval, but nobody can answer them ({err}); they will time out"
+                ),
+            }
+        }
         let created = admin
             .create(NewTask {
                 policy: policy.to_string(),

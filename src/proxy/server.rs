@@ -209,11 +209,6 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running
         proxy_addr,
     ));
     let admin_addr = serve_admin(state.clone(), admin, &config.admin_listen).await?;
-    if let Some(notifier) = state.approvals.notifier() {
-        if !admin_addr.starts_with("unix:") {
-            notifier.set_admin_base(format!("http://{admin_addr}"));
-        }
-    }
     Ok(Running {
         addrs,
         admin: admin_addr,
@@ -268,8 +263,10 @@ async fn reload_on_sighup(state: Arc<ProxyState>) {
     }
 }
 
-/// Binds the admin listener (TCP or `unix:` socket) and serves it.
-async fn serve_admin(
+/// Binds the admin listener (TCP or `unix:` socket) and serves it until
+/// shutdown. Returns where it listens; webhooks learn it as the base of their
+/// approve / deny URLs.
+pub(crate) async fn serve_admin(
     state: Arc<ProxyState>,
     admin: Arc<crate::admin::Admin>,
     listen: &str,
@@ -316,6 +313,7 @@ async fn serve_admin(
         .map_err(|_| StartError::Admin(format!("{listen} is not ip:port")))?;
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().unwrap_or(addr);
+    let notifier = state.approvals.notifier().is_some().then(|| state.clone());
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -333,6 +331,9 @@ async fn serve_admin(
             spawn_admin_conn(&state, &admin, TokioIo::new(stream));
         }
     });
+    if let Some(notifier) = notifier.as_ref().and_then(|s| s.approvals.notifier()) {
+        notifier.set_admin_base(format!("http://{bound}"));
+    }
     Ok(bound.to_string())
 }
 
