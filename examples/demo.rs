@@ -67,7 +67,7 @@ async fn demo() {
     std::fs::write(
         root.join("policies/demo.yaml"),
         format!(
-            "name: demo\nsecrets:\n  GITHUB_TOKEN:\n    {secret_source}\n    hosts: [api.github.com]\nrules:\n  - name: block admin\n    host: api.github.com\n    port: {p}\n    paths: [\"/admin/**\"]\n    action: deny\n  - name: read pulls\n    host: api.github.com\n    port: {p}\n    methods: [GET]\n    paths: [\"/repos/acme/*/pulls\", \"/repos/acme/*/pulls/**\"]\n    inject: [GITHUB_TOKEN]\n  - name: uploads\n    host: uploads.example.com\n    port: {p}\n",
+            "name: demo\nsecrets:\n  GITHUB_TOKEN:\n    {secret_source}\n    hosts: [api.github.com]\nrules:\n  - name: block admin\n    host: api.github.com\n    port: {p}\n    paths: [\"/admin/**\"]\n    action: deny\n  - name: read pulls\n    host: api.github.com\n    port: {p}\n    methods: [GET]\n    paths: [\"/repos/acme/*/pulls\", \"/repos/acme/*/pulls/**\"]\n    inject: [GITHUB_TOKEN]\n  - name: merge needs a person\n    host: api.github.com\n    port: {p}\n    methods: [PUT]\n    paths: [\"/repos/acme/*/pulls/*/merge\"]\n    inject: [GITHUB_TOKEN]\n    action: approve\n  - name: uploads\n    host: uploads.example.com\n    port: {p}\n",
             p = api.port
         ),
     )
@@ -159,6 +159,8 @@ async fn demo() {
         &format!("{base}/repos/acme/widgets/pulls"),
     );
 
+    approval(&running.admin, &auth, &config, &base).await;
+
     shutdown.cancel();
     running.wait_and_drain().await;
     println!(
@@ -199,6 +201,77 @@ async fn demo() {
         Err(failure) => println!("audit verify FAILED: {failure}"),
     }
     sandboxed(root, &api).await;
+}
+
+/// A merge waits for a person: the demo lists the hold as `tollgate approvals
+/// list` shows it, then approves it over the admin API.
+async fn approval(admin: &str, proxy_url: &str, config: &tollgate::config::Config, base: &str) {
+    let bearer = "Authorization: Bearer __GITHUB_TOKEN__";
+    let url = format!("{base}/repos/acme/widgets/pulls/7/merge");
+    println!("\n$ curl --proxy {proxy_url} -X PUT -H '{bearer}' {url}");
+    let (proxy_url, ca) = (proxy_url.to_string(), config.ca_cert.clone());
+    let merge = std::thread::spawn(move || {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--noproxy",
+                "",
+                "--max-time",
+                "30",
+                "--proxy",
+                &proxy_url,
+            ])
+            .arg("--cacert")
+            .arg(&ca)
+            .args([
+                "-X",
+                "PUT",
+                "-H",
+                bearer,
+                "-w",
+                "\n[HTTP %{http_code}]",
+                &url,
+            ])
+            .output()
+            .expect("curl is needed for the demo (apt-get install curl)");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    });
+    let token = std::fs::read_to_string(&config.admin_token_file).unwrap_or_default();
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let admin_call = |method: &str, path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--noproxy", "*", "-X", method, "-H", &auth])
+            .arg(format!("http://{admin}{path}"))
+            .output()
+            .expect("curl is needed for the demo (apt-get install curl)");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let mut holds = Vec::new();
+    for _ in 0..200 {
+        holds = admin_call("GET", "/v1/approvals")
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !holds.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    println!("# held: nothing has gone upstream yet\n$ tollgate approvals list");
+    println!("{}", tollgate::approvals::cli::table(&holds).trim_end());
+    let Some(id) = holds.first().and_then(|h| h["id"].as_str()) else {
+        println!("(no hold appeared)");
+        return;
+    };
+    let answer = admin_call("POST", &format!("/v1/approvals/{id}/approve"));
+    println!(
+        "$ tollgate approvals approve {id}\n{} {id}",
+        answer["decision"].as_str().unwrap_or("?")
+    );
+    println!(
+        "# the merge goes on, with the secret injected\n{}",
+        merge.join().unwrap_or_default()
+    );
 }
 
 /// The same job inside `tollgate run` (needs root, `ip` and `nft`).
