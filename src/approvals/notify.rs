@@ -6,12 +6,14 @@
 //! blocks or slows the held request: each (notice, URL) pair is tried with a
 //! 10 s timeout and retried on connect errors, timeouts, 5xx, 408 and 429 with an
 //! exponential backoff (1 s, 2 s, 4 s, 8 s, 16 s: at most 6 attempts). Any other
-//! answer outside 2xx gives up at once. At most 256 deliveries are in flight;
-//! beyond that, new ones are dropped. Give-ups and drops are counted in
+//! answer outside 2xx gives up at once. Each URL has its own budget of 64
+//! deliveries in flight (retries and backoff waits included), so a slow or
+//! blackholed receiver cannot starve the others; beyond it, new deliveries to
+//! that URL are dropped. Give-ups and drops (over all URLs) are counted in
 //! [`Notifier::failed`].
 //!
-//! The message never contains a secret: the path is in placeholder form as the
-//! sandbox sent it, and `approve_url` / `deny_url` need the admin Bearer token,
+//! The message never contains a secret: the path and query are in placeholder
+//! form as the sandbox sent them, and `approve_url` / `deny_url` need the admin Bearer token,
 //! which is not included. Webhook URLs themselves often carry a secret (Slack's
 //! do, in the path), so logs name only their scheme, host and port.
 
@@ -32,15 +34,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-/// Time allowed for one attempt (connect, send, response headers), and again for
-/// reading the answer's body.
+/// Default time allowed for one attempt (connect, send, response headers), and
+/// again for reading the answer's body.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries after the first attempt; the n-th waits `backoff_base * 2^(n-1)`.
 const RETRIES: u32 = 5;
 /// Default backoff base: waits of 1, 2, 4, 8 and 16 s.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Deliveries (attempts and backoff waits included) in flight at once.
-const MAX_IN_FLIGHT: usize = 256;
+/// Deliveries (attempts and backoff waits included) in flight at once, per URL.
+const MAX_IN_FLIGHT_PER_URL: usize = 64;
 /// How much of a receiver's answer is read (and then discarded).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// Idle pooled connections to receivers are closed after this.
@@ -48,9 +50,15 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest rendering of one interpolated value in `text`, in characters (the
 /// structured fields always hold the full value).
 const MAX_TEXT_VALUE_CHARS: usize = 1000;
+/// A URL in `text` longer than [`MAX_TEXT_VALUE_CHARS`] keeps this many leading
+/// characters...
+const URL_HEAD_CHARS: usize = 600;
+/// ...and this many trailing ones, with `…` between: the end of a long path or
+/// query (often where the operation is) stays in sight.
+const URL_TAIL_CHARS: usize = 300;
 
 /// What a notification says about one held request (never a secret value: the
-/// path is in placeholder form as the sandbox sent it).
+/// path and query are in placeholder form as the sandbox sent them).
 #[derive(Debug, Clone)]
 pub struct Notice {
     /// The hold id, e.g. `a-1f2e3d4c5b6a7980`.
@@ -63,12 +71,17 @@ pub struct Notice {
     pub rule: String,
     /// The request method.
     pub method: String,
+    /// `https` or `http`, as the proxy saw the request.
+    pub scheme: String,
     /// The upstream host.
     pub host: String,
     /// The upstream port.
     pub port: u16,
-    /// The request path (with query), in placeholder form.
+    /// The request path (without the query), in placeholder form.
     pub path: String,
+    /// The query string without `?`, in placeholder form; `None` when the
+    /// request had none.
+    pub query: Option<String>,
     /// When the request was held.
     pub since: SystemTime,
     /// When the hold times out (and the request is denied).
@@ -84,16 +97,18 @@ struct Target {
     uri: Uri,
     /// Scheme, host and port only: safe to log.
     origin: String,
+    /// This URL's budget of deliveries in flight.
+    permits: Arc<Semaphore>,
 }
 
 /// Sends [`Notice`]s to the `approvals.notify` webhooks.
 pub struct Notifier {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    targets: Arc<[Target]>,
+    targets: Vec<Arc<Target>>,
     admin_base: OnceLock<String>,
     failed: Arc<AtomicU64>,
-    permits: Arc<Semaphore>,
     backoff_base: Duration,
+    attempt_timeout: Duration,
 }
 
 impl fmt::Debug for Notifier {
@@ -133,7 +148,11 @@ impl Notifier {
                 Some(port) => format!("{scheme}://{host}:{port}"),
                 None => format!("{scheme}://{host}"),
             };
-            targets.push(Target { uri, origin });
+            targets.push(Arc::new(Target {
+                uri,
+                origin,
+                permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_URL)),
+            }));
         }
         // hyper-rustls sets ALPN itself (and refuses a preset one).
         let mut tls = tls.clone();
@@ -154,11 +173,11 @@ impl Notifier {
             .build(connector);
         Ok(Notifier {
             client,
-            targets: targets.into(),
+            targets,
             admin_base: OnceLock::new(),
             failed: Arc::new(AtomicU64::new(0)),
-            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             backoff_base: BACKOFF_BASE,
+            attempt_timeout: ATTEMPT_TIMEOUT,
         })
     }
 
@@ -190,32 +209,33 @@ impl Notifier {
             warn!(id = %notice.id, "approval notification dropped: no async runtime");
             return;
         };
-        for (index, target) in self.targets.iter().enumerate() {
-            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+        for target in &self.targets {
+            let Ok(permit) = target.permits.clone().try_acquire_owned() else {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 warn!(
                     id = %notice.id,
                     url = %target.origin,
-                    "approval notification dropped: {MAX_IN_FLIGHT} deliveries already in flight"
+                    "approval notification dropped: too many deliveries to this URL already in flight"
                 );
                 continue;
             };
             let delivery = Delivery {
                 client: self.client.clone(),
-                targets: self.targets.clone(),
-                index,
+                target: target.clone(),
                 body: body.clone(),
                 id: notice.id.clone(),
                 failed: self.failed.clone(),
                 backoff_base: self.backoff_base,
+                attempt_timeout: self.attempt_timeout,
                 _permit: permit,
             };
             runtime.spawn(delivery.run());
         }
     }
 
-    /// Notifications given up: after all retries, after an answer that is not
-    /// worth retrying, or dropped because too many were in flight.
+    /// Notifications given up, over all URLs: after all retries, after an answer
+    /// that is not worth retrying, or dropped because too many to their URL were
+    /// in flight.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
@@ -227,10 +247,23 @@ impl Notifier {
         self
     }
 
-    /// Caps deliveries in flight lower (tests).
+    /// Shrinks the time allowed for one attempt (tests).
+    #[cfg(test)]
+    fn with_attempt_timeout(mut self, timeout: Duration) -> Notifier {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Caps deliveries in flight per URL lower (tests).
     #[cfg(test)]
     fn with_max_in_flight(mut self, max: usize) -> Notifier {
-        self.permits = Arc::new(Semaphore::new(max));
+        for target in &mut self.targets {
+            *target = Arc::new(Target {
+                uri: target.uri.clone(),
+                origin: target.origin.clone(),
+                permits: Arc::new(Semaphore::new(max)),
+            });
+        }
         self
     }
 }
@@ -238,12 +271,12 @@ impl Notifier {
 /// One (notice, URL) delivery, run in its own task.
 struct Delivery {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    targets: Arc<[Target]>,
-    index: usize,
+    target: Arc<Target>,
     body: Bytes,
     id: String,
     failed: Arc<AtomicU64>,
     backoff_base: Duration,
+    attempt_timeout: Duration,
     /// Held until the delivery ends, retries included.
     _permit: OwnedSemaphorePermit,
 }
@@ -257,9 +290,7 @@ enum Outcome {
 
 impl Delivery {
     async fn run(self) {
-        let Some(target) = self.targets.get(self.index) else {
-            return;
-        };
+        let target = &self.target;
         let mut last = String::new();
         for attempt in 0..=RETRIES {
             if attempt > 0 {
@@ -316,16 +347,17 @@ impl Delivery {
             USER_AGENT,
             HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
         );
-        let resp = match tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(req)).await {
+        let limit = self.attempt_timeout;
+        let resp = match tokio::time::timeout(limit, self.client.request(req)).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => return Outcome::Retry(error_chain(&e)),
-            Err(_) => return Outcome::Retry(format!("no response within {ATTEMPT_TIMEOUT:?}")),
+            Err(_) => return Outcome::Retry(format!("no response within {limit:?}")),
         };
         let status = resp.status();
         // Read (and discard) the answer so the connection can be reused; its
         // content is never logged.
         let _ = tokio::time::timeout(
-            ATTEMPT_TIMEOUT,
+            limit,
             Limited::new(resp.into_body(), MAX_RESPONSE_BODY).collect(),
         )
         .await;
@@ -354,9 +386,11 @@ fn render_body(notice: &Notice, admin_base: Option<&str>) -> Vec<u8> {
         "policy": notice.policy,
         "rule": notice.rule,
         "method": notice.method,
+        "scheme": notice.scheme,
         "host": notice.host,
         "port": notice.port,
         "path": notice.path,
+        "query": notice.query,
         "since": rfc3339_millis(notice.since),
         "expires_at": rfc3339_millis(notice.expires_at),
         "body_bytes": notice.body_bytes,
@@ -376,17 +410,26 @@ fn render_text(n: &Notice) -> String {
     } else {
         n.host.clone()
     };
-    let url = match n.port {
-        80 => format!("http://{host}{}", n.path),
-        443 => format!("https://{host}{}", n.path),
-        port => format!("https://{host}:{port}{}", n.path),
+    let default_port = match n.scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
     };
+    let mut url = format!("{}://{host}", n.scheme);
+    if default_port != Some(n.port) {
+        url.push_str(&format!(":{}", n.port));
+    }
+    url.push_str(&n.path);
+    if let Some(query) = &n.query {
+        url.push('?');
+        url.push_str(query);
+    }
     let id = slack_escape(&n.id);
     format!(
         "tollgate: task {} wants {} {} (rule \"{}\", policy {}). Approve: tollgate approvals approve {id} \u{b7} Deny: tollgate approvals deny {id}",
         slack_escape(&n.task),
         slack_escape(&n.method),
-        slack_escape(&url),
+        slack_escape_url(&url),
         slack_escape(&n.rule),
         slack_escape(&n.policy),
     )
@@ -399,11 +442,36 @@ fn render_text(n: &Notice) -> String {
 /// reader); values longer than [`MAX_TEXT_VALUE_CHARS`] are cut with `…`.
 fn slack_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for (i, c) in value.chars().enumerate() {
-        if i == MAX_TEXT_VALUE_CHARS {
-            out.push('\u{2026}');
-            break;
-        }
+    if value.chars().count() > MAX_TEXT_VALUE_CHARS {
+        escape_into(&mut out, value.chars().take(MAX_TEXT_VALUE_CHARS));
+        out.push('\u{2026}');
+    } else {
+        escape_into(&mut out, value.chars());
+    }
+    out
+}
+
+/// [`slack_escape`] for a URL: one longer than [`MAX_TEXT_VALUE_CHARS`] is cut
+/// in the middle instead (first [`URL_HEAD_CHARS`], `…`, last
+/// [`URL_TAIL_CHARS`]), so a long path cannot push the end of the path or the
+/// query out of sight.
+fn slack_escape_url(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let len = value.chars().count();
+    if len > MAX_TEXT_VALUE_CHARS {
+        // Cut before escaping, so no entity is split.
+        escape_into(&mut out, value.chars().take(URL_HEAD_CHARS));
+        out.push('\u{2026}');
+        escape_into(&mut out, value.chars().skip(len - URL_TAIL_CHARS));
+    } else {
+        escape_into(&mut out, value.chars());
+    }
+    out
+}
+
+/// Appends `chars` to `out`, escaped as [`slack_escape`] describes.
+fn escape_into(out: &mut String, chars: impl Iterator<Item = char>) {
+    for c in chars {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -412,7 +480,6 @@ fn slack_escape(value: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 /// Unicode bidirectional formatting characters (marks, embeddings, overrides,
@@ -542,9 +609,11 @@ mod tests {
             policy: "github-agent".into(),
             rule: "merge needs a person".into(),
             method: "PUT".into(),
+            scheme: "https".into(),
             host: "api.github.com".into(),
             port: 443,
             path: "/repos/acme/x/pulls/7/merge".into(),
+            query: None,
             since,
             expires_at: since + Duration::from_secs(300),
             body_bytes: 42,
@@ -584,9 +653,11 @@ mod tests {
         assert_eq!(j["policy"], "github-agent");
         assert_eq!(j["rule"], "merge needs a person");
         assert_eq!(j["method"], "PUT");
+        assert_eq!(j["scheme"], "https");
         assert_eq!(j["host"], "api.github.com");
         assert_eq!(j["port"], 443);
         assert_eq!(j["path"], "/repos/acme/x/pulls/7/merge");
+        assert!(j["query"].is_null());
         assert_eq!(j["since"], "2023-11-14T22:13:20.123Z");
         assert_eq!(j["expires_at"], "2023-11-14T22:18:20.123Z");
         assert_eq!(j["body_bytes"], 42);
@@ -605,6 +676,7 @@ mod tests {
         let mut other = notice();
         other.port = 8443;
         other.content_type = None;
+        other.query = Some("merge_method=squash".into());
         n.notify(other);
         let j = rx.next().await.json;
         assert_eq!(
@@ -616,19 +688,45 @@ mod tests {
             "http://127.0.0.1:3129/v1/approvals/a-1f2e3d4c5b6a7980/deny"
         );
         assert!(j["content_type"].is_null());
+        assert_eq!(j["query"], "merge_method=squash");
         let text = j["text"].as_str().unwrap();
         assert!(
-            text.contains("PUT https://api.github.com:8443/repos/"),
+            text.contains(
+                "PUT https://api.github.com:8443/repos/acme/x/pulls/7/merge?merge_method=squash "
+            ),
             "{text}"
         );
         assert_eq!(n.failed(), 0);
     }
 
     #[test]
-    fn port_80_is_shown_as_http() {
+    fn text_shows_the_real_scheme_port_and_query() {
         let mut n = notice();
+        n.scheme = "http".into();
         n.port = 80;
-        assert!(render_text(&n).contains("PUT http://api.github.com/repos/"));
+        assert!(render_text(&n).contains("PUT http://api.github.com/repos/acme/x/pulls/7/merge "));
+        n.host = "host".into();
+        n.port = 8080;
+        n.path = "/path".into();
+        n.query = Some("x=1".into());
+        assert!(render_text(&n).contains("PUT http://host:8080/path?x=1 "));
+        // A default port of the other scheme is shown.
+        n.port = 443;
+        assert!(render_text(&n).contains("PUT http://host:443/path?x=1 "));
+        n.scheme = "https".into();
+        n.port = 80;
+        assert!(render_text(&n).contains("PUT https://host:80/path?x=1 "));
+        n.port = 443;
+        n.path = "/bucket".into();
+        n.query = Some("delete".into());
+        assert!(render_text(&n).contains("PUT https://host/bucket?delete "));
+        // An empty query (a bare `?`) is still shown.
+        n.query = Some(String::new());
+        assert!(render_text(&n).contains("PUT https://host/bucket? "));
+        n.host = "::1".into();
+        n.port = 8443;
+        n.query = None;
+        assert!(render_text(&n).contains("PUT https://[::1]:8443/bucket "));
     }
 
     #[tokio::test]
@@ -733,10 +831,12 @@ mod tests {
     async fn hostile_values_are_escaped_in_text_only() {
         let mut rx = receiver(&[]).await;
         let n = Notifier::new(std::slice::from_ref(&rx.url), &tls()).unwrap();
-        let hostile_path = "/x?a=<!channel>&b=<http://evil.example|Click to approve>\n<@U123>";
+        let hostile_path = "/x/<@U999>";
+        let hostile_query = "a=<!channel>&b=<http://evil.example|Click to approve>\n<@U123>";
         let hostile_rule = "r <!here> & <http://x|y>";
         let mut bad = notice();
         bad.path = hostile_path.into();
+        bad.query = Some(hostile_query.into());
         bad.rule = hostile_rule.into();
         bad.method = "GET\u{202e}<".into();
         bad.task = "t>\r\n*hi*".into();
@@ -750,7 +850,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("&lt;!channel&gt;&amp;b=&lt;http://evil.example|Click to approve&gt;"),
+            text.contains(
+                "/x/&lt;@U999&gt;?a=&lt;!channel&gt;&amp;b=&lt;http://evil.example|Click to approve&gt;"
+            ),
             "{text}"
         );
         assert!(
@@ -766,6 +868,7 @@ mod tests {
             );
         }
         assert_eq!(j["path"], hostile_path);
+        assert_eq!(j["query"], hostile_query);
         assert_eq!(j["rule"], hostile_rule);
         assert_eq!(j["method"], "GET\u{202e}<");
     }
@@ -773,15 +876,100 @@ mod tests {
     #[test]
     fn long_values_are_cut_in_text() {
         let mut n = notice();
-        n.path = format!("/{}", "a".repeat(5000));
+        n.rule = "r".repeat(5000);
         let text = render_text(&n);
         assert!(text.len() < 2000, "{}", text.len());
-        assert!(text.contains('\u{2026}'));
+        assert!(text.contains(&format!("rule \"{}\u{2026}\"", "r".repeat(1000))));
+        assert_eq!(slack_escape(&"x".repeat(1000)), "x".repeat(1000));
         assert_eq!(slack_escape("<&>"), "&lt;&amp;&gt;");
         assert_eq!(
             slack_escape("a\u{0}b\u{7f}c\u{85}"),
             "a\u{fffd}b\u{fffd}c\u{fffd}"
         );
+    }
+
+    #[test]
+    fn long_url_is_cut_in_the_middle() {
+        let mut n = notice();
+        n.host = "h".into();
+        n.path = format!("/{}/pulls/7/merge", "a".repeat(5000));
+        n.query = Some("should_remove_source_branch=true&x=<y>".into());
+        let text = render_text(&n);
+        assert!(text.len() < 1500, "{}", text.len());
+        let url = text
+            .split(" wants PUT ")
+            .nth(1)
+            .unwrap()
+            .split(" (rule")
+            .next()
+            .unwrap();
+        let (head, tail) = url.split_once('\u{2026}').unwrap();
+        assert_eq!(
+            head,
+            format!("https://h/{}", "a".repeat(URL_HEAD_CHARS - 10))
+        );
+        // The tail keeps the end of the path and the query, escaped after the
+        // cut (300 raw characters; `<` and `>` grew into entities).
+        assert!(
+            tail.ends_with("aaaa/pulls/7/merge?should_remove_source_branch=true&amp;x=&lt;y&gt;"),
+            "{tail}"
+        );
+        let raw_tail = tail
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">");
+        assert_eq!(raw_tail.chars().count(), URL_TAIL_CHARS);
+        // Exactly at the limit: not cut.
+        n.path = "/".into();
+        n.query = Some("q".repeat(MAX_TEXT_VALUE_CHARS - "https://h/?".len()));
+        assert!(!render_text(&n).contains('\u{2026}'));
+        n.query = Some("q".repeat(MAX_TEXT_VALUE_CHARS + 1 - "https://h/?".len()));
+        assert!(render_text(&n).contains('\u{2026}'));
+    }
+
+    /// A receiver that accepts connections and never answers (nor closes them).
+    async fn blackhole() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        format!("http://{addr}/hook")
+    }
+
+    #[tokio::test]
+    async fn blackholed_url_does_not_starve_another() {
+        const CAP: usize = 4;
+        const SENT: usize = 3 * CAP;
+        let dead = blackhole().await;
+        let mut rx = receiver(&[]).await;
+        // The blackholed URL comes first: with one budget shared by all URLs,
+        // its deliveries would hold every slot and the healthy URL's would be
+        // dropped.
+        let n = Notifier::new(&[dead, rx.url.clone()], &tls())
+            .unwrap()
+            .with_backoff_base(Duration::from_millis(1))
+            .with_attempt_timeout(Duration::from_millis(200))
+            .with_max_in_flight(CAP);
+        for i in 0..SENT {
+            let mut one = notice();
+            one.id = format!("a-{i}");
+            n.notify(one);
+            // Each delivery to the blackhole holds its slot for 6 attempts of
+            // 200 ms; the healthy one is done long before.
+            assert_eq!(rx.next().await.json["id"], format!("a-{i}"));
+        }
+        // The blackhole's budget was full: the notices beyond it were dropped.
+        assert!(n.failed() >= (SENT - CAP) as u64, "{}", n.failed());
+        // ...and the ones in flight are given up in the end; the healthy URL
+        // failed none.
+        wait_failed(&n, SENT as u64).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(n.failed(), SENT as u64);
+        assert_eq!(rx.hits.load(Ordering::SeqCst), SENT);
     }
 
     #[tokio::test]
