@@ -95,6 +95,7 @@ pub struct Metrics {
     audit_queue_depth: Gauge,
     audit_refusing: Gauge,
     approvals_pending: Gauge,
+    approvals_spooled: Gauge,
     /// Lookups of the minted-leaf cache.
     pub cert_cache: CacheCounters,
     /// Lookups of the secret store's cache.
@@ -194,6 +195,13 @@ impl Metrics {
             "Requests held for an operator's approval now",
             approvals_pending.clone(),
         );
+        let approvals_spooled = Gauge::default();
+        registry.register_with_unit(
+            "approvals_spooled",
+            "Bytes of held request bodies in spool files now",
+            Unit::Bytes,
+            approvals_spooled.clone(),
+        );
         Self {
             registry,
             requests,
@@ -203,6 +211,7 @@ impl Metrics {
             audit_queue_depth,
             audit_refusing,
             approvals_pending,
+            approvals_spooled,
             cert_cache,
             secret_cache,
         }
@@ -242,6 +251,8 @@ impl Metrics {
         self.audit_refusing.set(i64::from(state.audit.refusing()));
         self.approvals_pending
             .set(gauge(state.approvals.pending_count() as u64));
+        self.approvals_spooled
+            .set(gauge(state.approvals.spool_budget().used()));
         self.policies_loaded
             .set(gauge(state.policies.current().len() as u64));
         let mut out = String::with_capacity(4096);

@@ -50,6 +50,26 @@ rules:
     methods: [POST]
     paths: ["/upload"]
     action: approve
+  - name: stall
+    host: api.test
+    port: {port}
+    methods: [POST]
+    paths: ["/stall"]
+    action: approve
+    approval_timeout: 2s
+  - name: slow
+    host: api.test
+    port: {port}
+    methods: [PUT]
+    paths: ["/slow"]
+    action: approve
+  # Same name as the merge rule, another rule: a grant for one is not for the other.
+  - name: merge needs a person
+    host: api.test
+    port: {port}
+    methods: [DELETE]
+    paths: ["/repos/**"]
+    action: approve
 "#
     )
 }
@@ -108,6 +128,22 @@ async fn wait_pending(proxy: &ProxyProc, n: usize) -> Vec<Value> {
         assert!(
             Instant::now() < deadline,
             "expected {n} pending holds, have {holds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to 10 s) until the pending holds satisfy `pred`, and returns them.
+async fn wait_holds_where(proxy: &ProxyProc, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let holds = pending(proxy).await;
+        if pred(&holds) {
+            return holds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "holds never as expected: {holds:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -179,7 +215,29 @@ async fn an_approved_request_goes_upstream_with_the_secret_and_is_audited() {
     assert_eq!(f.api.hits(), 0);
     assert_eq!(pending_gauge(&f.proxy).await, Some(1.0));
 
+    assert_eq!(hold["scheme"], "https");
+    assert_eq!(hold["query"], "method=squash");
     let id = hold["id"].as_str().unwrap().to_string();
+    // In full: the headers as sent (placeholders, no proxy credentials) and the body.
+    let detail = admin(&f.proxy, "GET", &format!("/v1/approvals/{id}"), None).await;
+    assert_eq!(detail.status, 200, "{detail:?}");
+    let detail = detail.json();
+    let headers = detail["headers"].as_array().unwrap();
+    assert!(
+        headers.contains(&json!(["authorization", "Bearer __GITHUB_TOKEN__"])),
+        "{headers:?}"
+    );
+    assert!(
+        !headers.iter().any(|h| h[0] == "proxy-authorization"),
+        "{headers:?}"
+    );
+    assert_eq!(detail["body_preview"], r#"{"merge_method":"squash"}"#);
+    assert_eq!(detail["body_preview_truncated"], false);
+    let sha =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, br#"{"merge_method":"squash"}"#);
+    let sha: String = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(detail["body_sha256"], sha);
+    assert!(!detail.to_string().contains(SECRET));
     let answer = admin(
         &f.proxy,
         "POST",
@@ -250,10 +308,12 @@ async fn denial_and_timeout_answer_403_approval_denied_and_send_nothing() {
     let body = out.json();
     assert_eq!(body["error"], "approval_denied");
     assert_eq!(body["rule"], "merge needs a person");
-    assert!(body["message"]
-        .as_str()
-        .unwrap()
-        .contains("not on a Friday"));
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("not on a Friday"), "{message}");
+    assert!(
+        !message.contains("bob"),
+        "who denied it is not the sandbox's business: {message}"
+    );
     let record = wait_record(&f.proxy, |r| r["decision"] == "approval_denied").await;
     assert_eq!(record["status"], 403);
     assert_eq!(record["reason"], "approval_denied");
@@ -315,14 +375,35 @@ async fn a_grant_covers_the_same_task_and_rule_for_its_window_only() {
     assert_eq!(record["approval"]["id"], id.as_str());
     assert_eq!(record["approval"]["by"], "carol");
 
-    // Another task, or another approve rule, is not covered.
+    // Another task, another approve rule, or another rule of the same name is
+    // not covered.
     let other_task = sandbox(&f.proxy, "other", &["-X", "PUT", &merge(3)]);
     let other_rule = sandbox(
         &f.proxy,
         common::TASK,
         &["-X", "PUT", &format!("{}/quick/x", f.base)],
     );
-    let holds = wait_pending(&f.proxy, 2).await;
+    let same_name = sandbox(
+        &f.proxy,
+        common::TASK,
+        &["-X", "DELETE", &format!("{}/repos/acme/x", f.base)],
+    );
+    // (The `quick` hold may have timed out already; it need not be seen.)
+    let holds = wait_holds_where(&f.proxy, |holds| {
+        holds.iter().any(|h| h["method"] == "DELETE") && holds.iter().any(|h| h["task"] == "other")
+    })
+    .await;
+    let namesake = holds.iter().find(|h| h["method"] == "DELETE").unwrap();
+    assert_eq!(namesake["rule"], "merge needs a person");
+    let answer = admin(
+        &f.proxy,
+        "POST",
+        &format!("/v1/approvals/{}/deny", namesake["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(finished(same_name).await.status, 403);
     let theirs = holds.iter().find(|h| h["task"] == "other").unwrap();
     let answer = admin(
         &f.proxy,
@@ -469,6 +550,16 @@ async fn a_large_upload_waits_on_disk_and_arrives_whole() {
     assert_eq!(spooled.len(), 1, "{spooled:?}");
     let held_dir = f.proxy.dir.path().join("state/held");
     assert_eq!(std::fs::read_dir(&held_dir).unwrap().count(), 0);
+    let scrape = |proxy: &ProxyProc| {
+        let url = format!("http://{}/metrics", admin_addr(proxy));
+        async move {
+            metric(
+                &curl_raw(&[&url]).await.body,
+                "tollgate_approvals_spooled_bytes",
+            )
+        }
+    };
+    assert_eq!(scrape(&f.proxy).await, Some(size as f64));
 
     let id = hold["id"].as_str().unwrap();
     let answer = admin(
@@ -484,6 +575,11 @@ async fn a_large_upload_waits_on_disk_and_arrives_whole() {
     assert_eq!(out.body, format!("{size} {hex}"));
     let record = wait_record(&f.proxy, |r| r["decision"] == "approved").await;
     assert_eq!(record["bytes_up"], size as u64);
+    assert_eq!(
+        scrape(&f.proxy).await,
+        Some(0.0),
+        "the spool space is given back"
+    );
     assert_eq!(record["approval"]["by"], "admin-api");
 }
 
@@ -856,4 +952,162 @@ async fn operators_answer_with_the_cli_using_a_token_file_or_the_environment() {
         String::from_utf8_lossy(&again.stderr).contains("no pending approval"),
         "{again:?}"
     );
+}
+
+#[tokio::test]
+async fn bodies_still_arriving_take_places_and_give_up_at_the_timeout() {
+    let f = fixture("approvals:\n  max_pending_per_task: 2\n").await;
+    let proxy_url = format!("http://{}:{}@{}", common::TASK, common::TOKEN, f.proxy.addr);
+    let ca = f.proxy.ca_pem.to_str().unwrap().to_string();
+    // Two uploads that never finish (curl waits on an open stdin).
+    let stall = || {
+        tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--noproxy",
+                "",
+                "--max-time",
+                "20",
+                "-o",
+                "/dev/null",
+            ])
+            .args(["-w", "%{http_code}", "--proxy", &proxy_url, "--cacert", &ca])
+            .args(["-H", "Transfer-Encoding: chunked", "-T", "-"])
+            .args(["-X", "POST", &format!("{}/stall", f.base)])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut stalled = [stall(), stall()];
+    // Kept open (and silent) until the end of the test.
+    let _stdins: Vec<_> = stalled.iter_mut().map(|c| c.stdin.take()).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        pending(&f.proxy).await.is_empty(),
+        "not held before the body is in"
+    );
+    // Yet they take the task's places: a third request is refused at once.
+    let third = curl(
+        &f.proxy,
+        &["-X", "PUT", &format!("{}/repos/a/b/pulls/1/merge", f.base)],
+    )
+    .await;
+    assert_eq!(third.status, 429, "{third:?}");
+    // The stall rule's 2 s cover reading the body too; then the places are free.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let refused = audit_records(&f.proxy)
+            .into_iter()
+            .filter(|r| r["path"] == "/stall" && r["status"] == 400)
+            .count();
+        if refused == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", audit_records(&f.proxy));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stalled);
+    let after = sandbox(
+        &f.proxy,
+        common::TASK,
+        &["-X", "PUT", &format!("{}/quick/z", f.base)],
+    );
+    assert_eq!(wait_pending(&f.proxy, 1).await[0]["path"], "/quick/z");
+    assert_eq!(finished(after).await.status, 403, "held, then timed out");
+    assert_eq!(f.api.hits(), 0);
+}
+
+#[tokio::test]
+async fn an_approved_request_is_recorded_as_approved_even_if_the_client_leaves_early() {
+    let f = fixture("").await;
+    let proxy_url = format!("http://{}:{}@{}", common::TASK, common::TOKEN, f.proxy.addr);
+    // The upstream takes 1.5 s to answer; the client is killed while it waits.
+    let mut client = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--noproxy",
+            "",
+            "--max-time",
+            "30",
+            "--proxy",
+            &proxy_url,
+        ])
+        .arg("--cacert")
+        .arg(&f.proxy.ca_pem)
+        .args(["-X", "PUT", &format!("{}/slow", f.base)])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let id = wait_pending(&f.proxy, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = admin(
+        &f.proxy,
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.api.hits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the approved request never went upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.kill().await.unwrap();
+    let record = wait_record(&f.proxy, |r| r["approval"]["id"] == id.as_str()).await;
+    assert_eq!(record["decision"], "approved", "{record}");
+    assert_eq!(record["reason"], Value::Null);
+    assert_eq!(record["approval"]["outcome"], "approved");
+}
+
+#[tokio::test]
+async fn a_reload_that_adds_a_gate_reaches_an_open_connection() {
+    let f = fixture("").await;
+    let client = common::reqwest_client(&f.proxy);
+    let url = format!("{}/repos/acme/x/pulls/1", f.base);
+    let first = client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    // The same rule now asks for approval; the kept-alive tunnel gets the news.
+    let gated = policy(f.api.port).replace(
+        "    methods: [GET]\n    inject: [GITHUB_TOKEN]\n",
+        "    methods: [GET]\n    inject: [GITHUB_TOKEN]\n    action: approve\n    approval_timeout: 1s\n",
+    );
+    std::fs::write(f.proxy.dir.path().join("policies/gh.yaml"), gated).unwrap();
+    assert_eq!(
+        admin(&f.proxy, "POST", "/v1/reload", None).await.status,
+        200
+    );
+    let second = client.get(&url).send().await.unwrap();
+    assert_eq!(second.status(), 403);
+    assert_eq!(
+        second.headers()["x-tollgate-reason"].to_str().unwrap(),
+        "approval_denied"
+    );
+    assert_eq!(f.api.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_tunnel_entry_that_would_bypass_an_approval_gate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: p\nrules:\n  - name: merge\n    host: api.github.com\n    methods: [PUT]\n    action: approve\ntunnel:\n  - { host: api.github.com }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::tollgate_bin())
+        .args(["policy", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("p.yaml:8"), "{stderr}");
+    assert!(stderr.contains("never wait for an operator"), "{stderr}");
 }

@@ -127,6 +127,12 @@ impl Admin {
             (Method::GET, ["v1", "approvals"]) => {
                 reply(StatusCode::OK, json!(self.state.approvals.pending()))
             }
+            (Method::GET, ["v1", "approvals", id]) => match self.state.approvals.detail(id) {
+                Some(detail) => reply(StatusCode::OK, json!(detail)),
+                None => not_found(&format!(
+                    "no pending approval {id} (already answered, timed out or withdrawn)"
+                )),
+            },
             (Method::POST, ["v1", "approvals", id, verb @ ("approve" | "deny")]) => {
                 let (id, approve) = (id.to_string(), *verb == "approve");
                 self.answer(req, &id, approve).await

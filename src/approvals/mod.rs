@@ -24,6 +24,8 @@ pub const MAX_GRANT: Duration = Duration::from_secs(24 * 3600);
 const MAX_BY: usize = 128;
 /// Longest `reason` accepted from an operator.
 const MAX_REASON: usize = 1024;
+/// Webhook notices per task per minute; holds beyond wait unannounced.
+pub const MAX_NOTICES_PER_MINUTE: u32 = 20;
 
 /// What the pipeline tells the registry about a request it holds.
 #[derive(Debug, Clone)]
@@ -34,18 +36,33 @@ pub struct HoldRequest {
     pub policy: String,
     /// The `approve` rule that matched.
     pub rule: String,
+    /// What the rule is: a digest of everything that decides what it matches
+    /// and does. `--for` grants are keyed by it, not by the name, which two
+    /// rules may share and a reload may move to another rule.
+    pub rule_key: String,
     /// Method.
     pub method: String,
+    /// `https` or `http`.
+    pub scheme: &'static str,
     /// Destination host.
     pub host: String,
     /// Destination port.
     pub port: u16,
     /// Path in placeholder form.
     pub path: String,
+    /// Query in placeholder form.
+    pub query: Option<String>,
+    /// Request headers as the sandbox sent them (placeholder form), without
+    /// its proxy credentials.
+    pub headers: Vec<(String, String)>,
     /// Body size.
     pub body_bytes: u64,
     /// The body's `Content-Type`, if any.
     pub content_type: Option<String>,
+    /// Hex SHA-256 of the body (none when empty).
+    pub body_sha256: Option<String>,
+    /// The body's first bytes.
+    pub body_preview: bytes::Bytes,
     /// How long it may wait.
     pub timeout: Duration,
 }
@@ -63,12 +80,16 @@ pub struct HoldView {
     pub rule: String,
     /// Method.
     pub method: String,
+    /// `https` or `http`.
+    pub scheme: &'static str,
     /// Host.
     pub host: String,
     /// Port.
     pub port: u16,
     /// Path in placeholder form.
     pub path: String,
+    /// Query in placeholder form.
+    pub query: Option<String>,
     /// When it was held (RFC 3339).
     pub since: String,
     /// Milliseconds waited so far.
@@ -79,6 +100,23 @@ pub struct HoldView {
     pub body_bytes: u64,
     /// Body type.
     pub content_type: Option<String>,
+}
+
+/// One pending hold in full (`GET /v1/approvals/{id}`): what the operator
+/// approves, headers and the start of the body included.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldDetail {
+    /// What the list shows.
+    #[serde(flatten)]
+    pub view: HoldView,
+    /// Request headers, placeholder form, without the proxy credentials.
+    pub headers: Vec<(String, String)>,
+    /// Hex SHA-256 of the body (null when empty).
+    pub body_sha256: Option<String>,
+    /// The first [`spool::PREVIEW_BYTES`] bytes of the body as UTF-8 (lossy).
+    pub body_preview: Option<String>,
+    /// Whether the body is longer than the preview.
+    pub body_preview_truncated: bool,
 }
 
 /// How a hold ended.
@@ -191,12 +229,50 @@ struct Grant {
     until: Instant,
 }
 
+/// Task, policy, rule key.
 type GrantKey = (String, String, String);
 
 #[derive(Debug, Default)]
 struct Inner {
     holds: HashMap<String, Pending>,
+    /// Requests of each task between taking a seat and holding (their body
+    /// is being read): they count towards the cap like holds.
+    seats: HashMap<String, usize>,
     grants: HashMap<GrantKey, Grant>,
+    /// Webhook notices sent per task in the current minute.
+    notices: HashMap<String, (Instant, u32)>,
+}
+
+impl Inner {
+    fn taken(&self, task: &str) -> usize {
+        let held = self
+            .holds
+            .values()
+            .filter(|p| p.request.task == task)
+            .count();
+        held + self.seats.get(task).copied().unwrap_or(0)
+    }
+
+    fn leave_seat(&mut self, task: &str) {
+        if let Some(n) = self.seats.get_mut(task) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.seats.remove(task);
+            }
+        }
+    }
+
+    /// Whether a hold of `task` may be announced: at most
+    /// [`MAX_NOTICES_PER_MINUTE`] per task, so that a sandbox holding and
+    /// hanging up in a loop cannot flood the operators' channel.
+    fn may_notify(&mut self, task: &str) -> bool {
+        let now = Instant::now();
+        self.notices
+            .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        let (_, sent) = self.notices.entry(task.to_string()).or_insert((now, 0));
+        *sent += 1;
+        *sent <= MAX_NOTICES_PER_MINUTE
+    }
 }
 
 /// Pending holds and live grants.
@@ -221,7 +297,7 @@ impl Approvals {
             inner: Mutex::default(),
             max_pending_per_task: max_pending_per_task.max(1),
             spool_dir,
-            spool_budget: spool::SpoolBudget::new(spool::MAX_SPOOLED),
+            spool_budget: spool::SpoolBudget::new(spool::MAX_SPOOLED, spool::MAX_SPOOLED_PER_TASK),
             notifier,
         }
     }
@@ -245,12 +321,13 @@ impl Approvals {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The live `--for` grant covering `task`'s requests under `rule` of `policy`.
-    pub fn granted(&self, task: &str, policy: &str, rule: &str) -> Option<Verdict> {
+    /// The live `--for` grant covering `task`'s requests under the rule
+    /// `rule_key` of `policy`.
+    pub fn granted(&self, task: &str, policy: &str, rule_key: &str) -> Option<Verdict> {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.grants.retain(|_, g| g.until > now);
-        let key = (task.to_string(), policy.to_string(), rule.to_string());
+        let key = (task.to_string(), policy.to_string(), rule_key.to_string());
         inner.grants.get(&key).map(|g| Verdict {
             approved: true,
             outcome: "approved",
@@ -261,34 +338,49 @@ impl Approvals {
         })
     }
 
-    /// Holds a request; the ticket waits for its verdict and withdraws the hold
-    /// when dropped.
-    pub fn hold(&self, request: HoldRequest) -> Result<Ticket<'_>, HoldError> {
+    /// Takes one of `task`'s places for a hold, before its body is read, so
+    /// that requests still sending their bodies count towards the cap too.
+    pub fn seat(&self, task: &str) -> Result<Seat<'_>, HoldError> {
+        let mut inner = self.lock();
+        if inner.taken(task) >= self.max_pending_per_task {
+            return Err(HoldError::TooMany {
+                task: task.to_string(),
+                max: self.max_pending_per_task,
+            });
+        }
+        *inner.seats.entry(task.to_string()).or_default() += 1;
+        Ok(Seat {
+            approvals: self,
+            task: task.to_string(),
+        })
+    }
+
+    /// Holds a request in its seat; the ticket waits for its verdict and
+    /// withdraws the hold when dropped.
+    pub fn hold(&self, seat: Seat<'_>, request: HoldRequest) -> Result<Ticket<'_>, HoldError> {
         let id = random_id("a").ok_or(HoldError::NoRandom)?;
         let (tx, rx) = oneshot::channel();
         let since = SystemTime::now();
         let notice = {
             let mut inner = self.lock();
-            let pending = inner
-                .holds
-                .values()
-                .filter(|p| p.request.task == request.task)
-                .count();
-            if pending >= self.max_pending_per_task {
-                return Err(HoldError::TooMany {
-                    task: request.task,
-                    max: self.max_pending_per_task,
-                });
+            inner.leave_seat(&seat.task);
+            std::mem::forget(seat);
+            let announce = self.notifier.is_some() && inner.may_notify(&request.task);
+            if self.notifier.is_some() && !announce {
+                tracing::warn!(hold = %id, task = %request.task,
+                    "request held for approval; not announced: the task asked more than {MAX_NOTICES_PER_MINUTE} times this minute");
             }
-            let notice = self.notifier.as_ref().map(|_| notify::Notice {
+            let notice = announce.then(|| notify::Notice {
                 id: id.clone(),
                 task: request.task.clone(),
                 policy: request.policy.clone(),
                 rule: request.rule.clone(),
                 method: request.method.clone(),
+                scheme: request.scheme.to_string(),
                 host: request.host.clone(),
                 port: request.port,
                 path: request.path.clone(),
+                query: request.query.clone(),
                 since,
                 expires_at: since + request.timeout,
                 body_bytes: request.body_bytes,
@@ -318,36 +410,48 @@ impl Approvals {
         })
     }
 
+    fn view(id: &str, p: &Pending) -> HoldView {
+        let r = &p.request;
+        HoldView {
+            id: id.to_string(),
+            task: r.task.clone(),
+            policy: r.policy.clone(),
+            rule: r.rule.clone(),
+            method: r.method.clone(),
+            scheme: r.scheme,
+            host: r.host.clone(),
+            port: r.port,
+            path: r.path.clone(),
+            query: r.query.clone(),
+            since: crate::audit::chain::rfc3339_millis(p.since),
+            waited_ms: p.started.elapsed().as_millis() as u64,
+            expires_at: crate::audit::chain::rfc3339_millis(p.since + r.timeout),
+            body_bytes: r.body_bytes,
+            content_type: r.content_type.clone(),
+        }
+    }
+
     /// Pending holds, oldest first.
     pub fn pending(&self) -> Vec<HoldView> {
         let inner = self.lock();
-        let mut views: Vec<(Instant, HoldView)> = inner
-            .holds
-            .iter()
-            .map(|(id, p)| {
-                let r = &p.request;
-                (
-                    p.started,
-                    HoldView {
-                        id: id.clone(),
-                        task: r.task.clone(),
-                        policy: r.policy.clone(),
-                        rule: r.rule.clone(),
-                        method: r.method.clone(),
-                        host: r.host.clone(),
-                        port: r.port,
-                        path: r.path.clone(),
-                        since: crate::audit::chain::rfc3339_millis(p.since),
-                        waited_ms: p.started.elapsed().as_millis() as u64,
-                        expires_at: crate::audit::chain::rfc3339_millis(p.since + r.timeout),
-                        body_bytes: r.body_bytes,
-                        content_type: r.content_type.clone(),
-                    },
-                )
-            })
-            .collect();
-        views.sort_by_key(|(started, _)| *started);
-        views.into_iter().map(|(_, v)| v).collect()
+        let mut holds: Vec<(&String, &Pending)> = inner.holds.iter().collect();
+        holds.sort_by_key(|(_, p)| p.started);
+        holds.into_iter().map(|(id, p)| Self::view(id, p)).collect()
+    }
+
+    /// One pending hold in full.
+    pub fn detail(&self, id: &str) -> Option<HoldDetail> {
+        let inner = self.lock();
+        let p = inner.holds.get(id)?;
+        let r = &p.request;
+        Some(HoldDetail {
+            view: Self::view(id, p),
+            headers: r.headers.clone(),
+            body_sha256: r.body_sha256.clone(),
+            body_preview: (!r.body_preview.is_empty())
+                .then(|| String::from_utf8_lossy(&r.body_preview).into_owned()),
+            body_preview_truncated: r.body_bytes > r.body_preview.len() as u64,
+        })
     }
 
     /// Number of pending holds.
@@ -382,59 +486,53 @@ impl Approvals {
             .holds
             .remove(id)
             .ok_or_else(|| AnswerError::NotPending(id.to_string()))?;
-        let verdict = Verdict {
+        let approved = |hold: &str| Verdict {
             approved: true,
             outcome: "approved",
             by: by.clone(),
             reason: reason.clone(),
             grant: grant_id.clone(),
-            hold: id.to_string(),
+            hold: hold.to_string(),
         };
         let key = (
             pending.request.task.clone(),
             pending.request.policy.clone(),
-            pending.request.rule.clone(),
+            pending.request.rule_key.clone(),
         );
-        if pending.answer.send(verdict).is_err() {
+        if pending.answer.send(approved(id)).is_err() {
             // The request stopped waiting (timed out, withdrawn) just now.
             return Err(AnswerError::NotPending(id.to_string()));
         }
         tracing::info!(hold = %id, by = by.as_deref().unwrap_or("-"), "approved");
-        let (Some(window), Some(grant_id)) = (grant_for, grant_id) else {
+        let (Some(window), Some(grant)) = (grant_for, grant_id.clone()) else {
             return Ok(None);
         };
+        let covered: Vec<String> = inner
+            .holds
+            .iter()
+            .filter(|(_, p)| {
+                p.request.task == key.0 && p.request.policy == key.1 && p.request.rule_key == key.2
+            })
+            .map(|(other, _)| other.clone())
+            .collect();
+        for other in covered {
+            if let Some(p) = inner.holds.remove(&other) {
+                // Recorded under its own hold id, which its operators saw.
+                let _ = p.answer.send(approved(&other));
+            }
+        }
         inner.grants.insert(
-            key.clone(),
+            key,
             Grant {
-                id: grant_id.clone(),
+                id: grant.clone(),
                 hold: id.to_string(),
                 by: by.clone(),
                 reason: reason.clone(),
                 until: Instant::now() + window,
             },
         );
-        let covered: Vec<String> = inner
-            .holds
-            .iter()
-            .filter(|(_, p)| {
-                p.request.task == key.0 && p.request.policy == key.1 && p.request.rule == key.2
-            })
-            .map(|(other, _)| other.clone())
-            .collect();
-        for other in covered {
-            if let Some(p) = inner.holds.remove(&other) {
-                let _ = p.answer.send(Verdict {
-                    approved: true,
-                    outcome: "approved",
-                    by: by.clone(),
-                    reason: reason.clone(),
-                    grant: Some(grant_id.clone()),
-                    hold: id.to_string(),
-                });
-            }
-        }
         Ok(Some(GrantView {
-            id: grant_id,
+            id: grant,
             until: crate::audit::chain::rfc3339_millis(SystemTime::now() + window),
         }))
     }
@@ -468,6 +566,20 @@ impl Approvals {
 
     fn withdraw(&self, id: &str) {
         self.lock().holds.remove(id);
+    }
+}
+
+/// A task's place for one hold, taken before the body is read. Given back
+/// when dropped; [`Approvals::hold`] turns it into the hold.
+#[derive(Debug)]
+pub struct Seat<'a> {
+    approvals: &'a Approvals,
+    task: String,
+}
+
+impl Drop for Seat<'_> {
+    fn drop(&mut self) {
+        self.approvals.lock().leave_seat(&self.task);
     }
 }
 
@@ -540,14 +652,26 @@ mod tests {
             task: task.into(),
             policy: "p".into(),
             rule: rule.into(),
+            rule_key: format!("key of {rule}"),
             method: "PUT".into(),
+            scheme: "https",
             host: "api.test".into(),
             port: 443,
             path: "/merge".into(),
+            query: None,
+            headers: Vec::new(),
             body_bytes: 0,
             content_type: None,
+            body_sha256: None,
+            body_preview: bytes::Bytes::new(),
             timeout: Duration::from_secs(60),
         }
+    }
+
+    /// Seat and hold, as the pipeline does.
+    fn hold(approvals: &Approvals, request: HoldRequest) -> Result<Ticket<'_>, HoldError> {
+        let seat = approvals.seat(&request.task)?;
+        approvals.hold(seat, request)
     }
 
     fn registry(max: usize) -> Approvals {
@@ -557,7 +681,7 @@ mod tests {
     #[tokio::test]
     async fn approve_and_deny_reach_the_waiting_ticket() {
         let approvals = registry(8);
-        let mut ticket = approvals.hold(request("t1", "merge")).unwrap();
+        let mut ticket = hold(&approvals, request("t1", "merge")).unwrap();
         let id = ticket.id().to_string();
         assert_eq!(approvals.pending().len(), 1);
         approvals
@@ -581,7 +705,7 @@ mod tests {
             "a hold is answered once"
         );
 
-        let mut ticket = approvals.hold(request("t1", "merge")).unwrap();
+        let mut ticket = hold(&approvals, request("t1", "merge")).unwrap();
         let id = ticket.id().to_string();
         approvals
             .deny(
@@ -599,21 +723,26 @@ mod tests {
     #[test]
     fn the_cap_is_per_task_and_a_dropped_ticket_frees_its_place() {
         let approvals = registry(2);
-        let a = approvals.hold(request("t1", "r")).unwrap();
-        let _b = approvals.hold(request("t1", "r")).unwrap();
-        assert!(approvals.hold(request("t1", "r")).is_err());
-        let _other = approvals.hold(request("t2", "r")).unwrap();
+        let a = hold(&approvals, request("t1", "r")).unwrap();
+        let _b = hold(&approvals, request("t1", "r")).unwrap();
+        assert!(hold(&approvals, request("t1", "r")).is_err());
+        let _other = hold(&approvals, request("t2", "r")).unwrap();
         drop(a);
         assert_eq!(approvals.pending_count(), 2);
-        let _c = approvals.hold(request("t1", "r")).unwrap();
+        // A request still sending its body holds a seat: it counts too.
+        let seat = approvals.seat("t1").unwrap();
+        assert!(approvals.seat("t1").is_err());
+        drop(seat);
+        let _c = hold(&approvals, request("t1", "r")).unwrap();
+        assert_eq!(approvals.pending_count(), 3);
     }
 
     #[tokio::test]
     async fn a_grant_covers_the_same_task_and_rule_only_and_releases_pending_ones() {
         let approvals = registry(8);
-        let first = approvals.hold(request("t1", "merge")).unwrap();
-        let mut second = approvals.hold(request("t1", "merge")).unwrap();
-        let mut other_rule = approvals.hold(request("t1", "deploy")).unwrap();
+        let first = hold(&approvals, request("t1", "merge")).unwrap();
+        let mut second = hold(&approvals, request("t1", "merge")).unwrap();
+        let mut other_rule = hold(&approvals, request("t1", "deploy")).unwrap();
         let grant = approvals
             .approve(
                 first.id(),
@@ -627,10 +756,10 @@ mod tests {
         let verdict = second.verdict().await;
         assert!(verdict.approved);
         assert_eq!(verdict.grant.as_deref(), Some(grant.id.as_str()));
-        assert_eq!(verdict.hold, first.id());
-        assert!(approvals.granted("t1", "p", "merge").is_some());
-        assert!(approvals.granted("t2", "p", "merge").is_none());
-        assert!(approvals.granted("t1", "p", "deploy").is_none());
+        assert_eq!(verdict.hold, second.id(), "recorded under its own id");
+        assert!(approvals.granted("t1", "p", "key of merge").is_some());
+        assert!(approvals.granted("t2", "p", "key of merge").is_none());
+        assert!(approvals.granted("t1", "p", "key of deploy").is_none());
         assert_eq!(approvals.pending().len(), 1, "the other rule still waits");
         let still = tokio::time::timeout(Duration::from_millis(50), other_rule.verdict()).await;
         assert!(still.is_err());
@@ -639,13 +768,13 @@ mod tests {
     #[test]
     fn an_answer_that_races_a_timeout_wins_and_bad_answers_are_refused() {
         let approvals = registry(8);
-        let ticket = approvals.hold(request("t1", "r")).unwrap();
+        let ticket = hold(&approvals, request("t1", "r")).unwrap();
         let id = ticket.id().to_string();
         approvals.approve(&id, Answer::default()).unwrap();
         let verdict = ticket.close(Verdict::ended(&id, "timeout", "late".into()));
         assert!(verdict.approved, "the operator's answer counts");
 
-        let ticket = approvals.hold(request("t1", "r")).unwrap();
+        let ticket = hold(&approvals, request("t1", "r")).unwrap();
         let id = ticket.id().to_string();
         let verdict = ticket.close(Verdict::ended(&id, "timeout", "late".into()));
         assert_eq!(verdict.outcome, "timeout");
@@ -654,7 +783,7 @@ mod tests {
             Err(AnswerError::NotPending(_))
         ));
 
-        let _ticket = approvals.hold(request("t1", "r")).unwrap();
+        let _ticket = hold(&approvals, request("t1", "r")).unwrap();
         let id = _ticket.id().to_string();
         for bad in ["0s", "forever", "48h"] {
             let answer = Answer {

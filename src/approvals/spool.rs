@@ -9,11 +9,12 @@ use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 /// Bytes of a held body kept in memory; beyond this it goes to the spool file.
 pub const MEMORY_LIMIT: usize = 64 * 1024;
@@ -22,20 +23,31 @@ pub const MAX_HELD_BODY: u64 = 64 * 1024 * 1024;
 /// Spool bytes all held requests together may have on disk, so that sandboxes
 /// asking for approvals cannot fill the disk the audit trail is written to.
 pub const MAX_SPOOLED: u64 = 1024 * 1024 * 1024;
+/// Spool bytes the held requests of one task may have on disk, so that one
+/// sandbox cannot take the whole spool from the others.
+pub const MAX_SPOOLED_PER_TASK: u64 = 256 * 1024 * 1024;
+/// Bytes of a held body shown to operators (`GET /v1/approvals/{id}`).
+pub const PREVIEW_BYTES: usize = 2048;
+/// Write and read-back buffer of spool files.
+const FILE_BUFFER: usize = 256 * 1024;
 
-/// The disk space all spool files share.
-#[derive(Debug, Clone)]
+/// The disk space all spool files share, and each task's part of it.
+#[derive(Debug)]
 pub struct SpoolBudget {
     used: Arc<AtomicU64>,
     max: u64,
+    per_task: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    task_max: u64,
 }
 
 impl SpoolBudget {
-    /// A budget of `max` bytes.
-    pub fn new(max: u64) -> Self {
+    /// A budget of `max` bytes in all and `task_max` per task.
+    pub fn new(max: u64, task_max: u64) -> Self {
         Self {
             used: Arc::default(),
             max,
+            per_task: Mutex::default(),
+            task_max,
         }
     }
 
@@ -44,32 +56,52 @@ impl SpoolBudget {
         self.used.load(Ordering::Relaxed)
     }
 
-    fn reserve(&self, reservation: &mut Reservation, n: u64) -> Result<(), SpoolError> {
-        let granted = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|total| *total <= self.max)
-            });
-        match granted {
-            Ok(_) => {
-                reservation.bytes += n;
-                Ok(())
-            }
-            Err(_) => Err(SpoolError::Full),
+    /// An empty reservation for `task`.
+    fn reservation(&self, task: &str) -> Reservation {
+        let mut per_task = self.per_task.lock().unwrap_or_else(|p| p.into_inner());
+        // Tasks that hold nothing and that nobody reserves for are forgotten.
+        per_task.retain(|_, used| Arc::strong_count(used) > 1);
+        let task_used = per_task.entry(task.to_string()).or_default().clone();
+        Reservation {
+            used: self.used.clone(),
+            task_used,
+            bytes: 0,
         }
     }
+
+    fn reserve(&self, reservation: &mut Reservation, n: u64) -> Result<(), SpoolError> {
+        take(&reservation.task_used, n, self.task_max)?;
+        if let Err(full) = take(&self.used, n, self.max) {
+            reservation.task_used.fetch_sub(n, Ordering::AcqRel);
+            return Err(full);
+        }
+        reservation.bytes += n;
+        Ok(())
+    }
+}
+
+/// Adds `n` to `counter` unless that goes over `max`.
+fn take(counter: &AtomicU64, n: u64, max: u64) -> Result<(), SpoolError> {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            used.checked_add(n).filter(|total| *total <= max)
+        })
+        .map(|_| ())
+        .map_err(|_| SpoolError::Full)
 }
 
 /// Spool space held by one body, given back when it is dropped.
 #[derive(Debug)]
 pub struct Reservation {
     used: Arc<AtomicU64>,
+    task_used: Arc<AtomicU64>,
     bytes: u64,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.task_used.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 
@@ -82,7 +114,7 @@ pub enum SpoolError {
     /// The client's body ended in an error (it hung up, or sent garbage).
     #[error("the request body could not be read")]
     Client,
-    /// All held requests together have [`MAX_SPOOLED`] on disk already.
+    /// The spool (in all, or this task's part) is full.
     #[error("the spool for held requests is full")]
     Full,
     /// The spool file could not be written (a full disk, say).
@@ -92,15 +124,21 @@ pub enum SpoolError {
 
 /// A body read whole and held until the request is answered.
 #[derive(Debug)]
-pub enum HeldBody {
+pub struct HeldBody {
+    data: Held,
+    len: u64,
+    sha256: String,
+    preview: Bytes,
+}
+
+#[derive(Debug)]
+enum Held {
     /// Small enough for memory (or empty).
     Memory(Bytes),
     /// In an unlinked spool file, read back from its start when forwarded.
     File {
         /// The file, already unlinked; its space is freed when this is dropped.
         file: tokio::fs::File,
-        /// Bytes in it.
-        len: u64,
         /// Its share of the spool budget.
         reservation: Reservation,
     },
@@ -108,24 +146,24 @@ pub enum HeldBody {
 
 impl HeldBody {
     /// Reads `body` whole (at most `max` bytes), spilling to a file in `dir`
-    /// past [`MEMORY_LIMIT`].
+    /// past [`MEMORY_LIMIT`], within `task`'s part of `budget`.
     pub async fn read<B>(
         body: B,
         dir: &Path,
         max: u64,
         budget: &SpoolBudget,
+        task: &str,
     ) -> Result<HeldBody, SpoolError>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
     {
         let mut body = body;
         let mut memory = BytesMut::new();
-        let mut file: Option<tokio::fs::File> = None;
+        let mut preview = BytesMut::new();
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut file: Option<BufWriter<tokio::fs::File>> = None;
         let mut len: u64 = 0;
-        let mut reservation = Reservation {
-            used: budget.used.clone(),
-            bytes: 0,
-        };
+        let mut reservation = budget.reservation(task);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| SpoolError::Client)?;
             let Ok(data) = frame.into_data() else {
@@ -135,6 +173,9 @@ impl HeldBody {
             if len > max {
                 return Err(SpoolError::TooLarge);
             }
+            digest.update(&data);
+            let room = PREVIEW_BYTES.saturating_sub(preview.len());
+            preview.extend_from_slice(&data[..room.min(data.len())]);
             match &mut file {
                 Some(file) => {
                     budget.reserve(&mut reservation, data.len() as u64)?;
@@ -145,7 +186,8 @@ impl HeldBody {
                 }
                 None => {
                     budget.reserve(&mut reservation, (memory.len() + data.len()) as u64)?;
-                    let mut spilled = create_unlinked(dir).await?;
+                    let mut spilled =
+                        BufWriter::with_capacity(FILE_BUFFER, create_unlinked(dir).await?);
                     spilled.write_all(&memory).await?;
                     spilled.write_all(&data).await?;
                     memory = BytesMut::new();
@@ -153,46 +195,62 @@ impl HeldBody {
                 }
             }
         }
-        match file {
-            None => Ok(HeldBody::Memory(memory.freeze())),
+        let data = match file {
+            None => Held::Memory(memory.freeze()),
             Some(mut file) => {
                 file.flush().await?;
-                Ok(HeldBody::File {
-                    file,
-                    len,
+                Held::File {
+                    file: file.into_inner(),
                     reservation,
-                })
+                }
             }
-        }
+        };
+        Ok(HeldBody {
+            data,
+            len,
+            sha256: crate::audit::chain::hex(digest.finish().as_ref()),
+            preview: preview.freeze(),
+        })
     }
 
     /// Body length in bytes.
     pub fn len(&self) -> u64 {
-        match self {
-            HeldBody::Memory(bytes) => bytes.len() as u64,
-            HeldBody::File { len, .. } => *len,
-        }
+        self.len
     }
 
     /// Whether the body is empty.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// Whether the body waits on disk (else in memory).
+    pub fn on_disk(&self) -> bool {
+        matches!(self.data, Held::File { .. })
+    }
+
+    /// Hex SHA-256 of the body.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Its first [`PREVIEW_BYTES`] bytes.
+    pub fn preview(&self) -> &Bytes {
+        &self.preview
     }
 
     /// The body to forward: streamed back from the spool file, not read into memory.
     pub async fn into_body(self) -> Result<ProxyBody, SpoolError> {
-        match self {
-            HeldBody::Memory(bytes) if bytes.is_empty() => Ok(empty_body()),
-            HeldBody::Memory(bytes) => Ok(full_body(bytes)),
-            HeldBody::File {
+        match self.data {
+            Held::Memory(bytes) if bytes.is_empty() => Ok(empty_body()),
+            Held::Memory(bytes) => Ok(full_body(bytes)),
+            Held::File {
                 mut file,
-                len,
                 reservation,
             } => {
                 file.seek(SeekFrom::Start(0)).await?;
-                let reader = tokio::io::AsyncReadExt::take(file, len);
+                let reader = tokio::io::AsyncReadExt::take(file, self.len);
                 // The space stays reserved until the body has been sent.
-                let frames = tokio_util::io::ReaderStream::new(reader)
+                let frames = tokio_util::io::ReaderStream::with_capacity(reader, FILE_BUFFER)
                     .map_ok(move |data| {
                         let _ = &reservation;
                         Frame::data(data)
@@ -235,11 +293,17 @@ mod tests {
     use http_body_util::Full;
 
     async fn round_trip(data: Vec<u8>, dir: &Path) -> (u64, bool, Vec<u8>) {
-        let budget = SpoolBudget::new(MAX_SPOOLED);
-        let held = HeldBody::read(Full::new(Bytes::from(data)), dir, MAX_HELD_BODY, &budget)
-            .await
-            .unwrap_or_else(|e| panic!("spool: {e}"));
-        let on_disk = matches!(held, HeldBody::File { .. });
+        let budget = SpoolBudget::new(MAX_SPOOLED, MAX_SPOOLED_PER_TASK);
+        let held = HeldBody::read(
+            Full::new(Bytes::from(data)),
+            dir,
+            MAX_HELD_BODY,
+            &budget,
+            "t",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("spool: {e}"));
+        let on_disk = held.on_disk();
         let len = held.len();
         let body = held
             .into_body()
@@ -279,34 +343,62 @@ mod tests {
     async fn a_body_over_the_limit_is_refused() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let body = Full::new(Bytes::from(vec![0u8; 1000]));
-        let budget = SpoolBudget::new(MAX_SPOOLED);
-        let err = HeldBody::read(body, dir.path(), 999, &budget).await;
+        let budget = SpoolBudget::new(MAX_SPOOLED, MAX_SPOOLED_PER_TASK);
+        let err = HeldBody::read(body, dir.path(), 999, &budget, "t").await;
         assert!(matches!(err, Err(SpoolError::TooLarge)), "{err:?}");
     }
 
     #[tokio::test]
     async fn the_shared_budget_caps_the_disk_all_holds_use_and_comes_back() {
         let dir = tempfile::tempdir().unwrap();
-        let budget = SpoolBudget::new(3 * MEMORY_LIMIT as u64);
+        let unit = 2 * MEMORY_LIMIT as u64;
+        // Room for three bodies in all, two per task.
+        let budget = SpoolBudget::new(3 * unit, 2 * unit);
         let body = || Full::new(Bytes::from(vec![1u8; 2 * MEMORY_LIMIT]));
-        let first = HeldBody::read(body(), dir.path(), MAX_HELD_BODY, &budget)
-            .await
-            .unwrap();
-        assert_eq!(budget.used(), 2 * MEMORY_LIMIT as u64);
-        let second = HeldBody::read(body(), dir.path(), MAX_HELD_BODY, &budget).await;
-        assert!(matches!(second, Err(SpoolError::Full)), "{second:?}");
+        let read = |task: &'static str| {
+            let budget = &budget;
+            let dir = dir.path().to_path_buf();
+            async move { HeldBody::read(body(), &dir, MAX_HELD_BODY, budget, task).await }
+        };
+        let a1 = read("a").await.unwrap();
+        let _a2 = read("a").await.unwrap();
+        let a3 = read("a").await;
+        assert!(matches!(a3, Err(SpoolError::Full)), "a task's part: {a3:?}");
+        let _b1 = read("b").await.unwrap();
+        let b2 = read("b").await;
+        assert!(
+            matches!(b2, Err(SpoolError::Full)),
+            "the whole spool: {b2:?}"
+        );
         assert_eq!(
             budget.used(),
-            2 * MEMORY_LIMIT as u64,
-            "a refused body gives its share back"
+            3 * unit,
+            "refused bodies give their share back"
         );
         // Forwarding keeps the space until the body has been sent.
-        let forwarded = first.into_body().await.unwrap();
-        assert_eq!(budget.used(), 2 * MEMORY_LIMIT as u64);
+        let forwarded = a1.into_body().await.unwrap();
+        assert_eq!(budget.used(), 3 * unit);
         drop(forwarded);
-        assert_eq!(budget.used(), 0);
-        assert!(HeldBody::read(body(), dir.path(), MAX_HELD_BODY, &budget)
-            .await
-            .is_ok());
+        assert_eq!(budget.used(), 2 * unit);
+        assert!(read("b").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_digest_and_preview_describe_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = SpoolBudget::new(MAX_SPOOLED, MAX_SPOOLED_PER_TASK);
+        let data: Vec<u8> = (0..(MEMORY_LIMIT * 2)).map(|i| (i % 97) as u8).collect();
+        let held = HeldBody::read(
+            Full::new(Bytes::from(data.clone())),
+            dir.path(),
+            MAX_HELD_BODY,
+            &budget,
+            "t",
+        )
+        .await
+        .unwrap();
+        let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data);
+        assert_eq!(held.sha256(), crate::audit::chain::hex(expected.as_ref()));
+        assert_eq!(held.preview().as_ref(), &data[..PREVIEW_BYTES]);
     }
 }

@@ -213,13 +213,28 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
         })
         .collect::<Vec<_>>();
     for (index, tunnel) in tunnels.iter().enumerate() {
-        if rules.iter().any(|r| {
-            r.matches_destination(
-                super::model::Scheme::Https,
-                &tunnel_probe(tunnel),
-                tunnel.port,
-            )
-        }) {
+        let overlapping: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| {
+                r.matches_destination(
+                    super::model::Scheme::Https,
+                    &tunnel_probe(tunnel),
+                    tunnel.port,
+                )
+            })
+            .collect();
+        // An approval gate that a tunnel bypasses is no gate: refuse the file.
+        if let Some(gate) = overlapping.iter().find(|r| r.action == Action::Approve) {
+            return Err(FileError::at(
+                path,
+                locate_item(text, "tunnel", index, None),
+                format!(
+                    "tunnel `{}:{}` would pass requests for rule `{}` (action: approve) through uninspected, so they would never wait for an operator",
+                    tunnel.host, tunnel.port, gate.name
+                ),
+            ));
+        }
+        if !overlapping.is_empty() {
             warnings.push(FileError::at(
                 path,
                 locate_item(text, "tunnel", index, None),

@@ -1,19 +1,21 @@
 //! The approval phase of the pipeline: a request under an `action: approve`
 //! rule, past the policy, rate-limit and secret checks, waits here for an
 //! operator (or goes on at once under a live `--for` grant). Its body is read
-//! into the spool first, so the client is not left mid-upload while it waits and
-//! a large upload does not sit in memory.
+//! into the spool first, so the client is not left mid-upload while it waits,
+//! a large upload does not sit in memory, and what is forwarded is exactly
+//! what the operator was shown.
 
 use super::exchange::Exchange;
 use super::pipeline::{ConnCtx, PendingBody};
 use super::state::ProxyState;
 use crate::approvals::spool::{HeldBody, SpoolError, MAX_HELD_BODY};
-use crate::approvals::{HoldError, HoldRequest, Verdict};
+use crate::approvals::{HoldError, HoldRequest, Seat, Verdict};
 use crate::error::{Reason, Refusal};
-use crate::policy::Rule;
+use crate::policy::{Policy, Rule};
 use http::header;
 use http::request::Parts;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Status recorded for a hold its client withdrew by hanging up: nothing was
 /// sent, and 499 is what proxies log for "client closed request".
@@ -21,23 +23,55 @@ pub const WITHDRAWN_STATUS: u16 = 499;
 /// `Retry-After` when the task has too many holds.
 const FULL_RETRY_AFTER: u64 = 5;
 
+/// What the approval phase decided before the secrets phase.
+#[derive(Debug)]
+pub(super) enum Admission<'a> {
+    /// A live `--for` grant covers the request (already on the record).
+    Granted,
+    /// The request will wait, in this seat.
+    Wait(Seat<'a>, String),
+}
+
+/// Before anything is read: a live grant lets the request through; otherwise
+/// it takes one of its task's places for holds (429 when there is none), so
+/// that bodies still arriving count towards the cap too.
+pub(super) fn admit<'s>(
+    state: &'s ProxyState,
+    conn: &ConnCtx,
+    policy: &Policy,
+    rule: &Rule,
+    log: &mut Exchange,
+) -> Result<Admission<'s>, Refusal> {
+    let key = rule_key(rule);
+    if let Some(verdict) = state.approvals.granted(&conn.task.id, &policy.name, &key) {
+        log.record.approval = Some(verdict.audit());
+        return Ok(Admission::Granted);
+    }
+    let seat = state.approvals.seat(&conn.task.id).map_err(hold_refusal)?;
+    Ok(Admission::Wait(seat, key))
+}
+
 /// Waits for the verdict on this request; returns its body to forward when
-/// approved, else the 403 `approval_denied` (or 429 / 413 / 503) refusal.
+/// approved, else the 403 `approval_denied` (or 413 / 503) refusal. The body
+/// is read, and the verdict awaited, within the rule's `approval_timeout` (or
+/// what is left of the task, if less).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn await_approval(
     state: &ProxyState,
     conn: &ConnCtx,
+    policy: &Policy,
     rule: &Rule,
+    (seat, rule_key): (Seat<'_>, String),
     parts: &Parts,
     body: PendingBody,
     log: &mut Exchange,
 ) -> Result<PendingBody, Refusal> {
-    if let Some(verdict) = state
-        .approvals
-        .granted(&conn.task.id, &conn.policy.name, &rule.name)
-    {
-        log.record.approval = Some(verdict.audit());
-        return Ok(body);
-    }
+    let timeout = rule.approval_timeout;
+    let task_left = conn.task.time_left();
+    let wait = task_left.map_or(timeout, |left| left.min(timeout));
+    let deadline = Instant::now() + wait;
+    let ended = state.task_ends.signal(&conn.task.id, conn.task.expires_at);
+
     let body = match body {
         PendingBody::Streamed(incoming) => {
             let declared = parts
@@ -48,49 +82,72 @@ pub(super) async fn await_approval(
             if declared.is_some_and(|len| len > MAX_HELD_BODY) {
                 return Err(spool_refusal(SpoolError::TooLarge));
             }
-            let held = HeldBody::read(
+            let read = HeldBody::read(
                 incoming,
                 state.approvals.spool_dir(),
                 MAX_HELD_BODY,
                 state.approvals.spool_budget(),
-            )
-            .await
-            .map_err(spool_refusal)?;
-            PendingBody::Held(held)
+                &conn.task.id,
+            );
+            tokio::select! {
+                held = read => PendingBody::Held(held.map_err(spool_refusal)?),
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(Refusal::new(
+                        Reason::BadRequest,
+                        "the request body did not arrive within the approval timeout",
+                    ))
+                }
+                () = ended.cancelled() => {
+                    return Err(Refusal::new(Reason::ProxyAuthRequired, "this task has ended"))
+                }
+                () = state.shutdown.cancelled() => {
+                    return Err(Refusal::new(Reason::ApprovalDenied, "tollgate is shutting down"))
+                }
+            }
         }
         other => other,
     };
-    let body_bytes = match &body {
-        PendingBody::Buffered(bytes) => bytes.len() as u64,
-        PendingBody::Held(held) => held.len(),
-        PendingBody::Streamed(_) => 0,
+    let (body_bytes, body_sha256, body_preview) = match &body {
+        PendingBody::Buffered(bytes) if !bytes.is_empty() => (
+            bytes.len() as u64,
+            Some(crate::audit::chain::hex(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref(),
+            )),
+            bytes::Bytes::copy_from_slice(
+                &bytes[..bytes.len().min(crate::approvals::spool::PREVIEW_BYTES)],
+            ),
+        ),
+        PendingBody::Held(held) if !held.is_empty() => (
+            held.len(),
+            Some(held.sha256().to_string()),
+            held.preview().clone(),
+        ),
+        _ => (0, None, bytes::Bytes::new()),
     };
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let timeout = rule.approval_timeout;
-    let task_left = conn.task.time_left();
     let request = HoldRequest {
         task: conn.task.id.clone(),
-        policy: conn.policy.name.clone(),
+        policy: policy.name.clone(),
         rule: rule.name.clone(),
+        rule_key,
         method: parts.method.to_string(),
+        scheme: log.record.scheme,
         host: log.record.host.clone(),
         port: log.record.port,
         path: log.record.path.clone(),
+        query: log.record.query.clone(),
+        headers: shown_headers(&parts.headers),
         body_bytes,
-        content_type,
-        timeout: task_left.map_or(timeout, |left| left.min(timeout)),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body_sha256,
+        body_preview,
+        // What is left after reading the body.
+        timeout: deadline.saturating_duration_since(Instant::now()),
     };
-    let mut ticket = state.approvals.hold(request).map_err(|err| {
-        let mut refusal = Refusal::new(Reason::RateLimited, err.to_string());
-        if matches!(err, HoldError::TooMany { .. }) {
-            refusal.retry_after = Some(FULL_RETRY_AFTER);
-        }
-        refusal
-    })?;
+    let mut ticket = state.approvals.hold(seat, request).map_err(hold_refusal)?;
     let id = ticket.id().to_string();
     // Should the client hang up now, this future is dropped, the ticket with it
     // (withdrawing the hold), and the exchange is recorded as it stands here.
@@ -104,16 +161,18 @@ pub(super) async fn await_approval(
     );
     log.refused(Reason::ApprovalDenied, WITHDRAWN_STATUS);
 
-    let ended = state.task_ends.signal(&conn.task.id, conn.task.expires_at);
-    let wait = task_left.map_or(timeout, |left| left.min(timeout));
     let woke = tokio::select! {
         verdict = ticket.verdict() => Woke::Answered(verdict),
-        () = tokio::time::sleep(wait) => Woke::Timeout,
+        () = tokio::time::sleep_until(deadline) => Woke::Timeout,
         () = ended.cancelled() => Woke::TaskEnded,
         () = state.shutdown.cancelled() => Woke::Shutdown,
     };
-    let verdict = match woke {
-        Woke::Answered(verdict) => verdict,
+    let mut verdict = match woke {
+        Woke::Answered(verdict) => {
+            drop(ticket);
+            verdict
+        }
+        // An operator's answer that raced the timeout is the one that counts.
         Woke::Timeout if task_left.is_some_and(|left| left < timeout) => {
             ticket.close(Verdict::ended(&id, "task_ended", "the task expired".into()))
         }
@@ -122,13 +181,20 @@ pub(super) async fn await_approval(
             "timeout",
             format!("no answer within {}", human(timeout)),
         )),
-        Woke::TaskEnded => ticket.close(Verdict::ended(&id, "task_ended", "the task ended".into())),
-        Woke::Shutdown => ticket.close(Verdict::ended(
-            &id,
-            "shutdown",
-            "tollgate is shutting down".into(),
-        )),
+        // Not so for an ended task or a shutdown: nothing of it may go out now.
+        Woke::TaskEnded => {
+            drop(ticket);
+            Verdict::ended(&id, "task_ended", "the task ended".into())
+        }
+        Woke::Shutdown => {
+            drop(ticket);
+            Verdict::ended(&id, "shutdown", "tollgate is shutting down".into())
+        }
     };
+    if verdict.approved && !state.tasks.is_current(&conn.task) {
+        // Ended while the answer was on its way: its leases are gone already.
+        verdict = Verdict::ended(&id, "task_ended", "the task ended".into());
+    }
     log.record.approval = Some(verdict.audit());
     log.record.reason = None;
     log.record.status = 0;
@@ -136,13 +202,12 @@ pub(super) async fn await_approval(
         tracing::info!(hold = %id, task = %conn.task.id, "approved request goes on");
         return Ok(body);
     }
-    let why = match (verdict.outcome, &verdict.by, &verdict.reason) {
-        ("denied", Some(by), Some(reason)) => format!("denied by {by}: {reason}"),
-        ("denied", Some(by), None) => format!("denied by {by}"),
-        ("denied", None, Some(reason)) => format!("denied: {reason}"),
-        ("denied", None, None) => "denied".to_string(),
-        (_, _, Some(reason)) => reason.clone(),
-        (outcome, _, None) => outcome.to_string(),
+    // The operator's reason is meant for the agent; who they are is not.
+    let why = match (verdict.outcome, &verdict.reason) {
+        ("denied", Some(reason)) => format!("denied: {reason}"),
+        ("denied", None) => "denied".to_string(),
+        (_, Some(reason)) => reason.clone(),
+        (outcome, None) => outcome.to_string(),
     };
     Err(Refusal::new(
         Reason::ApprovalDenied,
@@ -155,6 +220,43 @@ enum Woke {
     Timeout,
     TaskEnded,
     Shutdown,
+}
+
+/// What grants are keyed by: a digest of everything in the rule that decides
+/// what it matches and does (not its line, so that editing elsewhere in the
+/// file keeps grants; any change to the rule itself drops them).
+pub fn rule_key(rule: &Rule) -> String {
+    let mut rule = rule.clone();
+    rule.line = None;
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{rule:?}").as_bytes());
+    crate::audit::chain::hex(&digest.as_ref()[..16])
+}
+
+/// Headers as operators see them: everything the sandbox sent except its
+/// proxy credentials (placeholders stay placeholders; nothing is injected yet).
+fn shown_headers(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| *name != header::PROXY_AUTHORIZATION)
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn hold_refusal(err: HoldError) -> Refusal {
+    match err {
+        HoldError::TooMany { .. } => {
+            let mut refusal = Refusal::new(Reason::RateLimited, err.to_string());
+            refusal.retry_after = Some(FULL_RETRY_AFTER);
+            refusal
+        }
+        HoldError::NoRandom => Refusal::new(Reason::SpoolUnavailable, err.to_string()),
+    }
 }
 
 fn spool_refusal(err: SpoolError) -> Refusal {

@@ -86,22 +86,31 @@ pub async fn handle_request(
             Reason::AuditUnavailable,
             "the audit trail cannot be written, so tollgate lets nothing through until it can",
         ))
-    } else if let Some(slot) = state
-        .request_slots
-        .try_acquire(&conn.task.id, conn.policy.max_concurrent)
-    {
-        log.hold(slot);
-        decide_and_forward(state, conn, req, &mut log).await
+    } else if let Some(policy) = state.policies.current().get(&conn.task.policy) {
+        // The policy as loaded now: a reload reaches open tunnels and kept-alive
+        // connections at their next request.
+        if let Some(slot) = state
+            .request_slots
+            .try_acquire(&conn.task.id, policy.max_concurrent)
+        {
+            log.hold(slot);
+            decide_and_forward(state, conn, &policy, req, &mut log).await
+        } else {
+            let mut refusal = Refusal::new(
+                Reason::RateLimited,
+                format!(
+                    "task {} already has {} requests in flight (max_concurrent)",
+                    conn.task.id, policy.max_concurrent
+                ),
+            );
+            refusal.retry_after = Some(1);
+            Err(refusal)
+        }
     } else {
-        let mut refusal = Refusal::new(
-            Reason::RateLimited,
-            format!(
-                "task {} already has {} requests in flight (max_concurrent)",
-                conn.task.id, conn.policy.max_concurrent
-            ),
-        );
-        refusal.retry_after = Some(1);
-        Err(refusal)
+        Err(Refusal::new(
+            Reason::NoRule,
+            format!("policy {} is no longer loaded", conn.task.policy),
+        ))
     };
     match outcome {
         Ok(mut response) => {
@@ -145,6 +154,7 @@ pub async fn handle_request(
 async fn decide_and_forward(
     state: &ProxyState,
     conn: &ConnCtx,
+    policy: &Policy,
     req: Request<Incoming>,
     log: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Refusal> {
@@ -169,12 +179,12 @@ async fn decide_and_forward(
         method: req.method(),
         path: &path,
     };
-    let Some(rule) = conn.policy.match_request(&facts) else {
+    let Some(rule) = policy.match_request(&facts) else {
         return Err(Refusal::new(
             Reason::NoRule,
             format!(
                 "no rule of policy {} allows {} {}://{}:{}{}",
-                conn.policy.name,
+                policy.name,
                 req.method(),
                 scheme.as_str(),
                 host,
@@ -198,7 +208,7 @@ async fn decide_and_forward(
     if let Err(limited) = state
         .rate_limits
         .current()
-        .check(&conn.policy, rule, &conn.task.id)
+        .check(policy, rule, &conn.task.id)
     {
         let mut refusal = Refusal::new(
             Reason::RateLimited,
@@ -211,13 +221,37 @@ async fn decide_and_forward(
         return Err(refusal);
     }
     let authority = authority_for(&host, port, scheme);
-    let (parts, body, permit) = check_secrets(conn, rule, &host, scheme, req).await?;
-    let body = if needs_approval {
-        super::approval::await_approval(state, conn, rule, &parts, body, log).await?
+    let admission = if needs_approval {
+        Some(super::approval::admit(state, conn, policy, rule, log)?)
     } else {
-        body
+        None
     };
-    let (req, scrubber) = inject_secrets(state, conn, parts, body, permit, log).await?;
+    let (parts, body, permit) = check_secrets(policy, rule, &host, scheme, req).await?;
+    let body = match admission {
+        Some(super::approval::Admission::Wait(seat, key)) => {
+            super::approval::await_approval(
+                state,
+                conn,
+                policy,
+                rule,
+                (seat, key),
+                &parts,
+                body,
+                log,
+            )
+            .await?
+        }
+        _ => body,
+    };
+    let (req, scrubber) = inject_secrets(state, conn, policy, parts, body, permit, log).await?;
+    // From here on the request goes upstream: should the client hang up
+    // mid-exchange, the record must say it was let through.
+    log.record.decision = if log.record.approval.is_some() {
+        "approved"
+    } else {
+        "allow"
+    };
+    log.record.reason = None;
     let scrubber = scrubber.map(Arc::new);
     let response = state
         .upstream
@@ -244,7 +278,7 @@ pub(super) enum PendingBody {
 /// to the rule (403 `secret_not_allowed`), reading the body first when an
 /// `inject_body` rule may inject into it. Nothing is fetched yet.
 async fn check_secrets<'p>(
-    conn: &'p ConnCtx,
+    policy: &'p Policy,
     rule: &Rule,
     host: &str,
     scheme: Scheme,
@@ -260,7 +294,7 @@ async fn check_secrets<'p>(
         PendingBody::Buffered(bytes) => Some(bytes.as_slice()),
         _ => None,
     };
-    let permit = inject::check_request(&conn.policy, rule, host, scheme, &parts, buffered)?;
+    let permit = inject::check_request(policy, rule, host, scheme, &parts, buffered)?;
     Ok((parts, body, permit))
 }
 
@@ -271,6 +305,7 @@ async fn check_secrets<'p>(
 async fn inject_secrets(
     state: &ProxyState,
     conn: &ConnCtx,
+    policy: &Policy,
     mut parts: Parts,
     body: PendingBody,
     permit: inject::InjectionPermit<'_>,
@@ -286,7 +321,7 @@ async fn inject_secrets(
         for spec in permit.secrets() {
             let value = state
                 .secrets
-                .get(&conn.task.id, &conn.policy.name, spec)
+                .get(&conn.task.id, &policy.name, spec)
                 .await
                 .map_err(|err| Refusal::new(Reason::SecretUnavailable, err.to_string()))?;
             values.push(value);
