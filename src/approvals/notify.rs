@@ -23,10 +23,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -45,8 +41,6 @@ const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const MAX_IN_FLIGHT_PER_URL: usize = 64;
 /// How much of a receiver's answer is read (and then discarded).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
-/// Idle pooled connections to receivers are closed after this.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest rendering of one interpolated value in `text`, in characters (the
 /// structured fields always hold the full value).
 const MAX_TEXT_VALUE_CHARS: usize = 1000;
@@ -103,7 +97,7 @@ struct Target {
 
 /// Sends [`Notice`]s to the `approvals.notify` webhooks.
 pub struct Notifier {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: crate::tls::client::HttpsClient,
     targets: Vec<Arc<Target>>,
     admin_base: OnceLock<String>,
     failed: Arc<AtomicU64>,
@@ -154,23 +148,7 @@ impl Notifier {
                 permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_URL)),
             }));
         }
-        // hyper-rustls sets ALPN itself (and refuses a preset one).
-        let mut tls = tls.clone();
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let client = crate::tls::client::https_client(tls, ATTEMPT_TIMEOUT);
         Ok(Notifier {
             client,
             targets,
@@ -270,7 +248,7 @@ impl Notifier {
 
 /// One (notice, URL) delivery, run in its own task.
 struct Delivery {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: crate::tls::client::HttpsClient,
     target: Arc<Target>,
     body: Bytes,
     id: String,

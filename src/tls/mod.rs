@@ -3,6 +3,7 @@
 //! Exactly one crypto provider is used everywhere: aws-lc-rs.
 
 pub mod ca;
+pub mod client;
 pub mod leaf;
 pub mod upstream;
 

@@ -16,21 +16,14 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::borrow::Cow;
 use std::time::Duration;
 use tracing::error;
 
 /// How much of a collector's answer is read (and quoted in logs).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
-/// Idle pooled connections to the collector are closed after this.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
 pub(super) struct Http {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: crate::tls::client::HttpsClient,
     uri: Uri,
     headers: HeaderMap,
     envelope: HttpEnvelope,
@@ -66,23 +59,7 @@ impl Http {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        // hyper-rustls sets ALPN itself (and refuses a preset one).
-        let mut tls = tls.clone();
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let client = crate::tls::client::https_client(tls, timeout);
         Ok(Http {
             client,
             uri,
