@@ -133,6 +133,19 @@ async fn wait_pending(proxy: &ProxyProc, n: usize) -> Vec<Value> {
     }
 }
 
+/// Waits for the only pending hold and returns its id.
+async fn only_hold_id(proxy: &ProxyProc) -> String {
+    wait_pending(proxy, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `POST /v1/approvals/{id}/{verb}` with an optional JSON answer.
+async fn respond(proxy: &ProxyProc, id: &str, verb: &str, body: Option<Value>) -> CurlOut {
+    admin(proxy, "POST", &format!("/v1/approvals/{id}/{verb}"), body).await
+}
+
 /// Waits (up to 10 s) until the pending holds satisfy `pred`, and returns them.
 async fn wait_holds_where(proxy: &ProxyProc, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -238,10 +251,10 @@ async fn an_approved_request_goes_upstream_with_the_secret_and_is_audited() {
     let sha: String = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(detail["body_sha256"], sha);
     assert!(!detail.to_string().contains(SECRET));
-    let answer = admin(
+    let answer = respond(
         &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
+        &id,
+        "approve",
         Some(json!({"by": "alice", "reason": "release 1.2"})),
     )
     .await;
@@ -275,7 +288,7 @@ async fn an_approved_request_goes_upstream_with_the_secret_and_is_audited() {
     assert!(pending(&f.proxy).await.is_empty());
     assert_eq!(pending_gauge(&f.proxy).await, Some(0.0));
     // A hold is answered once.
-    let again = admin(&f.proxy, "POST", &format!("/v1/approvals/{id}/deny"), None).await;
+    let again = respond(&f.proxy, &id, "deny", None).await;
     assert_eq!(again.status, 404, "{again:?}");
     // Allowed rules never wait.
     let read = curl(&f.proxy, &[&format!("{}/repos/acme/x", f.base)]).await;
@@ -287,14 +300,11 @@ async fn denial_and_timeout_answer_403_approval_denied_and_send_nothing() {
     let f = fixture("").await;
     let url = format!("{}/repos/acme/x/pulls/8/merge", f.base);
     let call = sandbox(&f.proxy, common::TASK, &["-X", "PUT", &url]);
-    let id = wait_pending(&f.proxy, 1).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let answer = admin(
+    let id = only_hold_id(&f.proxy).await;
+    let answer = respond(
         &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{id}/deny"),
+        &id,
+        "deny",
         Some(json!({"by": "bob", "reason": "not on a Friday"})),
     )
     .await;
@@ -348,14 +358,11 @@ async fn a_grant_covers_the_same_task_and_rule_for_its_window_only() {
     let f = fixture("").await;
     let merge = |n: u32| format!("{}/repos/acme/x/pulls/{n}/merge", f.base);
     let first = sandbox(&f.proxy, common::TASK, &["-X", "PUT", &merge(1)]);
-    let id = wait_pending(&f.proxy, 1).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let answer = admin(
+    let id = only_hold_id(&f.proxy).await;
+    let answer = respond(
         &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
+        &id,
+        "approve",
         Some(json!({"by": "carol", "for": "3s"})),
     )
     .await;
@@ -395,23 +402,11 @@ async fn a_grant_covers_the_same_task_and_rule_for_its_window_only() {
     .await;
     let namesake = holds.iter().find(|h| h["method"] == "DELETE").unwrap();
     assert_eq!(namesake["rule"], "merge needs a person");
-    let answer = admin(
-        &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{}/deny", namesake["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let answer = respond(&f.proxy, namesake["id"].as_str().unwrap(), "deny", None).await;
     assert_eq!(answer.status, 200);
     assert_eq!(finished(same_name).await.status, 403);
     let theirs = holds.iter().find(|h| h["task"] == "other").unwrap();
-    let answer = admin(
-        &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{}/deny", theirs["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let answer = respond(&f.proxy, theirs["id"].as_str().unwrap(), "deny", None).await;
     assert_eq!(answer.status, 200);
     assert_eq!(finished(other_task).await.status, 403);
     assert_eq!(finished(other_rule).await.status, 403, "quick times out");
@@ -421,13 +416,7 @@ async fn a_grant_covers_the_same_task_and_rule_for_its_window_only() {
     let late = sandbox(&f.proxy, common::TASK, &["-X", "PUT", &merge(4)]);
     let holds = wait_pending(&f.proxy, 1).await;
     assert_eq!(holds[0]["path"], "/repos/acme/x/pulls/4/merge");
-    let answer = admin(
-        &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{}/deny", holds[0]["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let answer = respond(&f.proxy, holds[0]["id"].as_str().unwrap(), "deny", None).await;
     assert_eq!(answer.status, 200);
     assert_eq!(finished(late).await.status, 403);
 }
@@ -494,10 +483,7 @@ async fn a_client_that_hangs_up_withdraws_its_hold() {
             common::TASK,
             &[version, "--max-time", "2", "-X", "PUT", &url],
         );
-        let id = wait_pending(&f.proxy, 1).await[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = only_hold_id(&f.proxy).await;
         let out = finished(call).await;
         assert_eq!(out.exit, 28, "curl gave up: {out:?}");
         wait_pending(&f.proxy, 0).await;
@@ -505,13 +491,7 @@ async fn a_client_that_hangs_up_withdraws_its_hold() {
         assert_eq!(record["decision"], "approval_denied");
         assert_eq!(record["approval"]["outcome"], "withdrawn");
         assert_eq!(record["status"], 499);
-        let late = admin(
-            &f.proxy,
-            "POST",
-            &format!("/v1/approvals/{id}/approve"),
-            None,
-        )
-        .await;
+        let late = respond(&f.proxy, &id, "approve", None).await;
         assert_eq!(late.status, 404, "{late:?}");
     }
     assert_eq!(f.api.hits(), 0);
@@ -562,13 +542,7 @@ async fn a_large_upload_waits_on_disk_and_arrives_whole() {
     assert_eq!(scrape(&f.proxy).await, Some(size as f64));
 
     let id = hold["id"].as_str().unwrap();
-    let answer = admin(
-        &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let answer = respond(&f.proxy, &id, "approve", None).await;
     assert_eq!(answer.status, 200);
     let out = finished(call).await;
     assert_eq!(out.status, 200, "{out:?}");
@@ -591,10 +565,7 @@ async fn the_sandbox_cannot_answer_its_own_hold_through_the_proxy() {
         common::TASK,
         &["-X", "PUT", &format!("{}/repos/a/b/pulls/1/merge", f.base)],
     );
-    let id = wait_pending(&f.proxy, 1).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = only_hold_id(&f.proxy).await;
     // Even knowing the id and the admin address, the proxy refuses the call:
     // no rule of its policy names the admin API.
     let sneaky = curl(
@@ -612,7 +583,7 @@ async fn the_sandbox_cannot_answer_its_own_hold_through_the_proxy() {
     let url = format!("http://{}/v1/approvals/{id}/approve", admin_addr(&f.proxy));
     let unauthenticated = curl_raw(&["-X", "POST", &url]).await;
     assert_eq!(unauthenticated.status, 401);
-    let answer = admin(&f.proxy, "POST", &format!("/v1/approvals/{id}/deny"), None).await;
+    let answer = respond(&f.proxy, &id, "deny", None).await;
     assert_eq!(answer.status, 200);
     assert_eq!(finished(call).await.status, 403);
 }
@@ -759,17 +730,8 @@ async fn a_webhook_that_is_down_does_not_hold_anything_up() {
         common::TASK,
         &["-X", "PUT", &format!("{}/repos/a/b/pulls/1/merge", f.base)],
     );
-    let id = wait_pending(&f.proxy, 1).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let answer = admin(
-        &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let id = only_hold_id(&f.proxy).await;
+    let answer = respond(&f.proxy, &id, "approve", None).await;
     assert_eq!(answer.status, 200);
     assert_eq!(finished(call).await.status, 200);
 }
@@ -862,10 +824,7 @@ async fn operators_answer_with_the_cli_using_a_token_file_or_the_environment() {
             &url,
         ],
     );
-    let id = wait_pending(&f.proxy, 1).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = only_hold_id(&f.proxy).await;
 
     // The table, with the token from a file.
     let listed = approvals_cli(&f.proxy, &["list"], CliToken::File).await;
@@ -923,10 +882,7 @@ async fn operators_answer_with_the_cli_using_a_token_file_or_the_environment() {
         common::TASK,
         &["-X", "PUT", &format!("{}/quick/prod", f.base)],
     );
-    let id = wait_pending(&f.proxy, 1).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = only_hold_id(&f.proxy).await;
     let denied = approvals_cli(
         &f.proxy,
         &["deny", &id, "--reason", "prod is frozen", "--by", "erin"],
@@ -1040,17 +996,8 @@ async fn an_approved_request_is_recorded_as_approved_even_if_the_client_leaves_e
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let id = wait_pending(&f.proxy, 1).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let answer = admin(
-        &f.proxy,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let id = only_hold_id(&f.proxy).await;
+    let answer = respond(&f.proxy, &id, "approve", None).await;
     assert_eq!(answer.status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while f.api.hits() == 0 {
