@@ -7,7 +7,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "tollgate", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Config file (default: ./tollgate.yaml if present, else built-in defaults).
+    /// Config file (default: ./tollgate.yaml if present, else built-in defaults;
+    /// `approvals` reads a config only when this is given).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// What to do.
@@ -39,11 +40,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ApprovalsArgs {
     /// The running tollgate's admin API (`http://HOST:PORT`, `HOST:PORT` or
-    /// `unix:/PATH`; default: `admin.listen` of --config).
+    /// `unix:/PATH`; default: `admin.listen` of --config if given, else
+    /// 127.0.0.1:3129).
     #[arg(long, global = true, value_name = "URL")]
     pub admin: Option<String>,
-    /// File holding the admin token (else $TOLLGATE_ADMIN_TOKEN; without
-    /// --admin, else the config's `admin.token_file` if readable).
+    /// File holding the admin token (else $TOLLGATE_ADMIN_TOKEN; else, with
+    /// --config and without --admin, the config's `admin.token_file` if it is a
+    /// regular file that only its owner can read).
     #[arg(long, global = true, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// What to do.
@@ -57,6 +60,14 @@ pub enum ApprovalsCommand {
     /// Show the requests waiting for a decision.
     List {
         /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one held request in full: URL, headers and the start of its body.
+    Show {
+        /// The approval id (from `approvals list`).
+        id: String,
+        /// Print the admin API's JSON instead.
         #[arg(long)]
         json: bool,
     },

@@ -542,7 +542,7 @@ async fn a_large_upload_waits_on_disk_and_arrives_whole() {
     assert_eq!(scrape(&f.proxy).await, Some(size as f64));
 
     let id = hold["id"].as_str().unwrap();
-    let answer = respond(&f.proxy, &id, "approve", None).await;
+    let answer = respond(&f.proxy, id, "approve", None).await;
     assert_eq!(answer.status, 200);
     let out = finished(call).await;
     assert_eq!(out.status, 200, "{out:?}");

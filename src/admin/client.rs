@@ -31,6 +31,12 @@ pub enum AdminError {
         /// The URL as given.
         url: String,
     },
+    /// A TCP URL with a path (`http://HOST:PORT/v1`).
+    #[error("--admin {url}: the admin URL takes no path; give http://HOST:PORT (the client adds /v1/...)")]
+    UrlPath {
+        /// The URL as given.
+        url: String,
+    },
     /// Nothing accepted the connection.
     #[error(
         "cannot reach the tollgate admin API at {url}: {error} (is `tollgate serve` running?)"
@@ -78,18 +84,36 @@ pub enum AdminTarget {
 }
 
 impl AdminTarget {
-    /// Parses `http://host:port`, `host:port` or `unix:/path`.
+    /// Parses `http://host:port`, `host:port` or `unix:/path`. A TCP URL has no
+    /// path (a single trailing `/` is allowed), query or fragment: the client
+    /// always asks for `/v1/...` itself.
     pub fn parse(url: &str) -> Result<Self, AdminError> {
+        let bad = || AdminError::BadUrl {
+            url: url.to_string(),
+        };
         if let Some(path) = url.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad());
+            }
             return Ok(AdminTarget::Unix(path.into()));
         }
+        if url.starts_with("https://") {
+            return Err(bad());
+        }
         let rest = url.strip_prefix("http://").unwrap_or(url);
-        if url.starts_with("https://") || rest.contains('/') && !rest.ends_with('/') {
-            return Err(AdminError::BadUrl {
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains('/') {
+            return Err(AdminError::UrlPath {
                 url: url.to_string(),
             });
         }
-        Ok(AdminTarget::Tcp(rest.trim_end_matches('/').to_string()))
+        if authority.is_empty()
+            || authority.contains(['?', '#', '@'])
+            || authority.chars().any(char::is_whitespace)
+        {
+            return Err(bad());
+        }
+        Ok(AdminTarget::Tcp(authority.to_string()))
     }
 }
 
@@ -238,15 +262,41 @@ mod tests {
             Some(AdminTarget::Tcp("127.0.0.1:3129".into()))
         );
         assert_eq!(
+            AdminTarget::parse("http://[::1]:3129/").ok(),
+            Some(AdminTarget::Tcp("[::1]:3129".into()))
+        );
+        assert_eq!(
             AdminTarget::parse("unix:/run/tollgate/admin.sock").ok(),
             Some(AdminTarget::Unix("/run/tollgate/admin.sock".into()))
         );
-        for bad in ["https://127.0.0.1:3129", "http://host:1/v1"] {
+        for bad in [
+            "https://127.0.0.1:3129",
+            "http://",
+            "",
+            "unix:",
+            "http://h:1?x=1",
+            "http://user@h:1",
+            "h:1#frag",
+        ] {
             let err = AdminTarget::parse(bad).err().map(|e| e.to_string());
             assert_eq!(
                 err,
                 Some(format!(
                     "--admin {bad}: give http://HOST:PORT or unix:/PATH"
+                ))
+            );
+        }
+        for bad in [
+            "http://h:1/v1",
+            "http://h:1/v1/",
+            "h:1/v1/approvals",
+            "http://h:1//",
+        ] {
+            let err = AdminTarget::parse(bad).err().map(|e| e.to_string());
+            assert_eq!(
+                err,
+                Some(format!(
+                    "--admin {bad}: the admin URL takes no path; give http://HOST:PORT (the client adds /v1/...)"
                 ))
             );
         }

@@ -1,36 +1,62 @@
-//! `tollgate approvals`: list, approve and deny held requests over the admin API.
+//! `tollgate approvals`: list, show, approve and deny held requests over the
+//! admin API.
 //!
-//! The admin API is `--admin URL` or, without it, the config's `admin.listen`.
-//! The token is `--admin-token-file FILE`, else `$TOLLGATE_ADMIN_TOKEN`, else
-//! (without `--admin` only, so a token is never sent to a proxy it does not
-//! belong to) the config's `admin.token_file` when it is readable.
+//! Where the admin API is and which token it takes:
 //!
-//! Everything shown comes from the sandbox (host, path, content type) or from a
-//! policy file (rule names), so it passes through [`sanitize`] before it reaches
-//! the operator's terminal.
+//! - `--admin URL`: that API, with the token from `--admin-token-file FILE` or
+//!   `$TOLLGATE_ADMIN_TOKEN`, never from a config (so a token is never sent to a
+//!   proxy it does not belong to).
+//! - `--config FILE` (explicit) without `--admin`: the config's `admin.listen`;
+//!   the token from `--admin-token-file`, else `$TOLLGATE_ADMIN_TOKEN`, else the
+//!   config's `admin.token_file`, read only if it is a regular file (not a
+//!   symlink) that grants nothing to group or others.
+//! - neither: `127.0.0.1:3129`, the built-in default, with the token from
+//!   `--admin-token-file` or `$TOLLGATE_ADMIN_TOKEN`.
+//!
+//! Unlike the other commands, `approvals` never reads `./tollgate.yaml` on its
+//! own: the sandbox may share the operator's filesystem and user, so it could
+//! plant one there pointing `admin.listen` at a listener of its own and
+//! `admin.token_file` at any file the operator can read, and have it sent as a
+//! Bearer token.
+//!
+//! Everything shown comes from the sandbox (host, path, query, headers, body,
+//! content type) or from a policy file (rule names), so it passes through
+//! [`sanitize`] before it reaches the operator's terminal. Nothing that could
+//! hide part of a request is cut from its end: long paths and hosts in the table
+//! are cut in the middle, and `show` prints them whole.
 
 use crate::admin::client::{admin_token, AdminClient, AdminError};
 use crate::cli::{ApprovalsArgs, ApprovalsCommand};
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_ADMIN_LISTEN};
 use anyhow::{anyhow, Context};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 /// Widest task id shown before it is cut with `…`.
 const TASK_WIDTH: usize = 24;
-/// Widest host shown.
-const HOST_WIDTH: usize = 40;
-/// Widest path shown.
-const PATH_WIDTH: usize = 60;
+/// Widest host shown (cut in the middle, keeping [`HOST_TAIL`]).
+const HOST_WIDTH: usize = 48;
+/// Characters kept from the end of a cut host (where its domain is).
+const HOST_TAIL: usize = 32;
+/// Widest `path?query` shown (cut in the middle, keeping [`PATH_TAIL`]).
+const PATH_WIDTH: usize = 100;
+/// Characters kept from the end of a cut path.
+const PATH_TAIL: usize = 60;
 /// Widest rule name shown.
 const RULE_WIDTH: usize = 32;
-/// Widest content type shown.
+/// Widest content type shown in the table.
 const TYPE_WIDTH: usize = 40;
+/// Largest config token file read.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
 /// Runs `tollgate approvals ...`; the error is one line for `tollgate: ...`.
+///
+/// `config` is the `--config` given on the command line, if any; no config is
+/// looked for otherwise.
 pub fn run(config: Option<&Path>, args: &ApprovalsArgs) -> anyhow::Result<()> {
     // What can be checked here is, before anything goes over the network.
     match &args.command {
@@ -40,7 +66,7 @@ pub fn run(config: Option<&Path>, args: &ApprovalsArgs) -> anyhow::Result<()> {
                 crate::duration::parse_duration(dur).map_err(|e| anyhow!("--for: {e}"))?;
             }
         }
-        ApprovalsCommand::Deny { id, .. } => check_id(id)?,
+        ApprovalsCommand::Deny { id, .. } | ApprovalsCommand::Show { id, .. } => check_id(id)?,
         ApprovalsCommand::List { .. } => {}
     }
     let client = client(config, args)?;
@@ -60,36 +86,83 @@ fn check_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The client for `--admin`, or for the config's admin API.
+/// The client for `--admin`, for an explicit `--config`'s admin API, or for the
+/// built-in default address (see the module docs).
 fn client(config: Option<&Path>, args: &ApprovalsArgs) -> anyhow::Result<AdminClient> {
     const NEED_TOKEN: &str =
         "approvals needs the admin token: --admin-token-file FILE or $TOLLGATE_ADMIN_TOKEN";
-    let given = admin_token(args.admin_token_file.as_deref());
-    let (url, token) = match &args.admin {
-        Some(url) => match given {
-            Ok(token) => (url.clone(), token),
-            Err(AdminError::NoToken) => anyhow::bail!("{NEED_TOKEN}"),
-            Err(err) => return Err(err.into()),
-        },
-        None => {
-            let config = Config::load_settings(config)?;
+    let given = match admin_token(args.admin_token_file.as_deref()) {
+        Ok(token) => Some(token),
+        Err(AdminError::NoToken) => None,
+        Err(err) => return Err(err.into()),
+    };
+    let (url, token) = match (&args.admin, config) {
+        (Some(url), _) => (url.clone(), given.ok_or_else(|| anyhow!("{NEED_TOKEN}"))?),
+        (None, None) => {
+            let token = given.ok_or_else(|| {
+                anyhow!(
+                    "{NEED_TOKEN} (or --config FILE to use that config's admin.listen and \
+                     admin.token_file; ./tollgate.yaml is not read implicitly)"
+                )
+            })?;
+            (config_admin_url(DEFAULT_ADMIN_LISTEN)?, token)
+        }
+        (None, Some(path)) => {
+            let config = Config::load_settings(Some(path))?;
             let url = config_admin_url(&config.admin_listen)?;
             let token = match given {
-                Ok(token) => token,
-                Err(AdminError::NoToken) => std::fs::read_to_string(&config.admin_token_file)
-                    .map(|t| t.trim().to_string())
-                    .map_err(|e| {
-                        anyhow!(
-                            "{NEED_TOKEN} (the config's token file {} is not readable: {e})",
-                            config.admin_token_file.display()
-                        )
-                    })?,
-                Err(err) => return Err(err.into()),
+                Some(token) => token,
+                None => read_config_token(&config.admin_token_file)
+                    .map_err(|why| anyhow!("{NEED_TOKEN} ({why})"))?,
             };
             (url, token)
         }
     };
     Ok(AdminClient::new(&url, token)?)
+}
+
+/// Reads the config's `admin.token_file`, trimmed, if it is a regular file (not
+/// a symlink) with no permission bits for group or others; the error says why
+/// not, naming the file.
+pub fn read_config_token(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let what = format!("the config's admin token file {}", path.display());
+    let meta = std::fs::symlink_metadata(path).map_err(|e| anyhow!("{what}: {e}"))?;
+    if meta.file_type().is_symlink() {
+        anyhow::bail!("{what} is a symlink; not read");
+    }
+    if !meta.is_file() {
+        anyhow::bail!("{what} is not a regular file; not read");
+    }
+    let private = |meta: &std::fs::Metadata| {
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o077 == 0 {
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "{what} is open to group or others (mode {mode:04o}); not read (chmod 600 it)"
+            ))
+        }
+    };
+    private(&meta)?;
+    // Opened without following a symlink or blocking on a FIFO, and checked to be
+    // the file just looked at, in case it was swapped in between.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| anyhow!("{what}: {e}"))?;
+    let opened = file.metadata().map_err(|e| anyhow!("{what}: {e}"))?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) || !opened.is_file() {
+        anyhow::bail!("{what} changed while it was being opened; not read");
+    }
+    private(&opened)?;
+    let mut text = String::new();
+    (&mut file)
+        .take(MAX_TOKEN_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| anyhow!("{what}: {e}"))?;
+    Ok(text.trim().to_string())
 }
 
 /// The URL to reach an admin API that listens on `listen` (`ip:port` or
@@ -136,6 +209,25 @@ async fn execute(client: &AdminClient, command: &ApprovalsCommand) -> anyhow::Re
                 Ok("no requests are waiting for approval".to_string())
             } else {
                 Ok(table(items))
+            }
+        }
+        ApprovalsCommand::Show { id, json } => {
+            let path = format!("/v1/approvals/{}", encode_segment(id));
+            let (status, answer) = client.call(Method::GET, &path, None).await?;
+            if !status.is_success() {
+                return Err(refusal(client.url(), status, &answer, Some(id)));
+            }
+            if !answer.is_object() {
+                anyhow::bail!(
+                    "{} answered GET /v1/approvals/{{id}} with something other than a JSON object",
+                    client.url()
+                );
+            }
+            if *json {
+                let text = serde_json::to_string_pretty(&answer)?;
+                Ok(sanitize_json(&text))
+            } else {
+                Ok(detail(&answer))
             }
         }
         ApprovalsCommand::Approve {
@@ -277,13 +369,30 @@ fn sanitize_json(text: &str) -> String {
     out
 }
 
-/// `text` cut to at most `max` characters, ending in `…` when cut.
+/// `text` cut to at most `max` characters, ending in `…` when cut. Only for
+/// what the operator does not need whole (task ids, rule names, content types).
 fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
     let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
+    out
+}
+
+/// `text` cut to at most `max` characters by replacing its middle with `…`,
+/// keeping its last `tail` characters: the end of a path or host is where a
+/// sandbox would put what it wants unseen.
+fn clip_middle(text: &str, max: usize, tail: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_string();
+    }
+    let tail = tail.min(max.saturating_sub(1));
+    let head = max.saturating_sub(tail + 1);
+    let mut out: String = text.chars().take(head).collect();
+    out.push('…');
+    out.extend(text.chars().skip(count - tail));
     out
 }
 
@@ -326,36 +435,71 @@ pub fn format_body(bytes: u64, content_type: Option<&str>) -> String {
     }
 }
 
-/// The HOST column: `host`, with `:port` unless the port is 443 or 80.
-fn format_host(host: &str, port: Option<u64>) -> String {
-    let shown = clip(&sanitize(host), HOST_WIDTH);
+/// A string field of an admin API item, or `""`.
+fn field<'a>(item: &'a Value, key: &str) -> &'a str {
+    item[key].as_str().unwrap_or("")
+}
+
+/// `host[:port]`, the port left out when it is the scheme's default (443 and 80
+/// when the scheme is not known); an IPv6 host in brackets. Not sanitized.
+fn authority(host: &str, port: Option<u64>, scheme: Option<&str>) -> String {
+    let default = match scheme {
+        Some("https") => port == Some(443),
+        Some("http") => port == Some(80),
+        _ => matches!(port, Some(443 | 80)),
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
     match port {
-        Some(port) if port != 443 && port != 80 => {
-            if host.contains(':') {
-                format!("[{shown}]:{port}")
-            } else {
-                format!("{shown}:{port}")
-            }
-        }
-        _ => shown,
+        Some(port) if !default => format!("{host}:{port}"),
+        _ => host,
     }
 }
 
-/// The pending requests as an aligned table with a header line.
+/// The HOST column: `host`, with `:port` unless it is the scheme's default, and
+/// `http://` in front for plain HTTP (HTTPS is the usual case). A long host is
+/// cut in the middle.
+fn format_host(host: &str, port: Option<u64>, scheme: Option<&str>) -> String {
+    let shown = clip_middle(&sanitize(host), HOST_WIDTH, HOST_TAIL);
+    let shown = authority(&shown, port, scheme);
+    if scheme == Some("http") {
+        format!("http://{shown}")
+    } else {
+        shown
+    }
+}
+
+/// `path?query`, or the path alone when there is no query. Not sanitized.
+fn path_and_query(item: &Value) -> String {
+    let path = field(item, "path");
+    match item["query"].as_str() {
+        Some(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path.to_string(),
+    }
+}
+
+/// The pending requests as an aligned table with a header line, and a note when
+/// a path or host had to be cut.
 pub fn table(items: &[Value]) -> String {
-    let text = |item: &Value, key: &str| item[key].as_str().unwrap_or("").to_string();
     let mut rows: Vec<[String; 8]> = vec![[
         "ID", "TASK", "METHOD", "HOST", "PATH", "RULE", "WAITED", "BODY",
     ]
     .map(String::from)];
+    let mut cut = false;
     for item in items {
+        let host = field(item, "host");
+        let path = sanitize(&path_and_query(item));
+        cut |= path.chars().count() > PATH_WIDTH || sanitize(host).chars().count() > HOST_WIDTH;
         rows.push([
-            sanitize(&text(item, "id")),
-            clip(&sanitize(&text(item, "task")), TASK_WIDTH),
-            clip(&sanitize(&text(item, "method")), 12),
-            format_host(&text(item, "host"), item["port"].as_u64()),
-            clip(&sanitize(&text(item, "path")), PATH_WIDTH),
-            clip(&sanitize(&text(item, "rule")), RULE_WIDTH),
+            sanitize(field(item, "id")),
+            clip(&sanitize(field(item, "task")), TASK_WIDTH),
+            clip(&sanitize(field(item, "method")), 12),
+            format_host(host, item["port"].as_u64(), item["scheme"].as_str()),
+            clip_middle(&path, PATH_WIDTH, PATH_TAIL),
+            clip(&sanitize(field(item, "rule")), RULE_WIDTH),
             format_waited(item["waited_ms"].as_u64().unwrap_or(0)),
             format_body(
                 item["body_bytes"].as_u64().unwrap_or(0),
@@ -385,11 +529,91 @@ pub fn table(items: &[Value]) -> String {
         }
         out.push_str(line.trim_end());
     }
+    if cut {
+        out.push_str(
+            "\n(… marks where a long path or host is cut; `tollgate approvals show ID` prints it whole)",
+        );
+    }
+    out
+}
+
+/// One held request in full (`GET /v1/approvals/{id}`), for `approvals show`.
+/// The body preview's lines are each behind `  | `, so nothing in the body can
+/// pass for a line of this output.
+pub fn detail(item: &Value) -> String {
+    let mut out = String::new();
+    let mut line = |label: &str, value: &str| {
+        let text = format!("{:<9}{value}", format!("{label}:"));
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line("id", &sanitize(field(item, "id")));
+    line("task", &sanitize(field(item, "task")));
+    line("policy", &sanitize(field(item, "policy")));
+    line("rule", &sanitize(field(item, "rule")));
+    let scheme = item["scheme"].as_str().unwrap_or("https");
+    let target = format!(
+        "{} {scheme}://{}{}",
+        field(item, "method"),
+        authority(field(item, "host"), item["port"].as_u64(), Some(scheme)),
+        path_and_query(item),
+    );
+    line("request", &sanitize(&target));
+    line(
+        "waited",
+        &format_waited(item["waited_ms"].as_u64().unwrap_or(0)),
+    );
+    line("expires", &sanitize(field(item, "expires_at")));
+    let headers = item["headers"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if headers.is_empty() {
+        line("headers", "none");
+    } else {
+        line("headers", "");
+        for header in headers {
+            let part = |n: usize| match &header[n] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(out, "  {}: {}", sanitize(&part(0)), sanitize(&part(1)));
+        }
+    }
+    let bytes = item["body_bytes"].as_u64().unwrap_or(0);
+    let mut body = if bytes == 0 {
+        "none".to_string()
+    } else {
+        let noun = if bytes == 1 { "byte" } else { "bytes" };
+        format!("{bytes} {noun}")
+    };
+    if let Some(t) = item["content_type"].as_str().filter(|t| !t.is_empty()) {
+        let _ = write!(body, ", {}", sanitize(t));
+    }
+    if let Some(hash) = item["body_sha256"].as_str() {
+        let _ = write!(body, ", sha256 {}", sanitize(hash));
+    }
+    let _ = writeln!(out, "body:    {body}");
+    match item["body_preview"].as_str() {
+        Some(preview) if !preview.is_empty() => {
+            let preview = preview.strip_suffix('\n').unwrap_or(preview);
+            for text in preview.split('\n') {
+                let _ = writeln!(out, "  | {}", sanitize(text));
+            }
+            if item["body_preview_truncated"].as_bool() == Some(true) {
+                out.push_str("  (preview truncated)\n");
+            }
+        }
+        _ if bytes > 0 => out.push_str("  (no preview)\n"),
+        _ => {}
+    }
+    if out.ends_with('\n') {
+        out.pop();
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
     use super::*;
 
     fn item(id: &str, path: &str, port: u64, waited: u64, bytes: u64, ct: Value) -> Value {
@@ -443,15 +667,60 @@ mod tests {
     }
 
     #[test]
-    fn long_paths_are_cut_but_ids_are_not() {
+    fn long_paths_are_cut_in_the_middle_keeping_their_end() {
         let id = format!("a-{}", "f".repeat(64));
-        let path = format!("/{}", "x".repeat(200));
+        let path = format!(
+            "/repos/acme/x/{}/then/the/part/that/matters",
+            "x".repeat(200)
+        );
         let out = table(&[item(&id, &path, 443, 0, 0, Value::Null)]);
         assert!(out.contains(&id), "{out}");
-        assert!(out.contains('…'), "{out}");
         assert!(!out.contains(&path), "{out}");
-        let cut = format!("/{}…", "x".repeat(PATH_WIDTH - 2));
-        assert!(out.contains(&cut), "{out}");
+        let tail: String = path
+            .chars()
+            .skip(path.chars().count() - PATH_TAIL)
+            .collect();
+        let head: String = path.chars().take(PATH_WIDTH - PATH_TAIL - 1).collect();
+        assert!(out.contains(&format!("{head}…{tail}")), "{out}");
+        assert!(tail.ends_with("/then/the/part/that/matters"));
+        assert!(
+            out.lines()
+                .last()
+                .is_some_and(|l| l.contains("approvals show")),
+            "{out}"
+        );
+        // Nothing is cut, and there is no note, when it fits.
+        let fits = format!("/{}", "y".repeat(PATH_WIDTH - 1));
+        let out = table(&[item(&id, &fits, 443, 0, 0, Value::Null)]);
+        assert!(out.contains(&fits), "{out}");
+        assert_eq!(out.lines().count(), 2, "{out}");
+    }
+
+    #[test]
+    fn the_query_is_shown_with_the_path() {
+        let mut with_query = item("a-1", "/search", 443, 0, 0, Value::Null);
+        with_query["query"] = json!("q=1&delete=all");
+        with_query["scheme"] = json!("https");
+        let mut without = item("a-2", "/plain", 443, 0, 0, Value::Null);
+        without["query"] = Value::Null;
+        let out = table(&[with_query, without]);
+        assert!(out.contains("/search?q=1&delete=all "), "{out}");
+        assert!(out.contains("/plain "), "{out}");
+        assert!(!out.contains("/plain?"), "{out}");
+        // The query counts towards the cut, which keeps its end.
+        let mut long = item("a-3", "/p", 443, 0, 0, Value::Null);
+        long["query"] = json!(format!("{}force=true", "a=b&".repeat(60)));
+        let out = table(&[long]);
+        assert!(out.contains("…"), "{out}");
+        assert!(out.contains("a=b&force=true  "), "{out}");
+    }
+
+    #[test]
+    fn clip_middle_keeps_both_ends() {
+        assert_eq!(clip_middle("abcdef", 6, 3), "abcdef");
+        assert_eq!(clip_middle("abcdefgh", 6, 3), "ab…fgh");
+        assert_eq!(clip_middle("abcdefgh", 4, 9), "…fgh");
+        assert_eq!(clip_middle("ééééé中文", 4, 2), "é…中文");
     }
 
     #[test]
@@ -487,12 +756,158 @@ mod tests {
     }
 
     #[test]
-    fn hosts_show_unusual_ports() {
-        assert_eq!(format_host("api.test", Some(443)), "api.test");
-        assert_eq!(format_host("api.test", Some(80)), "api.test");
-        assert_eq!(format_host("api.test", None), "api.test");
-        assert_eq!(format_host("api.test", Some(8080)), "api.test:8080");
-        assert_eq!(format_host("::1", Some(8080)), "[::1]:8080");
+    fn hosts_show_unusual_ports_and_plain_http() {
+        let https = Some("https");
+        let http = Some("http");
+        assert_eq!(format_host("api.test", Some(443), https), "api.test");
+        assert_eq!(format_host("api.test", Some(80), https), "api.test:80");
+        assert_eq!(format_host("api.test", Some(8443), https), "api.test:8443");
+        assert_eq!(format_host("api.test", Some(80), http), "http://api.test");
+        assert_eq!(
+            format_host("api.test", Some(443), http),
+            "http://api.test:443"
+        );
+        assert_eq!(
+            format_host("api.test", Some(8080), http),
+            "http://api.test:8080"
+        );
+        // An older proxy that does not say the scheme.
+        assert_eq!(format_host("api.test", Some(443), None), "api.test");
+        assert_eq!(format_host("api.test", Some(80), None), "api.test");
+        assert_eq!(format_host("api.test", None, None), "api.test");
+        assert_eq!(format_host("api.test", Some(8080), None), "api.test:8080");
+        assert_eq!(format_host("::1", Some(8080), https), "[::1]:8080");
+        assert_eq!(format_host("::1", Some(80), http), "http://[::1]");
+        // A long host keeps its end, where its domain is.
+        let host = format!("api.github.com.{}.attacker.example", "a".repeat(80));
+        let shown = format_host(&host, Some(443), https);
+        assert_eq!(shown.chars().count(), HOST_WIDTH, "{shown}");
+        assert!(shown.starts_with("api.github.c"), "{shown}");
+        assert!(shown.ends_with("aaaa.attacker.example"), "{shown}");
+        assert!(shown.contains('…'), "{shown}");
+    }
+
+    #[test]
+    fn the_table_marks_plain_http() {
+        let mut plain = item("a-1", "/x", 8080, 0, 0, Value::Null);
+        plain["scheme"] = json!("http");
+        plain["host"] = json!("api.test");
+        let out = table(&[plain]);
+        assert!(out.contains(" http://api.test:8080 "), "{out}");
+    }
+
+    fn full_item() -> Value {
+        let mut item = item(
+            "a-1f2e",
+            "/repos/acme/x/pulls/7/merge",
+            443,
+            190_000,
+            41,
+            json!("application/json"),
+        );
+        item["scheme"] = json!("https");
+        item["query"] = json!("force=1");
+        item["headers"] = json!([
+            ["accept", "*/*"],
+            ["authorization", "Bearer __GITHUB_TOKEN__"],
+            ["content-type", "application/json"],
+        ]);
+        item["body_sha256"] =
+            json!("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+        item["body_preview"] = json!("{\"commit_title\":\"x\",\n \"sha\":\"abc\"}\n");
+        item["body_preview_truncated"] = json!(false);
+        item
+    }
+
+    #[test]
+    fn show_prints_the_whole_request() {
+        let out = detail(&full_item());
+        assert_eq!(
+            out,
+            "id:      a-1f2e\n\
+             task:    t-1\n\
+             policy:  p\n\
+             rule:    merge needs a person\n\
+             request: PUT https://api.github.com/repos/acme/x/pulls/7/merge?force=1\n\
+             waited:  3m10s\n\
+             expires: 2026-11-23T05:05:00.123Z\n\
+             headers:\n\
+             \x20 accept: */*\n\
+             \x20 authorization: Bearer __GITHUB_TOKEN__\n\
+             \x20 content-type: application/json\n\
+             body:    41 bytes, application/json, sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n\
+             \x20 | {\"commit_title\":\"x\",\n\
+             \x20 |  \"sha\":\"abc\"}"
+        );
+    }
+
+    #[test]
+    fn show_handles_plain_http_no_body_and_truncation() {
+        let mut item = full_item();
+        item["scheme"] = json!("http");
+        item["port"] = json!(8080);
+        item["query"] = Value::Null;
+        item["headers"] = json!([]);
+        item["body_bytes"] = json!(0);
+        item["content_type"] = Value::Null;
+        item["body_sha256"] = Value::Null;
+        item["body_preview"] = Value::Null;
+        let out = detail(&item);
+        assert!(
+            out.contains("\nrequest: PUT http://api.github.com:8080/repos/acme/x/pulls/7/merge\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nheaders: none\n"), "{out}");
+        assert!(out.ends_with("\nbody:    none"), "{out}");
+
+        let mut item = full_item();
+        item["body_bytes"] = json!(5000);
+        item["body_preview"] = json!("x".repeat(2048));
+        item["body_preview_truncated"] = json!(true);
+        let out = detail(&item);
+        assert!(
+            out.contains("body:    5000 bytes, application/json, sha256 9f86"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with(&format!("  | {}\n  (preview truncated)", "x".repeat(2048))),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn show_escapes_everything_from_the_sandbox() {
+        let mut item = full_item();
+        item["path"] = json!("/a\u{202e}b");
+        item["query"] = json!("q=\u{1b}[2J");
+        item["host"] = json!("api.test\u{7}");
+        item["content_type"] = json!("text/\u{9b}31m");
+        item["headers"] = json!([
+            ["x-\u{1b}]0;t\u{7}", "v\r\nbody: 0 bytes"],
+            ["x-b", "\u{2066}rtl"]
+        ]);
+        item["body_preview"] = json!("line1\n\u{1b}[1A\u{1b}[2Kbody:    none\r\n(preview truncated)\u{202e}\u{200b}\t\u{7f}\n\u{fffd}");
+        let out = detail(&item);
+        assert!(!out.chars().any(|c| c != '\n' && is_unsafe(c)), "{out:?}");
+        assert!(out.contains("/a\\u{202e}b?q=\\u{1b}[2J"), "{out}");
+        assert!(
+            out.contains("  x-\\u{1b}]0;t\\u{7}: v\\u{d}\\u{a}body: 0 bytes\n"),
+            "{out}"
+        );
+        // Every preview line is behind the gutter, so none passes for output.
+        let preview: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("body:"))
+            .skip(1)
+            .collect();
+        assert_eq!(preview.len(), 4, "{out}");
+        assert!(preview.iter().all(|l| l.starts_with("  | ")), "{out}");
+        assert!(
+            preview[1].contains("\\u{1b}[1A\\u{1b}[2Kbody:    none\\u{d}"),
+            "{out}"
+        );
+        assert!(!out.contains("\n  (preview truncated)"), "{out}");
+        assert_eq!(out.matches("body:").count(), 3, "{out}");
     }
 
     #[test]
@@ -559,6 +974,86 @@ mod tests {
     fn ids_stay_one_path_segment() {
         assert_eq!(encode_segment("a-1f2e"), "a-1f2e");
         assert_eq!(encode_segment("../tasks?x=1"), "%2E%2E%2Ftasks%3Fx%3D1");
+    }
+
+    fn args(admin: Option<&str>, token_file: Option<&Path>) -> ApprovalsArgs {
+        ApprovalsArgs {
+            admin: admin.map(String::from),
+            admin_token_file: token_file.map(Path::to_path_buf),
+            command: ApprovalsCommand::List { json: false },
+        }
+    }
+
+    fn private_file(dir: &Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn without_config_the_default_address_and_an_explicit_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = private_file(dir.path(), "token", "tok\n", 0o644);
+        let found = client(None, &args(None, Some(&token))).map_err(|e| e.to_string());
+        assert_eq!(
+            found.as_ref().map(AdminClient::url),
+            Ok("http://127.0.0.1:3129")
+        );
+        // A token file given on the command line is the operator's choice.
+        let found = client(
+            Some(&dir.path().join("none.yaml")),
+            &args(Some("unix:/x.sock"), Some(&token)),
+        );
+        assert_eq!(
+            found.map(|c| c.url().to_string()).ok().as_deref(),
+            Some("unix:/x.sock")
+        );
+    }
+
+    #[test]
+    fn the_config_token_file_must_be_private_and_regular() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let read = |p: &Path| read_config_token(p).map_err(|e| e.to_string());
+
+        let good = private_file(dir.path(), "good", " the-token \n", 0o600);
+        assert_eq!(read(&good), Ok("the-token".to_string()));
+        let owner_only = private_file(dir.path(), "ro", "t", 0o400);
+        assert_eq!(read(&owner_only), Ok("t".to_string()));
+
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o601] {
+            let open = private_file(dir.path(), &format!("open{mode:o}"), "t", mode);
+            let err = read(&open).unwrap_err();
+            assert!(err.contains(&open.display().to_string()), "{err}");
+            assert!(err.contains("group or others"), "{err}");
+            assert!(err.contains(&format!("mode 0{mode:o}")), "{err}");
+        }
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        let err = read(&link).unwrap_err();
+        assert!(
+            err.contains("link") && err.contains("is a symlink"),
+            "{err}"
+        );
+
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = read(&sub).unwrap_err();
+        assert!(err.contains("is not a regular file"), "{err}");
+
+        let fifo = dir.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `name` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let err = read(&fifo).unwrap_err();
+        assert!(err.contains("is not a regular file"), "{err}");
+
+        let err = read(&dir.path().join("missing")).unwrap_err();
+        assert!(err.contains("missing"), "{err}");
     }
 
     #[test]
