@@ -352,19 +352,21 @@ impl Approvals {
         Ok(Seat {
             approvals: self,
             task: task.to_string(),
+            taken: false,
         })
     }
 
     /// Holds a request in its seat; the ticket waits for its verdict and
     /// withdraws the hold when dropped.
-    pub fn hold(&self, seat: Seat<'_>, request: HoldRequest) -> Result<Ticket<'_>, HoldError> {
+    pub fn hold(&self, mut seat: Seat<'_>, request: HoldRequest) -> Result<Ticket<'_>, HoldError> {
         let id = random_id("a").ok_or(HoldError::NoRandom)?;
         let (tx, rx) = oneshot::channel();
         let since = SystemTime::now();
         let notice = {
             let mut inner = self.lock();
+            // The seat becomes the hold, under the same lock.
             inner.leave_seat(&seat.task);
-            std::mem::forget(seat);
+            seat.taken = true;
             let announce = self.notifier.is_some() && inner.may_notify(&request.task);
             if self.notifier.is_some() && !announce {
                 tracing::warn!(hold = %id, task = %request.task,
@@ -575,11 +577,15 @@ impl Approvals {
 pub struct Seat<'a> {
     approvals: &'a Approvals,
     task: String,
+    /// Turned into a hold (which counts in its place).
+    taken: bool,
 }
 
 impl Drop for Seat<'_> {
     fn drop(&mut self) {
-        self.approvals.lock().leave_seat(&self.task);
+        if !self.taken {
+            self.approvals.lock().leave_seat(&self.task);
+        }
     }
 }
 
