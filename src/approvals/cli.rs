@@ -329,14 +329,31 @@ pub fn default_by(var: impl Fn(&str) -> Option<String>) -> String {
 /// C0/C1 controls, DEL, bidi embeddings, overrides, isolates and marks, line and
 /// paragraph separators, zero-width and other invisible format characters.
 fn is_unsafe(c: char) -> bool {
+    // Controls, bidi overrides, and the invisible characters (Unicode format
+    // characters, variation selectors, tags, fillers) with which two different
+    // requests could be made to look alike.
     c.is_control()
         || matches!(c,
-            '\u{061c}'
+            '\u{00ad}'
+            | '\u{034f}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061c}'
+            | '\u{06dd}'
+            | '\u{070f}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
             | '\u{200b}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}'
             | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
             | '\u{feff}'
-            | '\u{fff9}'..='\u{fffb}')
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// `text` fit for a terminal: every control or bidi character written as `\u{..}`.
@@ -921,6 +938,13 @@ mod tests {
             assert_eq!(out, format!("a\\u{{{:x}}}b", u32::from(c)));
         }
         assert_eq!(sanitize("é中文"), "é中文");
+        // Invisible characters that make two requests look alike.
+        for c in ['\u{ad}', '\u{180e}', '\u{fe0f}', '\u{e0041}', '\u{3164}'] {
+            assert_eq!(
+                sanitize(&format!("a{c}b")),
+                format!("a\\u{{{:x}}}b", u32::from(c))
+            );
+        }
         // In the table, nothing raw gets through.
         let hostile = item(
             "a-1",
