@@ -1058,3 +1058,76 @@ async fn a_tunnel_entry_that_would_bypass_an_approval_gate_is_refused() {
     assert!(stderr.contains("p.yaml:8"), "{stderr}");
     assert!(stderr.contains("never wait for an operator"), "{stderr}");
 }
+
+/// Rewrites the fixture's policy file with `edit` applied and reloads.
+async fn edit_policy(f: &Fixture, edit: impl Fn(String) -> String) {
+    let path = f.proxy.dir.path().join("policies/gh.yaml");
+    let text = edit(std::fs::read_to_string(&path).unwrap());
+    std::fs::write(&path, text).unwrap();
+    let out = admin(&f.proxy, "POST", "/v1/reload", None).await;
+    assert_eq!(out.status, 200, "{out:?}");
+}
+
+#[tokio::test]
+async fn a_policy_edit_refuses_waiting_holds_and_ends_grants() {
+    let f = fixture("").await;
+    let merge = |n: u32| format!("{}/repos/acme/x/pulls/{n}/merge", f.base);
+    // A grant, then a request waiting under the same policy.
+    let first = sandbox(&f.proxy, common::TASK, &["-X", "PUT", &merge(1)]);
+    let id = only_hold_id(&f.proxy).await;
+    let answer = respond(&f.proxy, &id, "approve", Some(json!({"for": "1h"}))).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(finished(first).await.status, 200);
+    let held = sandbox(
+        &f.proxy,
+        common::TASK,
+        &["-X", "PUT", &format!("{}/slow", f.base)],
+    );
+    wait_pending(&f.proxy, 1).await;
+
+    // The secret may now go to another host only: what was approved no longer
+    // holds. The waiting request is refused, and the grant is gone.
+    edit_policy(&f, |p| {
+        p.replace("hosts: [api.test]", "hosts: [elsewhere.test]")
+    })
+    .await;
+    let out = finished(held).await;
+    assert_eq!(out.status, 403, "{out:?}");
+    assert!(out.body.contains("policy changed"), "{out:?}");
+    let record = wait_record(&f.proxy, |r| r["approval"]["outcome"] == "policy_changed").await;
+    assert_eq!(record["decision"], "approval_denied");
+    let again = sandbox(&f.proxy, common::TASK, &["-X", "PUT", &merge(2)]);
+    let hold = wait_pending(&f.proxy, 1).await.remove(0);
+    assert_eq!(
+        hold["path"], "/repos/acme/x/pulls/2/merge",
+        "the grant ended"
+    );
+    respond(&f.proxy, hold["id"].as_str().unwrap(), "deny", None).await;
+    assert_eq!(finished(again).await.status, 403);
+    // Nothing went out with the secret after the edit.
+    let seen = f.api.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_wildcard_tunnel_does_not_pass_a_gated_host_through() {
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["sub.api.test"]))).await;
+    let yaml = format!(
+        "name: gh\nrules:\n  - name: deploy\n    host: sub.api.test\n    port: {p}\n    methods: [PUT]\n    action: approve\ntunnel:\n  - {{ host: \"*.api.test\", port: {p} }}\n",
+        p = api.port
+    );
+    let setup = ProxySetup::with_policy("gh", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("sub.api.test", api.port);
+    let proxy = start_proxy(&setup);
+    let url = format!("https://sub.api.test:{}/deploy/prod", api.port);
+    let call = sandbox(&proxy, common::TASK, &["-X", "PUT", &url]);
+    // Intercepted and held, not passed through.
+    let id = only_hold_id(&proxy).await;
+    assert_eq!(api.hits(), 0);
+    let answer = admin(&proxy, "POST", &format!("/v1/approvals/{id}/deny"), None).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(finished(call).await.status, 403);
+    assert_eq!(api.hits(), 0);
+}

@@ -507,6 +507,51 @@ async fn websocket_echo_through_intercepted_tunnel() {
 }
 
 #[tokio::test]
+async fn ending_the_task_closes_its_open_websocket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let f = fixture().await;
+    let (task, proxy_url) = common::create_task(&f.proxy, r#"{"policy":"main"}"#).await;
+    let token = proxy_url
+        .trim_start_matches("http://")
+        .split('@')
+        .next()
+        .and_then(|creds| creds.split_once(':'))
+        .map(|(_, token)| token.to_string())
+        .unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
+    let auth = base64_basic(&task, &token);
+    let target = format!("api.test:{}", f.tls.port);
+    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let tls = tls_to(&f.proxy, "api.test", tcp, &[b"http/1.1"]).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{target}/ws"), tls)
+        .await
+        .unwrap();
+    ws.send(Message::text("before")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "before");
+
+    assert_eq!(common::delete_task(&f.proxy, &task).await, 200);
+    // The session ends with its task: nothing more is echoed.
+    let _ = ws.send(Message::text("after")).await;
+    let next = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the websocket was closed, not left open");
+    assert!(
+        !matches!(&next, Some(Ok(Message::Text(t))) if t.as_str() == "after"),
+        "{next:?}"
+    );
+}
+
+#[tokio::test]
 async fn websocket_to_a_refused_path_is_refused() {
     let f = fixture().await;
     let out = curl(

@@ -124,7 +124,8 @@ pub struct HoldDetail {
 pub struct Verdict {
     /// Whether the request may go on.
     pub approved: bool,
-    /// `approved`, `denied`, `timeout`, `task_ended`, `withdrawn` or `shutdown`.
+    /// `approved`, `denied`, `timeout`, `task_ended`, `withdrawn`, `shutdown`
+    /// or `policy_changed`.
     pub outcome: &'static str,
     /// Who answered (none for timeouts and the like).
     pub by: Option<String>,
@@ -152,7 +153,7 @@ impl Verdict {
     /// The audit block for this verdict.
     pub fn audit(&self) -> crate::audit::ApprovalInfo {
         crate::audit::ApprovalInfo {
-            id: self.hold.clone(),
+            id: Some(self.hold.clone()),
             outcome: self.outcome,
             by: self.by.clone(),
             reason: self.reason.clone(),
@@ -367,6 +368,27 @@ impl Approvals {
             // The seat becomes the hold, under the same lock.
             inner.leave_seat(&seat.task);
             seat.taken = true;
+            // A grant made while this request's body was arriving covers it.
+            let key = (
+                request.task.clone(),
+                request.policy.clone(),
+                request.rule_key.clone(),
+            );
+            if let Some(grant) = inner.grants.get(&key).filter(|g| g.until > Instant::now()) {
+                let _ = tx.send(Verdict {
+                    approved: true,
+                    outcome: "approved",
+                    by: grant.by.clone(),
+                    reason: grant.reason.clone(),
+                    grant: Some(grant.id.clone()),
+                    hold: grant.hold.clone(),
+                });
+                return Ok(Ticket {
+                    approvals: self,
+                    id,
+                    verdict: rx,
+                });
+            }
             let announce = self.notifier.is_some() && inner.may_notify(&request.task);
             if self.notifier.is_some() && !announce {
                 tracing::warn!(hold = %id, task = %request.task,
@@ -564,6 +586,37 @@ impl Approvals {
                 hold: id.to_string(),
             })
             .map_err(|_| AnswerError::NotPending(id.to_string()))
+    }
+
+    /// After a reload: grants made under a policy file that changed end, and
+    /// holds under one are refused (`policy_changed`), since what the operator
+    /// would approve is no longer what the policy says.
+    pub fn policies_reloaded(&self, current: &crate::policy::PolicySet) {
+        let still = |policy: &str, rule_key: &str| {
+            current
+                .get(policy)
+                .is_some_and(|p| rule_key.split(':').next() == Some(p.digest.as_str()))
+        };
+        let mut inner = self.lock();
+        inner
+            .grants
+            .retain(|(_, policy, key), _| still(policy, key));
+        let stale: Vec<String> = inner
+            .holds
+            .iter()
+            .filter(|(_, p)| !still(&p.request.policy, &p.request.rule_key))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(p) = inner.holds.remove(&id) {
+                tracing::info!(hold = %id, policy = %p.request.policy, "hold refused: its policy changed");
+                let _ = p.answer.send(Verdict::ended(
+                    &id,
+                    "policy_changed",
+                    "the policy changed while the request waited; send it again".into(),
+                ));
+            }
+        }
     }
 
     fn withdraw(&self, id: &str) {
@@ -769,6 +822,28 @@ mod tests {
         assert_eq!(approvals.pending().len(), 1, "the other rule still waits");
         let still = tokio::time::timeout(Duration::from_millis(50), other_rule.verdict()).await;
         assert!(still.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_grant_made_while_a_body_arrives_covers_that_request() {
+        let approvals = registry(8);
+        let seat = approvals.seat("t1").unwrap();
+        let first = hold(&approvals, request("t1", "merge")).unwrap();
+        let grant = approvals
+            .approve(
+                first.id(),
+                Answer {
+                    grant_for: Some("10m".into()),
+                    ..Answer::default()
+                },
+            )
+            .unwrap()
+            .unwrap();
+        let mut late = approvals.hold(seat, request("t1", "merge")).unwrap();
+        let verdict = late.verdict().await;
+        assert!(verdict.approved);
+        assert_eq!(verdict.grant.as_deref(), Some(grant.id.as_str()));
+        assert_eq!(approvals.pending_count(), 0, "never listed as waiting");
     }
 
     #[test]

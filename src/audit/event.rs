@@ -7,8 +7,9 @@ use std::time::SystemTime;
 /// The approval block of `approved` / `approval_denied` records.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalInfo {
-    /// Hold id (for a request under a `--for` grant: the hold whose approval made it).
-    pub id: String,
+    /// Hold id (for a request under a `--for` grant that did not wait: the
+    /// hold whose approval made the grant; null when it ended before it was held).
+    pub id: Option<String>,
     /// `approved`, `denied`, `timeout`, `task_ended`, `withdrawn` or `shutdown`.
     pub outcome: &'static str,
     /// Who answered (null on timeout).

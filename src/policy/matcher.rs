@@ -57,12 +57,20 @@ impl Policy {
     }
 
     /// How to treat `CONNECT host:port`. A `tunnel:` entry wins over rules, because
-    /// it is an explicit request not to intercept that destination.
+    /// it is an explicit request not to intercept that destination, except over
+    /// an `approve` rule: a gate is never passed through uninspected.
     pub fn decide_connect(&self, host: &str, port: u16) -> ConnectDecision {
+        let gated = || {
+            self.rules.iter().any(|r| {
+                r.action == super::model::Action::Approve
+                    && r.matches_destination(Scheme::Https, host, port)
+            })
+        };
         if self
             .tunnels
             .iter()
             .any(|t| t.port == port && t.host.matches(host))
+            && !gated()
         {
             ConnectDecision::Passthrough
         } else if self

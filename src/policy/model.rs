@@ -218,6 +218,9 @@ pub struct Policy {
     pub rate: Option<Rate>,
     /// Most tunnels, and most requests in flight, one task may hold at once.
     pub max_concurrent: usize,
+    /// Hex digest of the file it was loaded from: any edit changes it, and
+    /// approvals given under one version do not carry over to another.
+    pub digest: String,
 }
 
 /// `max_concurrent` when a policy does not set it.

@@ -26,10 +26,11 @@ const FULL_RETRY_AFTER: u64 = 5;
 /// What the approval phase decided before the secrets phase.
 #[derive(Debug)]
 pub(super) enum Admission<'a> {
-    /// A live `--for` grant covers the request (already on the record).
-    Granted,
-    /// The request will wait, in this seat.
-    Wait(Seat<'a>, String),
+    /// A live `--for` grant covers the request.
+    Granted(Verdict),
+    /// The request will wait, in this seat, until the deadline at the latest
+    /// (reading its body included).
+    Wait(Seat<'a>, String, Instant),
 }
 
 /// Before anything is read: a live grant lets the request through; otherwise
@@ -40,15 +41,24 @@ pub(super) fn admit<'s>(
     conn: &ConnCtx,
     policy: &Policy,
     rule: &Rule,
-    log: &mut Exchange,
 ) -> Result<Admission<'s>, Refusal> {
-    let key = rule_key(rule);
+    let key = rule_key(policy, rule);
     if let Some(verdict) = state.approvals.granted(&conn.task.id, &policy.name, &key) {
-        log.record.approval = Some(verdict.audit());
-        return Ok(Admission::Granted);
+        return Ok(Admission::Granted(verdict));
     }
     let seat = state.approvals.seat(&conn.task.id).map_err(hold_refusal)?;
-    Ok(Admission::Wait(seat, key))
+    let wait = conn.task.time_left().map_or(rule.approval_timeout, |left| {
+        left.min(rule.approval_timeout)
+    });
+    Ok(Admission::Wait(seat, key, Instant::now() + wait))
+}
+
+/// Refusal of a request whose body did not arrive before its deadline.
+pub(super) fn body_too_slow() -> Refusal {
+    Refusal::new(
+        Reason::BadRequest,
+        "the request body did not arrive within the approval timeout",
+    )
 }
 
 /// Waits for the verdict on this request; returns its body to forward when
@@ -61,15 +71,13 @@ pub(super) async fn await_approval(
     conn: &ConnCtx,
     policy: &Policy,
     rule: &Rule,
-    (seat, rule_key): (Seat<'_>, String),
+    (seat, rule_key, deadline): (Seat<'_>, String, Instant),
     parts: &Parts,
     body: PendingBody,
     log: &mut Exchange,
 ) -> Result<PendingBody, Refusal> {
     let timeout = rule.approval_timeout;
     let task_left = conn.task.time_left();
-    let wait = task_left.map_or(timeout, |left| left.min(timeout));
-    let deadline = Instant::now() + wait;
     let ended = state.task_ends.signal(&conn.task.id, conn.task.expires_at);
 
     let body = match body {
@@ -91,17 +99,15 @@ pub(super) async fn await_approval(
             );
             tokio::select! {
                 held = read => PendingBody::Held(held.map_err(spool_refusal)?),
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(Refusal::new(
-                        Reason::BadRequest,
-                        "the request body did not arrive within the approval timeout",
-                    ))
-                }
+                () = tokio::time::sleep_until(deadline) => return Err(body_too_slow()),
                 () = ended.cancelled() => {
                     return Err(Refusal::new(Reason::ProxyAuthRequired, "this task has ended"))
                 }
                 () = state.shutdown.cancelled() => {
-                    return Err(Refusal::new(Reason::ApprovalDenied, "tollgate is shutting down"))
+                    let mut ended = Verdict::ended("", "shutdown", "tollgate is shutting down".into()).audit();
+                    ended.id = None;
+                    log.record.approval = Some(ended);
+                    return Err(Refusal::new(Reason::ApprovalDenied, "tollgate is shutting down"));
                 }
             }
         }
@@ -195,6 +201,16 @@ pub(super) async fn await_approval(
         // Ended while the answer was on its way: its leases are gone already.
         verdict = Verdict::ended(&id, "task_ended", "the task ended".into());
     }
+    let current = state.policies.current().get(&policy.name);
+    if verdict.approved && current.is_none_or(|now| now.digest != policy.digest) {
+        // What was approved is not what the policy says now (a secret's hosts,
+        // an earlier deny rule): the request must be asked again.
+        verdict = Verdict::ended(
+            &id,
+            "policy_changed",
+            "the policy changed while the request waited; send it again".into(),
+        );
+    }
     log.record.approval = Some(verdict.audit());
     log.record.reason = None;
     log.record.status = 0;
@@ -222,15 +238,17 @@ enum Woke {
     Shutdown,
 }
 
-/// What grants are keyed by: a digest of everything in the rule that decides
-/// what it matches and does (not its line, so that editing elsewhere in the
-/// file keeps grants; any change to the rule itself drops them).
-pub fn rule_key(rule: &Rule) -> String {
-    let mut rule = rule.clone();
-    rule.line = None;
-    let digest =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{rule:?}").as_bytes());
-    crate::audit::chain::hex(&digest.as_ref()[..16])
+/// What grants are keyed by: the policy file's digest and the rule's place in
+/// it. What a rule lets through depends on the rules before it and on the
+/// secrets it injects, so any edit of the file ends the grants under it
+/// ([`crate::approvals::Approvals::policies_reloaded`]).
+pub fn rule_key(policy: &Policy, rule: &Rule) -> String {
+    let index = policy
+        .rules
+        .iter()
+        .position(|r| std::ptr::eq(r, rule))
+        .unwrap_or(usize::MAX);
+    format!("{}:{index}", policy.digest)
 }
 
 /// Headers as operators see them: everything the sandbox sent except its

@@ -5,6 +5,7 @@ use super::body::{empty_body, stream_body, ProxyBody};
 use super::headers::{
     is_websocket_upgrade, set_websocket_upgrade, strip_hop_by_hop, websocket_accept,
 };
+use super::limits::TaskEnds;
 use super::splice::{splice, SPLICE_IDLE_TIMEOUT};
 use super::ws_scrub::splice_scrubbed;
 use super::UPSTREAM_RESPONSE_TIMEOUT;
@@ -12,6 +13,7 @@ use crate::error::{Reason, Refusal};
 use crate::inject::Scrubber;
 use crate::net::{find_dial_error, DialError, Dialer};
 use crate::policy::Scheme;
+use crate::tasks::Task;
 use http::{header, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -22,6 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 type UpstreamClient = Client<BoundedConnect, ProxyBody>;
@@ -107,6 +110,7 @@ impl Upstream {
         authority: &str,
         tracker: &TaskTracker,
         scrubber: Option<Arc<Scrubber>>,
+        task: (&TaskEnds, &Task),
     ) -> Result<Response<ProxyBody>, Refusal> {
         let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
         // What a genuine WebSocket server must answer; `None` refuses any 101.
@@ -159,7 +163,16 @@ impl Upstream {
             };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return splice_websocket(response, client_upgrade, expected_accept, tracker, scrubber);
+            let (ends, task) = task;
+            let lifetime = (ends.signal(&task.id, task.expires_at), task.time_left());
+            return splice_websocket(
+                response,
+                client_upgrade,
+                expected_accept,
+                tracker,
+                scrubber,
+                lifetime,
+            );
         }
 
         let (mut parts, body) = response.into_parts();
@@ -199,6 +212,7 @@ fn splice_websocket(
     expected_accept: Option<String>,
     tracker: &TaskTracker,
     scrubber: Option<Arc<Scrubber>>,
+    (ended, time_left): (Arc<CancellationToken>, Option<std::time::Duration>),
 ) -> Result<Response<ProxyBody>, Refusal> {
     let is_websocket = response
         .headers()
@@ -224,9 +238,24 @@ fn splice_websocket(
         match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok((client_io, upstream_io)) => {
                 let (client_io, upstream_io) = (TokioIo::new(client_io), TokioIo::new(upstream_io));
-                let (up, down) = match scrubber {
-                    Some(scrubber) => splice_scrubbed(client_io, upstream_io, scrubber).await,
-                    None => splice(client_io, upstream_io, SPLICE_IDLE_TIMEOUT).await,
+                let spliced = async {
+                    match scrubber {
+                        Some(scrubber) => splice_scrubbed(client_io, upstream_io, scrubber).await,
+                        None => splice(client_io, upstream_io, SPLICE_IDLE_TIMEOUT).await,
+                    }
+                };
+                // A session lives no longer than its task: ending the task (or its
+                // expiry) closes it, approved WebSockets included.
+                let (up, down) = tokio::select! {
+                    moved = spliced => moved,
+                    () = ended.cancelled() => {
+                        tracing::info!("websocket closed: the task was ended");
+                        (0, 0)
+                    }
+                    () = super::limits::until_expiry(time_left) => {
+                        tracing::info!("websocket closed: the task expired");
+                        (0, 0)
+                    }
                 };
                 tracing::debug!(bytes_up = up, bytes_down = down, "websocket closed");
                 let _ = done_tx.send((up, down));

@@ -222,28 +222,48 @@ async fn decide_and_forward(
     }
     let authority = authority_for(&host, port, scheme);
     let admission = if needs_approval {
-        Some(super::approval::admit(state, conn, policy, rule, log)?)
+        Some(super::approval::admit(state, conn, policy, rule)?)
     } else {
         None
     };
-    let (parts, body, permit) = check_secrets(policy, rule, &host, scheme, req).await?;
+    let checked = check_secrets(policy, rule, &host, scheme, req);
+    let (parts, body, permit) = match &admission {
+        // An `inject_body` rule reads the body here: within the deadline too.
+        Some(super::approval::Admission::Wait(_, _, deadline)) => {
+            tokio::time::timeout_at(*deadline, checked)
+                .await
+                .map_err(|_| super::approval::body_too_slow())??
+        }
+        _ => checked.await?,
+    };
     let body = match admission {
-        Some(super::approval::Admission::Wait(seat, key)) => {
+        Some(super::approval::Admission::Granted(verdict)) => {
+            log.record.approval = Some(verdict.audit());
+            body
+        }
+        Some(super::approval::Admission::Wait(seat, key, deadline)) => {
             super::approval::await_approval(
                 state,
                 conn,
                 policy,
                 rule,
-                (seat, key),
+                (seat, key, deadline),
                 &parts,
                 body,
                 log,
             )
             .await?
         }
-        _ => body,
+        None => body,
     };
     let (req, scrubber) = inject_secrets(state, conn, policy, parts, body, permit, log).await?;
+    if !state.tasks.is_current(&conn.task) {
+        // Ended while this request was on its way (a held one above all).
+        return Err(Refusal::new(
+            Reason::ProxyAuthRequired,
+            "this task has ended",
+        ));
+    }
     // From here on the request goes upstream: should the client hang up
     // mid-exchange, the record must say it was let through.
     log.record.decision = if log.record.approval.is_some() {
@@ -255,7 +275,14 @@ async fn decide_and_forward(
     let scrubber = scrubber.map(Arc::new);
     let response = state
         .upstream
-        .forward(req, scheme, &authority, &state.tracker, scrubber.clone())
+        .forward(
+            req,
+            scheme,
+            &authority,
+            &state.tracker,
+            scrubber.clone(),
+            (&state.task_ends, &conn.task),
+        )
         .await?;
     match scrubber {
         Some(scrubber) => inject::scrub_response(response, scrubber),
@@ -316,6 +343,13 @@ async fn inject_secrets(
         other => (None, Some(other)),
     };
     let mut pairs = state.injected.forms(&conn.task.id);
+    if !permit.is_empty() && !state.tasks.is_current(&conn.task) {
+        // Its leases are being revoked: fetching now would make one nobody ends.
+        return Err(Refusal::new(
+            Reason::ProxyAuthRequired,
+            "this task has ended",
+        ));
+    }
     if !permit.is_empty() {
         let mut values = Vec::with_capacity(permit.secrets().len());
         for spec in permit.secrets() {

@@ -237,6 +237,7 @@ pub fn reload_policies(state: &ProxyState) -> Result<usize, Vec<crate::yaml::Fil
         .set(crate::ratelimit::RateLimits::from_policies(
             &report.policies,
         ));
+    state.approvals.policies_reloaded(&report.policies);
     state.policies.set(report.policies);
     state.metrics.policy_reloaded(true);
     tracing::info!(policies = count, "policies reloaded");
