@@ -1,9 +1,11 @@
 //! The path of one request, in order:
 //!
 //! authenticate (done by the caller, per connection; the task's expiry and
-//! revocation are checked again here, per request) → audit writable? → check
-//! target → check path → policy decision → rate limit → inject secrets → forward
-//! upstream → scrub response → audit record (when the exchange ends).
+//! revocation are checked again here, per request) → audit writable? → the
+//! policy as loaded now → check target → check path → policy decision → rate
+//! limit → check placeholders → (`approve` rules: wait for an operator,
+//! [`super::approval`]) → fetch and inject secrets → forward upstream → scrub
+//! response → audit record (when the exchange ends).
 //!
 //! Every request inside an intercepted tunnel passes through here on its own;
 //! the CONNECT decision never stands in for it.
