@@ -230,6 +230,20 @@ struct Grant {
     until: Instant,
 }
 
+impl Grant {
+    /// The verdict for a request this grant covers.
+    fn verdict(&self) -> Verdict {
+        Verdict {
+            approved: true,
+            outcome: "approved",
+            by: self.by.clone(),
+            reason: self.reason.clone(),
+            grant: Some(self.id.clone()),
+            hold: self.hold.clone(),
+        }
+    }
+}
+
 /// Task, policy, rule key.
 type GrantKey = (String, String, String);
 
@@ -329,14 +343,7 @@ impl Approvals {
         let mut inner = self.lock();
         inner.grants.retain(|_, g| g.until > now);
         let key = (task.to_string(), policy.to_string(), rule_key.to_string());
-        inner.grants.get(&key).map(|g| Verdict {
-            approved: true,
-            outcome: "approved",
-            by: g.by.clone(),
-            reason: g.reason.clone(),
-            grant: Some(g.id.clone()),
-            hold: g.hold.clone(),
-        })
+        inner.grants.get(&key).map(Grant::verdict)
     }
 
     /// Takes one of `task`'s places for a hold, before its body is read, so
@@ -375,14 +382,7 @@ impl Approvals {
                 request.rule_key.clone(),
             );
             if let Some(grant) = inner.grants.get(&key).filter(|g| g.until > Instant::now()) {
-                let _ = tx.send(Verdict {
-                    approved: true,
-                    outcome: "approved",
-                    by: grant.by.clone(),
-                    reason: grant.reason.clone(),
-                    grant: Some(grant.id.clone()),
-                    hold: grant.hold.clone(),
-                });
+                let _ = tx.send(grant.verdict());
                 return Ok(Ticket {
                     approvals: self,
                     id,

@@ -98,18 +98,23 @@ pub(super) async fn await_approval(
                 &conn.task.id,
             );
             tokio::select! {
-                held = read => PendingBody::Held(held.map_err(spool_refusal)?),
-                () = tokio::time::sleep_until(deadline) => return Err(body_too_slow()),
-                () = ended.cancelled() => {
-                    return Err(Refusal::new(Reason::ProxyAuthRequired, "this task has ended"))
-                }
-                () = state.shutdown.cancelled() => {
-                    let mut ended = Verdict::ended("", "shutdown", "tollgate is shutting down".into()).audit();
-                    ended.id = None;
-                    log.record.approval = Some(ended);
-                    return Err(Refusal::new(Reason::ApprovalDenied, "tollgate is shutting down"));
-                }
-            }
+                            held = read => PendingBody::Held(held.map_err(spool_refusal)?),
+                            () = tokio::time::sleep_until(deadline) => return Err(body_too_slow()),
+                            () = ended.cancelled() => {
+                                return Err(Refusal::new(Reason::ProxyAuthRequired, "this task has ended"))
+                            }
+                            () = state.shutdown.cancelled() => {
+            // Never held, so the block has no id.
+                                log.record.approval = Some(crate::audit::ApprovalInfo {
+                                    id: None,
+                                    outcome: "shutdown",
+                                    by: None,
+                                    reason: Some("tollgate is shutting down".into()),
+                                    grant: None,
+                                });
+                                return Err(Refusal::new(Reason::ApprovalDenied, "tollgate is shutting down"));
+                            }
+                        }
         }
         other => other,
     };
