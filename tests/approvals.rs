@@ -96,19 +96,8 @@ async fn fixture(extra_yaml: &str) -> Fixture {
 
 /// Calls the admin API with the admin token.
 async fn admin(proxy: &ProxyProc, method: &str, path: &str, body: Option<Value>) -> CurlOut {
-    let url = format!("http://{}{path}", admin_addr(proxy));
-    let auth = format!("Authorization: Bearer {}", admin_token(proxy));
     let body = body.map(|b| b.to_string());
-    let mut args = vec!["-X", method, "-H", auth.as_str(), url.as_str()];
-    if let Some(body) = &body {
-        args.extend([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ]);
-    }
-    curl_raw(&args).await
+    common::admin_call(proxy, method, path, body.as_deref()).await
 }
 
 async fn pending(proxy: &ProxyProc) -> Vec<Value> {

@@ -896,9 +896,7 @@ fn admin_args(proxy: &common::ProxyProc, policy: &str) -> Vec<String> {
 }
 
 async fn listed_tasks(proxy: &common::ProxyProc) -> Vec<String> {
-    let url = format!("http://{}/v1/tasks", common::admin_addr(proxy));
-    let auth = format!("Authorization: Bearer {}", common::admin_token(proxy));
-    let out = common::curl_raw(&["-H", &auth, &url]).await;
+    let out = common::admin_call(proxy, "GET", "/v1/tasks", None).await;
     out.json()
         .as_array()
         .unwrap()
@@ -1185,11 +1183,9 @@ fn approvals_cli(proxy: &common::ProxyProc, args: &[&str]) -> std::process::Outp
 }
 
 async fn wait_holds(proxy: &common::ProxyProc, n: usize) -> Vec<serde_json::Value> {
-    let url = format!("http://{}/v1/approvals", common::admin_addr(proxy));
-    let auth = format!("Authorization: Bearer {}", common::admin_token(proxy));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let holds = common::curl_raw(&["-H", &auth, &url])
+        let holds = common::admin_call(proxy, "GET", "/v1/approvals", None)
             .await
             .json()
             .as_array()

@@ -468,13 +468,15 @@ async fn tunnel_passthrough_shows_the_upstream_certificate() {
     assert_eq!(intercepted.exit, 60, "{intercepted:?}");
 }
 
-#[tokio::test]
-async fn websocket_echo_through_intercepted_tunnel() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let f = fixture().await;
+/// A WebSocket to `api.test/ws` (the echo) through an intercepted tunnel
+/// opened with `task`'s credentials.
+async fn websocket_as(
+    f: &Fixture,
+    task: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
-    let auth = base64_basic(TASK, TOKEN);
+    let auth = base64_basic(task, token);
     let target = format!("api.test:{}", f.tls.port);
     tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
         .await
@@ -482,10 +484,19 @@ async fn websocket_echo_through_intercepted_tunnel() {
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let tls = tls_to(&f.proxy, "api.test", tcp, &[b"http/1.1"]).await;
-    let (mut ws, resp) = tokio_tungstenite::client_async(format!("wss://{target}/ws"), tls)
+    let (ws, resp) = tokio_tungstenite::client_async(format!("wss://{target}/ws"), tls)
         .await
         .unwrap();
     assert_eq!(resp.status(), 101);
+    ws
+}
+
+#[tokio::test]
+async fn websocket_echo_through_intercepted_tunnel() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let f = fixture().await;
+    let mut ws = websocket_as(&f, TASK, TOKEN).await;
     for i in 0..3 {
         ws.send(Message::text(format!("hello {i}"))).await.unwrap();
         let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -519,18 +530,7 @@ async fn ending_the_task_closes_its_open_websocket() {
         .and_then(|creds| creds.split_once(':'))
         .map(|(_, token)| token.to_string())
         .unwrap();
-    let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
-    let auth = base64_basic(&task, &token);
-    let target = format!("api.test:{}", f.tls.port);
-    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let head = read_head(&mut tcp).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let tls = tls_to(&f.proxy, "api.test", tcp, &[b"http/1.1"]).await;
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{target}/ws"), tls)
-        .await
-        .unwrap();
+    let mut ws = websocket_as(&f, &task, &token).await;
     ws.send(Message::text("before")).await.unwrap();
     let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
         .await

@@ -509,11 +509,30 @@ pub fn admin_token(proxy: &ProxyProc) -> String {
         .to_string()
 }
 
+/// Calls the admin API with the admin token; `body` is sent as JSON.
+pub async fn admin_call(
+    proxy: &ProxyProc,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> CurlOut {
+    let url = format!("http://{}{path}", admin_addr(proxy));
+    let auth = format!("Authorization: Bearer {}", admin_token(proxy));
+    let mut args = vec!["-X", method, "-H", auth.as_str(), url.as_str()];
+    if let Some(body) = body {
+        args.extend([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    curl_raw(&args).await
+}
+
 /// Creates a task over the admin API: `(id, proxy_url)`.
 pub async fn create_task(proxy: &ProxyProc, body: &str) -> (String, String) {
-    let url = format!("http://{}/v1/tasks", admin_addr(proxy));
-    let auth = format!("Authorization: Bearer {}", admin_token(proxy));
-    let out = curl_raw(&["-H", &auth, "--data-binary", body, &url]).await;
+    let out = admin_call(proxy, "POST", "/v1/tasks", Some(body)).await;
     assert_eq!(out.status, 201, "{out:?}");
     let json = out.json();
     (
@@ -524,7 +543,7 @@ pub async fn create_task(proxy: &ProxyProc, body: &str) -> (String, String) {
 
 /// `DELETE /v1/tasks/{id}`; returns the status.
 pub async fn delete_task(proxy: &ProxyProc, id: &str) -> u16 {
-    let url = format!("http://{}/v1/tasks/{id}", admin_addr(proxy));
-    let auth = format!("Authorization: Bearer {}", admin_token(proxy));
-    curl_raw(&["-X", "DELETE", "-H", &auth, &url]).await.status
+    admin_call(proxy, "DELETE", &format!("/v1/tasks/{id}"), None)
+        .await
+        .status
 }
