@@ -11,6 +11,8 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod explain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inject;
 pub mod launcher;
 pub mod metrics;

@@ -1,0 +1,27 @@
+//! Entry points shared by the fuzz targets (`fuzz/`) and by the test that replays
+//! every saved input (`tests/fuzz_regressions.rs`), so a crash found once stays a
+//! test. Each `run` takes arbitrary bytes, as a peer or a file could send them, and
+//! checks the invariants of one parser; a failed invariant is an `assert!`, which
+//! the fuzzer reports as a crash. Nothing here runs on the request path.
+
+pub mod audit_record;
+pub mod authority;
+pub mod basic;
+pub mod config;
+pub mod path;
+pub mod scrub;
+pub mod task_token;
+pub mod websocket;
+
+/// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and of its
+/// folder of saved inputs under `fuzz/regressions/`.
+pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+    ("audit_record", audit_record::run),
+    ("authority", authority::run),
+    ("basic", basic::run),
+    ("config", config::run),
+    ("path", path::run),
+    ("scrub", scrub::run),
+    ("task_token", task_token::run),
+    ("websocket", websocket::run),
+];

@@ -1,0 +1,43 @@
+//! Replays every input the fuzzers kept (`fuzz/regressions/<target>/`) through the
+//! same entry point the fuzz target uses, so a crash found once stays fixed. The
+//! fuzzers themselves never run under `cargo test`; see `fuzz/README.md`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+#[test]
+fn every_saved_fuzz_input_still_passes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut replayed = 0;
+    for (name, run) in tollgate::fuzzing::TARGETS {
+        let dir = root.join(name);
+        assert!(dir.is_dir(), "{} is missing", dir.display());
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n != ".keep"))
+            .collect();
+        inputs.sort();
+        for input in inputs {
+            let data = std::fs::read(&input).unwrap();
+            let outcome = std::panic::catch_unwind(|| run(&data));
+            assert!(outcome.is_ok(), "{} fails again", input.display());
+            replayed += 1;
+        }
+    }
+    eprintln!("replayed {replayed} saved fuzz inputs");
+}
+
+#[test]
+fn every_target_has_a_folder_and_nothing_else_is_there() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let names: Vec<&str> = tollgate::fuzzing::TARGETS.iter().map(|t| t.0).collect();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        assert!(
+            names.contains(&name.as_str()),
+            "fuzz/regressions/{name} names no target"
+        );
+    }
+}
