@@ -1,51 +1,56 @@
 //! Placeholders: deciding where they may be replaced, replacing them, and
 //! scrubbing injected values out of responses.
 
+pub mod basic;
 pub mod decode;
+pub mod forms;
+pub mod pieces;
 pub mod remembered;
 pub mod request;
 pub mod scrub;
 
+pub use forms::{value_forms, Echo, SecretForm};
 pub use remembered::InjectedForms;
-pub use request::{check_request, value_forms, InjectionPermit, MAX_INJECT_BODY};
-pub use scrub::Scrubber;
+pub use request::{check_request, InjectionPermit, MAX_INJECT_BODY};
+pub use scrub::{ScrubStream, Scrubber};
 
 use crate::error::{Reason, Refusal};
 use crate::proxy::body::ProxyBody;
 use http::{header, Response};
 use std::sync::Arc;
 
-/// Scrubs a response to a request that carried injected secrets: headers, and the
-/// body streamed (decompressed first when the upstream compressed it anyway).
-pub fn scrub_response(
+/// Scrubs a response to a request that carried injected secrets: the reason
+/// phrase, headers, and the body streamed (decompressed first when the upstream
+/// compressed it anyway).
+pub async fn scrub_response(
     response: Response<ProxyBody>,
     scrubber: Arc<Scrubber>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (mut parts, body) = response.into_parts();
+    // SECURITY: an HTTP/1.1 reason phrase is the upstream's own text, which
+    // hyper would send on verbatim; the client gets the canonical one instead.
+    parts.extensions.remove::<hyper::ext::ReasonPhrase>();
     scrubber.scrub_headers(&mut parts.headers);
     // Every Content-Encoding header and every listed coding counts: a body must
     // not leave still compressed with its header gone.
-    let codings: Vec<String> = parts
-        .headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("?").to_string())
-        .flat_map(|v| {
-            v.split(',')
-                .map(|c| c.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .filter(|c| !c.is_empty() && c != "identity")
-        .collect();
+    let codings = decode::listed_codings(&parts.headers, &header::CONTENT_ENCODING);
     parts.headers.remove(header::CONTENT_ENCODING);
     let body = match codings.as_slice() {
         [] => body,
-        [one] => decode::decode_body(body, one).ok_or_else(|| {
-            Refusal::new(
-                Reason::UpstreamError,
-                format!("the upstream answered with Content-Encoding {one}, which tollgate cannot scrub secrets from"),
-            )
-        })?,
+        [one] => {
+            let decoded = decode::decode_body(body, one).ok_or_else(|| {
+                Refusal::new(
+                    Reason::UpstreamError,
+                    format!("the upstream answered with Content-Encoding {one}, which tollgate cannot scrub secrets from"),
+                )
+            })?;
+            decode::prime(decoded).await.map_err(|err| {
+                Refusal::new(
+                    Reason::UpstreamError,
+                    format!("the upstream's body is labelled Content-Encoding {one} but does not decode: {err}"),
+                )
+            })?
+        }
         _ => {
             return Err(Refusal::new(
                 Reason::UpstreamError,
@@ -65,7 +70,14 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn scrubber() -> Arc<Scrubber> {
-        Arc::new(Scrubber::new(vec![(b"s3cr3t".to_vec(), b"__T__".to_vec())]).unwrap())
+        Arc::new(
+            Scrubber::new(vec![SecretForm::new(
+                b"s3cr3t".to_vec(),
+                b"__T__".to_vec(),
+                Echo::Whole,
+            )])
+            .unwrap(),
+        )
     }
 
     fn response(encodings: &[&str], body: Vec<u8>) -> Response<ProxyBody> {
@@ -89,8 +101,9 @@ mod tests {
 
     #[tokio::test]
     async fn gzip_is_decoded_then_scrubbed() {
-        let r =
-            scrub_response(response(&["gzip"], gzip(b"token s3cr3t").await), scrubber()).unwrap();
+        let r = scrub_response(response(&["gzip"], gzip(b"token s3cr3t").await), scrubber())
+            .await
+            .unwrap();
         assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
         assert_eq!(
             &r.into_body().collect().await.unwrap().to_bytes()[..],
@@ -107,10 +120,36 @@ mod tests {
             &["br"],
             &["gzip", "br"],
         ] {
-            let err = scrub_response(response(encodings, body.clone()), scrubber()).unwrap_err();
+            let err = scrub_response(response(encodings, body.clone()), scrubber())
+                .await
+                .unwrap_err();
             assert_eq!(err.reason, Reason::UpstreamError, "{encodings:?}");
         }
         // A lone identity among the headers is fine.
-        assert!(scrub_response(response(&["identity"], b"x".to_vec()), scrubber()).is_ok());
+        assert!(
+            scrub_response(response(&["identity"], b"x".to_vec()), scrubber())
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_labelled_gzip_that_is_not_gzip_is_refused_before_anything_is_sent() {
+        let err = scrub_response(response(&["gzip"], b"plain text".to_vec()), scrubber())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason, Reason::UpstreamError);
+        assert!(err.message.contains("does not decode"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_custom_reason_phrase_does_not_reach_the_client() {
+        let mut r = response(&[], b"x".to_vec());
+        r.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(
+                b"Bad credentials Bearer s3cr3t",
+            ));
+        let r = scrub_response(r, scrubber()).await.unwrap();
+        assert!(r.extensions().get::<hyper::ext::ReasonPhrase>().is_none());
     }
 }

@@ -5,15 +5,17 @@
 //! there. Only its [`InjectionPermit`] lets [`InjectionPermit::apply`] put secret
 //! values into a request, so no code path injects without that decision.
 
+use super::basic;
+use super::forms::{Echo, SecretForm};
 use crate::error::{Reason, Refusal};
 use crate::policy::model::{PlaceholderName, SecretSpec};
 use crate::policy::{Policy, Rule, Scheme};
 use crate::secrets::SecretValue;
-use base64::Engine;
 use http::header::{HeaderValue, AUTHORIZATION, PROXY_AUTHORIZATION};
 use http::request::Parts;
 use http::Uri;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Largest body an `inject_body` rule reads to substitute placeholders in.
 pub const MAX_INJECT_BODY: usize = 1024 * 1024;
@@ -37,63 +39,76 @@ impl<'p> InjectionPermit<'p> {
 
     /// Replaces placeholders in header values (inside Basic credentials too), the
     /// query and `body`, with `values` (in the order of [`Self::secrets`]).
-    /// Returns the `(injected form, placeholder form)` pairs a scrubber must turn
-    /// back in the response: the value's own forms (see [`value_forms`]) and each
-    /// rewritten header value of at most [`MAX_HEADER_NEEDLE`] bytes.
+    /// Returns the header values it rewrote, as forms a response scrubber must
+    /// turn back whole (the values' own forms are the caller's to remember, see
+    /// [`value_forms`](super::forms::value_forms)).
+    ///
+    /// A secret whose value cannot be a header value (CR, LF or another control
+    /// character) is refused rather than left as its placeholder: 503
+    /// `secret_unavailable`, naming the secret.
     pub fn apply(
         self,
         parts: &mut Parts,
         body: Option<&mut Vec<u8>>,
         values: &[Arc<SecretValue>],
-    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+    ) -> Result<Vec<SecretForm>, Refusal> {
         let subs: Vec<(String, &str)> = self
             .secrets
             .iter()
             .zip(values)
             .map(|(spec, value)| (spec.name.placeholder(), value.expose()))
             .collect();
-        let mut scrub: Vec<(Vec<u8>, Vec<u8>)> = subs
-            .iter()
-            .flat_map(|(placeholder, value)| value_forms(placeholder, value))
-            .collect();
+        let mut rewritten = Vec::new();
 
         for (name, value) in parts.headers.iter_mut() {
             if name == PROXY_AUTHORIZATION {
                 continue;
             }
-            let original = value.as_bytes().to_vec();
-            let replaced = if name == AUTHORIZATION {
-                replace_in_basic(&original, &subs).or_else(|| replace_all(&original, &subs))
+            let original = value.as_bytes();
+            let in_basic = if name == AUTHORIZATION {
+                replace_in_basic(original, &subs)
             } else {
-                replace_all(&original, &subs)
+                None
             };
-            if let Some(new) = replaced {
-                if let Ok(new_value) = HeaderValue::from_bytes(&new) {
-                    // A client-chosen header could make a huge needle; the
-                    // value's own forms still cover anything longer.
-                    if new.len() <= MAX_HEADER_NEEDLE {
-                        scrub.push((new.clone(), original));
-                    }
-                    *value = new_value;
+            let replaced = match in_basic {
+                Some(encoded) => Some(encoded),
+                None => {
+                    refuse_unfit_for_header(&self.secrets, &subs, original, name)?;
+                    replace_all(original, &subs).map(Zeroizing::new)
                 }
+            };
+            let Some(new) = replaced else { continue };
+            let Ok(new_value) = HeaderValue::from_bytes(&new) else {
+                continue;
+            };
+            // A client-chosen header could make a huge needle; the value's own
+            // forms still cover anything longer.
+            if new.len() <= MAX_HEADER_NEEDLE {
+                rewritten.push(SecretForm::new(
+                    new.to_vec(),
+                    original.to_vec(),
+                    Echo::Whole,
+                ));
             }
+            *value = new_value;
         }
 
         if let Some(pq) = parts.uri.path_and_query() {
             if let Some(query) = pq.query() {
-                let encoded: Vec<(String, String)> = subs
+                let encoded: Vec<(String, Zeroizing<String>)> = subs
                     .iter()
-                    .map(|(p, v)| (p.clone(), percent_encode_query(v)))
+                    .map(|(p, v)| (p.clone(), Zeroizing::new(percent_encode_query(v))))
                     .collect();
                 let refs: Vec<(String, &str)> = encoded
                     .iter()
                     .map(|(p, v)| (p.clone(), v.as_str()))
                     .collect();
-                if let Some(new_query) = replace_all(query.as_bytes(), &refs) {
-                    for ((placeholder, _), (_, enc)) in subs.iter().zip(&encoded) {
-                        scrub.push((enc.as_bytes().to_vec(), placeholder.as_bytes().to_vec()));
-                    }
-                    let new_pq = format!("{}?{}", pq.path(), String::from_utf8_lossy(&new_query));
+                if let Some(new_query) = replace_all(query.as_bytes(), &refs).map(Zeroizing::new) {
+                    let new_pq = Zeroizing::new(format!(
+                        "{}?{}",
+                        pq.path(),
+                        String::from_utf8_lossy(&new_query)
+                    ));
                     let mut uri_parts = parts.uri.clone().into_parts();
                     if let Ok(pq) = new_pq.parse() {
                         uri_parts.path_and_query = Some(pq);
@@ -113,25 +128,46 @@ impl<'p> InjectionPermit<'p> {
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             }
         }
-        scrub
+        Ok(rewritten)
     }
 }
 
 /// Longest rewritten header value kept as a scrub needle.
 pub const MAX_HEADER_NEEDLE: usize = 1024;
 
-/// The forms in which an upstream may echo a secret value, each paired with the
-/// placeholder form: raw, JSON-escaped (`/` as `\/`) and percent-encoded.
-pub fn value_forms(placeholder: &str, value: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut forms = vec![(value.as_bytes().to_vec(), placeholder.as_bytes().to_vec())];
-    let json_escaped = value.replace('/', "\\/");
-    let encoded = percent_encode_query(value);
-    for form in [json_escaped, encoded] {
-        if form != value {
-            forms.push((form.into_bytes(), placeholder.as_bytes().to_vec()));
+/// Refuses the request if a secret whose placeholder is in `header` has a value
+/// that no header may carry.
+///
+/// SECURITY: forwarding the placeholder instead would hide the failure, and
+/// splitting the value at CR/LF would let a secret's content add headers.
+fn refuse_unfit_for_header(
+    secrets: &[&SecretSpec],
+    subs: &[(String, &str)],
+    header: &[u8],
+    name: &http::HeaderName,
+) -> Result<(), Refusal> {
+    for (spec, (placeholder, value)) in secrets.iter().zip(subs) {
+        if !contains(header, placeholder.as_bytes()) {
+            continue;
+        }
+        let unfit = |b: &u8| (*b < 0x20 && *b != b'\t') || *b == 0x7f;
+        if let Some(bad) = value.as_bytes().iter().find(|b| unfit(b)) {
+            let what = if matches!(bad, b'\r' | b'\n') {
+                "CR or LF"
+            } else {
+                "a control character"
+            };
+            tracing::warn!(secret = %spec.name, header = %name, "a secret's value cannot go into a header");
+            return Err(Refusal::new(
+                Reason::SecretUnavailable,
+                format!(
+                    "secret {} cannot go into the {name} header: its value contains {what}",
+                    spec.name
+                ),
+            ));
         }
     }
-    forms
+    Ok(())
 }
 
 /// Finds the declared placeholders in the request and decides whether each may be
@@ -208,26 +244,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Whether `Basic base64(...)` credentials decode to something containing `needle`.
 fn basic_contains(value: &[u8], needle: &[u8]) -> bool {
-    decode_basic(value).is_some_and(|decoded| contains(&decoded, needle))
-}
-
-fn decode_basic(value: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (scheme, encoded) = text.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()
+    basic::decode(value).is_some_and(|decoded| contains(&decoded, needle))
 }
 
 /// Replaces placeholders inside Basic credentials and re-encodes them.
-fn replace_in_basic(value: &[u8], subs: &[(String, &str)]) -> Option<Vec<u8>> {
-    let decoded = decode_basic(value)?;
-    let replaced = replace_all(&decoded, subs)?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(replaced);
-    Some(format!("Basic {encoded}").into_bytes())
+fn replace_in_basic(value: &[u8], subs: &[(String, &str)]) -> Option<Zeroizing<Vec<u8>>> {
+    let decoded = basic::decode(value)?;
+    let replaced = Zeroizing::new(replace_all(&decoded, subs)?);
+    Some(basic::encode(&replaced))
 }
 
 /// Replaces every placeholder; `None` when there was none.
@@ -252,7 +276,7 @@ fn replace_all(text: &[u8], subs: &[(String, &str)]) -> Option<Vec<u8>> {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode_query(value: &str) -> String {
+pub(crate) fn percent_encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -269,6 +293,7 @@ mod tests {
     use super::*;
     use crate::inject::Scrubber;
     use crate::policy::parse_policy;
+    use base64::Engine;
     use std::path::Path;
 
     const POLICY: &str = "name: p\nsecrets:\n  TOKEN:\n    env: TOKEN\n    hosts: [api.test]\n  OTHER:\n    env: OTHER\n    hosts: [other.test]\nrules:\n  - name: r\n    host: api.test\n    inject: [TOKEN]\n  - name: bare\n    host: bare.test\n";
@@ -301,7 +326,9 @@ mod tests {
         let permit = check_request(&p, rule, "api.test", Scheme::Https, &req, None).unwrap();
         assert_eq!(permit.secrets().len(), 1);
         let value = Arc::new(SecretValue::new("s3cr3t/+v".into()));
-        let scrubber = Scrubber::new(permit.apply(&mut req, None, &[value])).unwrap();
+        let mut forms = crate::inject::forms::value_forms("__TOKEN__", "s3cr3t/+v");
+        forms.extend(permit.apply(&mut req, None, &[value]).unwrap());
+        let scrubber = Scrubber::new(forms).unwrap();
         let expected_basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("x-access-token:s3cr3t/+v")
@@ -313,6 +340,40 @@ mod tests {
         let echoed = format!("{expected_basic} | s3cr3t/+v | t=s3cr3t%2F%2Bv");
         let clean = String::from_utf8(scrubber.scrub(echoed.as_bytes())).unwrap();
         assert_eq!(clean, format!("Basic {basic} | __TOKEN__ | t=__TOKEN__"));
+    }
+
+    #[test]
+    fn a_value_no_header_may_carry_is_refused_naming_the_secret() {
+        let p = policy();
+        for (value, what) in [
+            ("abc\r\nX-Injected: 1", "CR or LF"),
+            ("abc\0", "a control character"),
+        ] {
+            let mut req = parts(
+                "https://api.test/",
+                &[("authorization", "Bearer __TOKEN__")],
+            );
+            let permit =
+                check_request(&p, &p.rules[0], "api.test", Scheme::Https, &req, None).unwrap();
+            let value = Arc::new(SecretValue::new(value.into()));
+            let err = permit.apply(&mut req, None, &[value]).unwrap_err();
+            assert_eq!(err.reason, Reason::SecretUnavailable);
+            assert!(
+                err.message.contains("TOKEN") && err.message.contains(what),
+                "{}",
+                err.message
+            );
+            assert!(!err.message.contains("abc"), "{}", err.message);
+        }
+        // Inside Basic credentials it is base64, so any byte can go.
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("u:__TOKEN__")
+        );
+        let mut req = parts("https://api.test/", &[("authorization", &basic)]);
+        let permit = check_request(&p, &p.rules[0], "api.test", Scheme::Https, &req, None).unwrap();
+        let value = Arc::new(SecretValue::new("line\nbreak".into()));
+        assert!(permit.apply(&mut req, None, &[value]).is_ok());
     }
 
     #[test]

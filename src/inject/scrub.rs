@@ -1,8 +1,16 @@
-//! Scrubbing responses: every injected secret value (and every header value
-//! tollgate rewrote) that an upstream echoes is turned back into its placeholder
-//! form before the sandbox sees it, in headers and in streamed bodies, across
-//! chunk boundaries.
+//! Scrubbing responses: every injected secret (and every header value tollgate
+//! rewrote) that an upstream echoes is turned back into its placeholder form
+//! before the sandbox sees it: in header names and values, streamed bodies,
+//! trailers and WebSocket messages, across chunk boundaries, whole or in pieces
+//! of half a secret or more.
+//!
+//! A stream keeps back the last `longest form − 1` bytes between chunks, so a
+//! match is always seen whole before anything of it is sent; and the pieces are
+//! looked for at positions fixed by the stream offset, so the output does not
+//! depend on how the upstream cut its body into chunks.
 
+use super::forms::SecretForm;
+use super::pieces::PieceIndex;
 use crate::proxy::body::{BoxError, ProxyBody};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
@@ -12,96 +20,206 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-/// Replaces secret bytes with their placeholder form.
-///
-/// A request carries few secrets, so each needle gets its own SIMD substring
-/// finder; building them costs well under a microsecond, which matters because a
-/// scrubber is built for every injected request.
+/// Replaces secret forms with their placeholder forms.
 pub struct Scrubber {
-    needles: Vec<Needle>,
-    /// Longest needle; a body keeps `longest - 1` bytes back between chunks.
-    longest: usize,
-}
-
-struct Needle {
-    finder: memchr::memmem::Finder<'static>,
-    replacement: Vec<u8>,
+    /// Forms matched whole, sorted and without duplicate echoes.
+    whole: Vec<Arc<SecretForm>>,
+    /// Forms whose pieces count.
+    pieces: Option<Arc<PieceIndex>>,
+    /// Bytes a stream keeps back between chunks.
+    holdback: usize,
 }
 
 impl std::fmt::Debug for Scrubber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scrubber")
-            .field("needles", &self.needles.len())
+            .field("whole", &self.whole.len())
+            .field("pieces", &self.pieces)
             .finish()
     }
 }
 
+/// One replacement planned in a buffer.
+struct Hit<'s> {
+    start: usize,
+    end: usize,
+    replacement: &'s [u8],
+}
+
 impl Scrubber {
-    /// A scrubber for `(needle, replacement)` pairs; `None` when there is nothing
-    /// to scrub. Where needles overlap, the leftmost wins, then the longest.
-    pub fn new(mut pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Option<Self> {
-        pairs.retain(|(needle, replacement)| !needle.is_empty() && needle != replacement);
-        pairs.sort();
-        pairs.dedup_by(|a, b| a.0 == b.0);
-        let longest = pairs.iter().map(|(n, _)| n.len()).max()?;
-        let needles = pairs
-            .into_iter()
-            .map(|(needle, replacement)| Needle {
-                finder: memchr::memmem::Finder::new(&needle).into_owned(),
-                replacement,
-            })
-            .collect();
-        Some(Self { needles, longest })
+    /// A scrubber for `forms`; `None` when there is nothing to scrub. Where whole
+    /// forms overlap, the leftmost wins, then the longest.
+    pub fn new(forms: Vec<SecretForm>) -> Option<Self> {
+        Self::from_shared(forms.into_iter().map(Arc::new).collect())
     }
 
-    /// Non-overlapping matches `(start, needle index)` in `hay`, leftmost first,
+    /// Like [`Self::new`], over forms shared with other scrubbers.
+    pub fn from_shared(forms: Vec<Arc<SecretForm>>) -> Option<Self> {
+        let (pieces, whole): (Vec<_>, Vec<_>) = forms
+            .into_iter()
+            .filter(|f| f.is_scrubbable())
+            .partition(|f| PieceIndex::takes(f));
+        Self::assemble(whole, PieceIndex::new(pieces).map(Arc::new))
+    }
+
+    /// This scrubber plus `more` forms, each matched whole; the piece index is
+    /// shared, not rebuilt. For the header values one request rewrote.
+    pub fn with_whole(&self, more: Vec<SecretForm>) -> Option<Self> {
+        let mut whole = self.whole.clone();
+        whole.extend(
+            more.into_iter()
+                .filter(SecretForm::is_scrubbable)
+                .map(Arc::new),
+        );
+        Self::assemble(whole, self.pieces.clone())
+    }
+
+    fn assemble(mut whole: Vec<Arc<SecretForm>>, pieces: Option<Arc<PieceIndex>>) -> Option<Self> {
+        whole.sort_by(|a, b| a.echo().cmp(b.echo()));
+        whole.dedup_by(|a, b| a.echo() == b.echo());
+        let longest = whole
+            .iter()
+            .map(|f| f.echo().len())
+            .chain(pieces.iter().map(|p| p.longest()))
+            .max()?;
+        Some(Self {
+            whole,
+            pieces,
+            holdback: longest - 1,
+        })
+    }
+
+    /// Non-overlapping whole matches `(start, form)` in `hay`, leftmost first,
     /// longest where two start together.
-    fn matches<'h>(&'h self, hay: &'h [u8]) -> impl Iterator<Item = (usize, usize)> + 'h {
-        let mut next: Vec<Option<usize>> =
-            self.needles.iter().map(|n| n.finder.find(hay)).collect();
+    fn whole_matches<'h>(&'h self, hay: &'h [u8]) -> impl Iterator<Item = (usize, usize)> + 'h {
+        let find = move |i: usize, from: usize| {
+            memchr::memmem::find(&hay[from..], self.whole[i].echo()).map(|p| p + from)
+        };
+        let mut next: Vec<Option<usize>> = (0..self.whole.len()).map(|i| find(i, 0)).collect();
         std::iter::from_fn(move || {
             let (idx, start) = next
                 .iter()
                 .enumerate()
                 .filter_map(|(i, p)| p.map(|p| (i, p)))
-                .min_by_key(|&(i, p)| (p, usize::MAX - self.needles[i].finder.needle().len()))?;
-            let end = start + self.needles[idx].finder.needle().len();
+                .min_by_key(|&(i, p)| (p, usize::MAX - self.whole[i].echo().len()))?;
+            let end = start + self.whole[idx].echo().len();
             for (i, slot) in next.iter_mut().enumerate() {
                 if slot.is_some_and(|p| p < end) {
-                    *slot = self.needles[i].finder.find(&hay[end..]).map(|p| p + end);
+                    *slot = find(i, end);
                 }
             }
             Some((start, idx))
         })
     }
 
+    /// Plans the replacements in `hay`, whose first byte is at `base` in its
+    /// stream. Returns them and how far the output may go: up to the end when
+    /// `at_end`, else short of anything that could still grow into a match.
+    fn plan(&self, hay: &[u8], base: u64, at_end: bool) -> (Vec<Hit<'_>>, usize) {
+        let keep = if at_end { 0 } else { self.holdback };
+        let safe = hay.len().saturating_sub(keep);
+        let mut hits = Vec::new();
+        let mut lo = 0;
+        let mut open = true;
+        for (start, idx) in self.whole_matches(hay) {
+            if !self.pieces_in(hay, (&mut lo, start), (base, safe), &mut hits) || start >= safe {
+                open = false;
+                break;
+            }
+            let form = &self.whole[idx];
+            hits.push(Hit {
+                start,
+                end: start + form.echo().len(),
+                replacement: form.replacement(),
+            });
+            lo = start + form.echo().len();
+        }
+        if open {
+            self.pieces_in(hay, (&mut lo, hay.len()), (base, safe), &mut hits);
+        }
+        (hits, lo.max(safe))
+    }
+
+    /// Plans the runs of pieces in `hay[*lo..hi]` (advancing `lo` past each);
+    /// false once one starts at or after `safe`, which ends the plan.
+    fn pieces_in<'s>(
+        &'s self,
+        hay: &[u8],
+        (lo, hi): (&mut usize, usize),
+        (base, safe): (u64, usize),
+        hits: &mut Vec<Hit<'s>>,
+    ) -> bool {
+        let Some(index) = &self.pieces else {
+            return true;
+        };
+        while let Some(run) = index.next_run(hay, *lo, hi, base, safe) {
+            if run.start >= safe {
+                return false;
+            }
+            hits.push(Hit {
+                start: run.start,
+                end: run.end,
+                replacement: index.forms()[run.form].replacement(),
+            });
+            *lo = run.end;
+        }
+        true
+    }
+
+    /// `hay[..cut]` with `hits` replaced, appended to `out`.
+    fn emit(hay: &[u8], hits: &[Hit<'_>], cut: usize, out: &mut Vec<u8>) {
+        let mut done = 0;
+        for hit in hits {
+            out.extend_from_slice(&hay[done..hit.start]);
+            out.extend_from_slice(hit.replacement);
+            done = hit.end;
+        }
+        out.extend_from_slice(&hay[done..cut.max(done)]);
+    }
+
     /// Scrubs `data` whole.
     pub fn scrub(&self, data: &[u8]) -> Vec<u8> {
+        let (hits, cut) = self.plan(data, 0, true);
         let mut out = Vec::with_capacity(data.len());
-        let mut done = 0;
-        for (start, idx) in self.matches(data) {
-            out.extend_from_slice(&data[done..start]);
-            out.extend_from_slice(&self.needles[idx].replacement);
-            done = start + self.needles[idx].finder.needle().len();
-        }
-        out.extend_from_slice(&data[done..]);
+        Self::emit(data, &hits, cut, &mut out);
         out
     }
 
-    fn is_match(&self, data: &[u8]) -> bool {
-        self.needles.iter().any(|n| n.finder.find(data).is_some())
+    /// Scrubs `data` whole; `None` when nothing in it had to change.
+    pub fn scrub_if_needed(&self, data: &[u8]) -> Option<Vec<u8>> {
+        let (hits, cut) = self.plan(data, 0, true);
+        if hits.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(data.len());
+        Self::emit(data, &hits, cut, &mut out);
+        Some(out)
     }
 
-    /// Scrubs every header value.
+    /// Scrubs every header value, and drops every header whose name carries a
+    /// secret form (names cannot hold a placeholder's `__` reliably).
     pub fn scrub_headers(&self, headers: &mut HeaderMap) {
+        let tainted: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|name| self.scrub_if_needed(name.as_str().as_bytes()).is_some())
+            .cloned()
+            .collect();
+        for name in tainted {
+            headers.remove(name);
+        }
         for value in headers.values_mut() {
-            if self.is_match(value.as_bytes()) {
-                if let Ok(clean) = HeaderValue::from_bytes(&self.scrub(value.as_bytes())) {
-                    *value = clean;
-                } else {
-                    *value = HeaderValue::from_static("");
-                }
+            if let Some(clean) = self.scrub_if_needed(value.as_bytes()) {
+                *value = HeaderValue::from_bytes(&clean).unwrap_or(HeaderValue::from_static(""));
             }
+        }
+    }
+
+    /// A fresh stream through this scrubber.
+    pub fn stream(self: &Arc<Self>) -> ScrubStream {
+        ScrubStream {
+            scrubber: self.clone(),
+            pending: BytesMut::new(),
+            consumed: 0,
         }
     }
 
@@ -109,46 +227,66 @@ impl Scrubber {
     pub fn scrub_body(self: Arc<Self>, body: ProxyBody) -> ProxyBody {
         ScrubBody {
             inner: body,
-            scrubber: self,
-            pending: BytesMut::new(),
+            stream: self.stream(),
             trailers: None,
             done: false,
         }
         .boxed()
     }
+}
 
-    /// Processes `pending` (earlier tail plus new bytes). Returns what is safe to
-    /// send; keeps in `pending` what could still be the start of a needle.
-    fn process(&self, pending: &mut BytesMut, at_end: bool) -> Bytes {
-        let keep = if at_end {
-            0
-        } else {
-            self.longest.saturating_sub(1)
-        };
-        let safe = pending.len().saturating_sub(keep);
-        let mut out = Vec::with_capacity(pending.len());
-        let mut committed = 0;
-        for (start, idx) in self.matches(&pending[..]) {
-            if start >= safe {
-                break;
-            }
-            out.extend_from_slice(&pending[committed..start]);
-            out.extend_from_slice(&self.needles[idx].replacement);
-            committed = start + self.needles[idx].finder.needle().len();
+/// A byte stream being scrubbed: what goes in comes out, minus secrets, with
+/// at most `longest form − 1` bytes held back until more arrive or it ends.
+pub struct ScrubStream {
+    scrubber: Arc<Scrubber>,
+    pending: BytesMut,
+    /// Bytes of the stream before `pending`.
+    consumed: u64,
+}
+
+impl std::fmt::Debug for ScrubStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScrubStream")
+            .field("held", &self.pending.len())
+            .field("consumed", &self.consumed)
+            .finish()
+    }
+}
+
+impl ScrubStream {
+    /// Takes `data`; returns what is safe to send now.
+    pub fn push(&mut self, data: &[u8]) -> Bytes {
+        self.pending.extend_from_slice(data);
+        self.drain(false)
+    }
+
+    /// Ends the stream; returns what was held back, scrubbed.
+    pub fn finish(&mut self) -> Bytes {
+        self.drain(true)
+    }
+
+    /// Bytes held back.
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn drain(&mut self, at_end: bool) -> Bytes {
+        let (hits, cut) = self.scrubber.plan(&self.pending, self.consumed, at_end);
+        self.consumed += cut as u64;
+        if hits.is_empty() {
+            return self.pending.split_to(cut).freeze();
         }
-        let cut = committed.max(safe);
-        if cut > committed {
-            out.extend_from_slice(&pending[committed..cut]);
-        }
-        let _ = pending.split_to(cut);
+        let mut out = Vec::with_capacity(cut);
+        Scrubber::emit(&self.pending, &hits, cut, &mut out);
+        drop(hits);
+        let _ = self.pending.split_to(cut);
         Bytes::from(out)
     }
 }
 
 struct ScrubBody {
     inner: ProxyBody,
-    scrubber: Arc<Scrubber>,
-    pending: BytesMut,
+    stream: ScrubStream,
     /// Trailers waiting until the held-back data has been sent.
     trailers: Option<HeaderMap>,
     done: bool,
@@ -170,8 +308,7 @@ impl Body for ScrubBody {
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
-                        this.pending.extend_from_slice(&data);
-                        let out = this.scrubber.process(&mut this.pending, false);
+                        let out = this.stream.push(&data);
                         if !out.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
@@ -179,9 +316,9 @@ impl Body for ScrubBody {
                     Err(frame) => {
                         // Trailers (gRPC's grpc-message, say) can echo too.
                         let mut trailers = frame.into_trailers().unwrap_or_default();
-                        this.scrubber.scrub_headers(&mut trailers);
+                        this.stream.scrubber.scrub_headers(&mut trailers);
                         this.done = true;
-                        let out = this.scrubber.process(&mut this.pending, true);
+                        let out = this.stream.finish();
                         if out.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                         }
@@ -192,7 +329,7 @@ impl Body for ScrubBody {
                 Some(Err(err)) => return Poll::Ready(Some(Err(err))),
                 None => {
                     this.done = true;
-                    let out = this.scrubber.process(&mut this.pending, true);
+                    let out = this.stream.finish();
                     return Poll::Ready((!out.is_empty()).then(|| Ok(Frame::data(out))));
                 }
             }
@@ -201,100 +338,4 @@ impl Body for ScrubBody {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proxy::body::full_body;
-    use futures_util::stream;
-    use http_body_util::StreamBody;
-
-    fn scrubber() -> Arc<Scrubber> {
-        Arc::new(
-            Scrubber::new(vec![
-                (b"ghp_SECRETVALUE".to_vec(), b"__GITHUB_TOKEN__".to_vec()),
-                (
-                    b"Bearer ghp_SECRETVALUE".to_vec(),
-                    b"Bearer __GITHUB_TOKEN__".to_vec(),
-                ),
-            ])
-            .unwrap(),
-        )
-    }
-
-    async fn run(chunks: Vec<&'static [u8]>) -> Vec<u8> {
-        let body = StreamBody::new(stream::iter(
-            chunks
-                .into_iter()
-                .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c)))),
-        ));
-        let scrubbed = scrubber().scrub_body(BodyExt::boxed(body));
-        scrubbed.collect().await.unwrap().to_bytes().to_vec()
-    }
-
-    #[tokio::test]
-    async fn scrubs_across_every_chunk_boundary() {
-        let text: &'static [u8] = b"x ghp_SECRETVALUE y Bearer ghp_SECRETVALUE z ghp_SECRETVALU";
-        for split in 0..text.len() {
-            let (a, b) = text.split_at(split);
-            let out = run(vec![a, b]).await;
-            assert_eq!(
-                out, b"x __GITHUB_TOKEN__ y Bearer __GITHUB_TOKEN__ z ghp_SECRETVALU",
-                "split at {split}"
-            );
-        }
-        let bytes: Vec<&'static [u8]> = text.chunks(1).collect();
-        assert_eq!(
-            run(bytes).await,
-            b"x __GITHUB_TOKEN__ y Bearer __GITHUB_TOKEN__ z ghp_SECRETVALU"
-        );
-    }
-
-    #[tokio::test]
-    async fn trailers_are_scrubbed_and_kept_after_held_back_data() {
-        let mut trailers = HeaderMap::new();
-        trailers.insert(
-            "grpc-message",
-            HeaderValue::from_static("bad token ghp_SECRETVALUE"),
-        );
-        let frames = vec![
-            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"tail ghp_SECRET"))),
-            Ok(Frame::trailers(trailers)),
-        ];
-        let body = BodyExt::boxed(StreamBody::new(stream::iter(frames)));
-        let collected = scrubber().scrub_body(body).collect().await.unwrap();
-        let got_trailers = collected.trailers().cloned().unwrap();
-        assert_eq!(got_trailers["grpc-message"], "bad token __GITHUB_TOKEN__");
-        assert_eq!(&collected.to_bytes()[..], b"tail ghp_SECRET");
-    }
-
-    #[tokio::test]
-    async fn untouched_body_passes_whole() {
-        let out = scrubber()
-            .scrub_body(full_body("nothing secret here"))
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes();
-        assert_eq!(&out[..], b"nothing secret here");
-    }
-
-    #[test]
-    fn leftmost_then_longest_wins() {
-        let s = Scrubber::new(vec![
-            (b"abc".to_vec(), b"[3]".to_vec()),
-            (b"abcdef".to_vec(), b"[6]".to_vec()),
-            (b"cde".to_vec(), b"[c]".to_vec()),
-        ])
-        .unwrap();
-        assert_eq!(s.scrub(b"xabcdefx abcx cdex"), b"x[6]x [3]x [c]x");
-    }
-
-    #[test]
-    fn scrubs_headers() {
-        let mut h = HeaderMap::new();
-        h.insert("x-echo", HeaderValue::from_static("token=ghp_SECRETVALUE"));
-        h.insert("x-other", HeaderValue::from_static("fine"));
-        scrubber().scrub_headers(&mut h);
-        assert_eq!(h["x-echo"], "token=__GITHUB_TOKEN__");
-        assert_eq!(h["x-other"], "fine");
-    }
-}
+mod tests;

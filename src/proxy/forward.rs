@@ -176,8 +176,11 @@ impl Upstream {
         }
 
         let (mut parts, body) = response.into_parts();
+        let body =
+            crate::inject::decode::remove_transfer_codings(&mut parts.headers, stream_body(body))
+                .await?;
         strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, stream_body(body)))
+        Ok(Response::from_parts(parts, body))
     }
 }
 
@@ -240,7 +243,10 @@ fn splice_websocket(
                 let (client_io, upstream_io) = (TokioIo::new(client_io), TokioIo::new(upstream_io));
                 let spliced = async {
                     match scrubber {
-                        Some(scrubber) => splice_scrubbed(client_io, upstream_io, scrubber).await,
+                        Some(scrubber) => {
+                            splice_scrubbed(client_io, upstream_io, scrubber, SPLICE_IDLE_TIMEOUT)
+                                .await
+                        }
                         None => splice(client_io, upstream_io, SPLICE_IDLE_TIMEOUT).await,
                     }
                 };

@@ -274,7 +274,6 @@ async fn decide_and_forward(
         "allow"
     };
     log.record.reason = None;
-    let scrubber = scrubber.map(Arc::new);
     let response = state
         .upstream
         .forward(
@@ -287,7 +286,7 @@ async fn decide_and_forward(
         )
         .await?;
     match scrubber {
-        Some(scrubber) => inject::scrub_response(response, scrubber),
+        Some(scrubber) => inject::scrub_response(response, scrubber).await,
         None => Ok(response),
     }
 }
@@ -339,12 +338,12 @@ async fn inject_secrets(
     body: PendingBody,
     permit: inject::InjectionPermit<'_>,
     log: &mut Exchange,
-) -> Result<(Request<ProxyBody>, Option<Scrubber>), Refusal> {
+) -> Result<(Request<ProxyBody>, Option<Arc<Scrubber>>), Refusal> {
     let (mut buffered, rest) = match body {
         PendingBody::Buffered(bytes) => (Some(bytes), None),
         other => (None, Some(other)),
     };
-    let mut pairs = state.injected.forms(&conn.task.id);
+    let mut scrubber = state.injected.scrubber(&conn.task.id);
     if !permit.is_empty() && !state.tasks.is_current(&conn.task) {
         // Its leases are being revoked: fetching now would make one nobody ends.
         return Err(Refusal::new(
@@ -362,11 +361,6 @@ async fn inject_secrets(
                 .map_err(|err| Refusal::new(Reason::SecretUnavailable, err.to_string()))?;
             values.push(value);
         }
-        log.record.secrets = permit
-            .secrets()
-            .iter()
-            .map(|s| s.name.as_str().to_string())
-            .collect();
         // Every later response to this task is scrubbed of these values too: the
         // upstream may store one and hand it back to a request without placeholders.
         let lasting: Vec<_> = permit
@@ -375,10 +369,26 @@ async fn inject_secrets(
             .zip(&values)
             .flat_map(|(spec, value)| inject::value_forms(&spec.name.placeholder(), value.expose()))
             .collect();
-        state.injected.remember(&conn.task.id, &lasting);
-        pairs.extend(permit.apply(&mut parts, buffered.as_mut(), &values));
+        scrubber = state.injected.remember(&conn.task.id, lasting);
+        let names: Vec<String> = permit
+            .secrets()
+            .iter()
+            .map(|s| s.name.as_str().to_string())
+            .collect();
+        let rewritten = permit.apply(&mut parts, buffered.as_mut(), &values)?;
+        log.record.secrets = names;
+        if !rewritten.is_empty() {
+            scrubber = match scrubber {
+                Some(task) => task.with_whole(rewritten),
+                None => Scrubber::new(rewritten),
+            }
+            .map(Arc::new);
+        }
+        // SECURITY: a secret must not be fetched in parts (`bytes=0-19`, then
+        // `bytes=20-`) and put together again in the sandbox.
+        parts.headers.remove(header::RANGE);
+        parts.headers.remove(header::IF_RANGE);
     }
-    let scrubber = Scrubber::new(pairs);
     if scrubber.is_some() {
         // An uncompressed answer can be scrubbed as it streams.
         parts.headers.insert(

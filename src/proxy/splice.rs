@@ -23,35 +23,13 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let start = Instant::now();
-    let last_activity = Arc::new(AtomicU64::new(0));
-    let from_a = Arc::new(AtomicU64::new(0));
-    let from_b = Arc::new(AtomicU64::new(0));
-    let mut a = Counted {
-        inner: a,
-        read: from_a.clone(),
-        last_activity: last_activity.clone(),
-        start,
-    };
-    let mut b = Counted {
-        inner: b,
-        read: from_b.clone(),
-        last_activity: last_activity.clone(),
-        start,
-    };
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
-    tokio::pin!(copy);
-    loop {
-        let quiet_for = start
-            .elapsed()
-            .saturating_sub(Duration::from_millis(last_activity.load(Ordering::Relaxed)));
-        if quiet_for >= idle {
-            break;
-        }
-        tokio::select! {
-            _ = &mut copy => break,
-            _ = tokio::time::sleep(idle - quiet_for) => {}
-        }
+    let activity = Activity::new();
+    let mut a = activity.watch(a);
+    let mut b = activity.watch(b);
+    let (from_a, from_b) = (a.read.clone(), b.read.clone());
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+        () = activity.quiet_for(idle) => {}
     }
     (
         from_a.load(Ordering::Relaxed),
@@ -59,22 +37,71 @@ where
     )
 }
 
-/// Counts bytes read and stamps the time of the last read or write.
-struct Counted<T> {
-    inner: T,
-    read: Arc<AtomicU64>,
-    last_activity: Arc<AtomicU64>,
+/// When anything last moved through the streams it watches.
+#[derive(Clone, Debug)]
+pub struct Activity {
     start: Instant,
+    /// Milliseconds after `start`.
+    last: Arc<AtomicU64>,
 }
 
-impl<T> Counted<T> {
-    fn touch(&self) {
-        let now = self.start.elapsed().as_millis() as u64;
-        self.last_activity.store(now, Ordering::Relaxed);
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+impl Activity {
+    /// Activity starting now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last: Arc::default(),
+        }
+    }
+
+    /// Wraps `io` so that its reads and writes count as activity.
+    pub fn watch<T>(&self, io: T) -> Watched<T> {
+        Watched {
+            inner: io,
+            read: Arc::default(),
+            written: Arc::default(),
+            activity: self.clone(),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    pub async fn quiet_for(&self, idle: Duration) {
+        loop {
+            let quiet = self
+                .start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    }
+}
+
+/// A stream whose reads and writes are counted and stamp its [`Activity`].
+#[derive(Debug)]
+pub struct Watched<T> {
+    inner: T,
+    /// Bytes read from it.
+    pub read: Arc<AtomicU64>,
+    /// Bytes written to it.
+    pub written: Arc<AtomicU64>,
+    activity: Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -85,21 +112,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         let n = buf.filled().len() - before;
         if n > 0 {
             self.read.fetch_add(n as u64, Ordering::Relaxed);
-            self.touch();
+            self.activity.touch();
         }
         poll
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
+        if let Poll::Ready(Ok(n)) = poll {
+            if n > 0 {
+                self.written.fetch_add(n as u64, Ordering::Relaxed);
+                self.activity.touch();
+            }
         }
         poll
     }
