@@ -14,7 +14,7 @@ use super::prefixed::Prefixed;
 use super::state::ProxyState;
 use super::{serve_with_shutdown, CLIENT_HELLO_TIMEOUT};
 use crate::error::{Reason, Refusal};
-use crate::policy::normalize_host;
+use crate::net::authority::parse_host;
 use crate::tasks::Task;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -75,7 +75,7 @@ async fn transparent_tls<S>(
     if !state.tasks.is_current(&task) {
         return tracing::info!(task = %task.id, "channel connection refused: the task has ended");
     }
-    let host = sni.as_deref().and_then(normalize_host);
+    let host = sni.as_deref().and_then(|name| parse_host(name).ok());
     let port = TRANSPARENT_TLS_PORT;
     let Some(host) = host else {
         let refusal = Refusal::new(

@@ -9,7 +9,7 @@ use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
 use super::{serve_with_shutdown, CLIENT_HELLO_TIMEOUT};
 use crate::error::{Reason, Refusal};
-use crate::net::DialError;
+use crate::net::{Authority, DialError};
 use crate::policy::{normalize_host, ConnectDecision, Policy};
 use crate::tasks::Task;
 use http::{Request, Response};
@@ -28,20 +28,21 @@ pub async fn handle_connect(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let target = req
-        .uri()
-        .authority()
-        .and_then(|a| Some((normalize_host(a.host())?, a.port_u16()?)))
-        .filter(|(_, port)| *port != 0);
-    let Some((host, port)) = target else {
-        return refuse(
-            &state,
-            &task,
-            client,
-            "",
-            0,
-            Refusal::new(Reason::BadRequest, "CONNECT needs host:port"),
-        );
+    let (host, port) = match Authority::from_connect_uri(req.uri()) {
+        Ok(target) => target.into_parts(),
+        Err(err) => {
+            return refuse(
+                &state,
+                &task,
+                client,
+                "",
+                0,
+                Refusal::new(
+                    Reason::BadRequest,
+                    format!("CONNECT needs host:port, and this target {err}"),
+                ),
+            )
+        }
     };
     let admitted = match admit_tunnel(&state, &task, &policy, &host, port).await {
         Ok(admitted) => admitted,

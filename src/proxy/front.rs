@@ -3,10 +3,10 @@
 use super::body::ProxyBody;
 use super::connect::handle_connect;
 use super::exchange::Exchange;
-use super::pipeline::split_authority;
 use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
 use crate::error::{Reason, Refusal};
+use crate::net::authority::{host_header, Authority, AuthorityError, PortRule};
 use crate::policy::Scheme;
 use crate::tasks::Task;
 use http::{header, Method, Request, Response};
@@ -107,30 +107,33 @@ async fn transparent_http(
         );
         return refuse_early(&state, client, &req, Some(&task), refusal);
     };
-    let authority = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| split_authority(h, Scheme::Http))
-        .map(|(host, port)| {
-            if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            }
-        });
+    // SECURITY: the Host header is the destination here, so it is parsed as
+    // strictly as a CONNECT target: exactly one, naming one host and a valid port.
+    let authority = host_header(req.headers()).and_then(|value| {
+        let value = value.ok_or(AuthorityError::Empty)?;
+        Authority::parse(value, PortRule::Default(Scheme::Http.default_port()))
+    });
     let path = req
         .uri()
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let absolute = authority.and_then(|a| format!("http://{a}{path}").parse::<http::Uri>().ok());
-    let Some(uri) = absolute else {
-        let refusal = Refusal::new(
-            Reason::BadRequest,
-            "a request caught on port 80 must name its host in a valid Host header",
-        );
-        return refuse_early(&state, client, &req, Some(&task), refusal);
+    let absolute = authority.and_then(|a| {
+        format!("http://{a}{path}")
+            .parse::<http::Uri>()
+            .map_err(|_| AuthorityError::NotAuthorityForm)
+    });
+    let uri = match absolute {
+        Ok(uri) => uri,
+        Err(err) => {
+            let refusal = Refusal::new(
+                Reason::BadRequest,
+                format!(
+                    "the Host header of a request caught on port 80 {err}; it must name one host"
+                ),
+            );
+            return refuse_early(&state, client, &req, Some(&task), refusal);
+        }
     };
     *req.uri_mut() = uri;
     let conn = ConnCtx {
@@ -159,11 +162,19 @@ fn refuse_early(
     let mut record = crate::audit::RequestRecord::new(client, req.method().as_str(), scheme);
     record.task = task.map(|t| t.id.clone());
     record.policy = task.map(|t| t.policy.clone());
-    if let Some(authority) = req.uri().authority() {
-        record.host = authority.host().to_ascii_lowercase();
-        record.port = authority
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    // What the request line names, if it parses; a malformed target is
+    // recorded as no host rather than as the peer wrote it.
+    let named = if req.method() == Method::CONNECT {
+        Authority::from_connect_uri(req.uri()).ok()
+    } else {
+        let ports = PortRule::Default(if scheme == "https" { 443 } else { 80 });
+        req.uri()
+            .authority()
+            .and_then(|a| Authority::parse(a.as_str(), ports).ok())
+    };
+    if let Some((host, port)) = named.map(Authority::into_parts) {
+        record.host = host;
+        record.port = port;
     }
     if req.method() != Method::CONNECT {
         record.path = req.uri().path().to_string();

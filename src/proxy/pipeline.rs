@@ -15,7 +15,8 @@ use super::exchange::Exchange;
 use super::state::ProxyState;
 use crate::error::{Reason, Refusal};
 use crate::inject::{self, Scrubber};
-use crate::policy::{normalize_host, Action, Policy, RequestFacts, RequestPath, Rule, Scheme};
+use crate::net::authority::{host_header, Authority, PortRule};
+use crate::policy::{Action, Policy, RequestFacts, RequestPath, Rule, Scheme};
 use crate::tasks::Task;
 use http::request::Parts;
 use http::{header, Request, Response};
@@ -477,102 +478,189 @@ async fn read_limited(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, Re
 
 /// The host and port a request is for, checked against the tunnel target.
 fn request_destination(conn: &ConnCtx, req: &Request<Incoming>) -> Result<(String, u16), Refusal> {
-    let bad = |msg: &str| Refusal::new(Reason::BadRequest, msg.to_string());
-    let uri_authority = req.uri().authority();
-    let host_header = req.headers().get(header::HOST);
-    match &conn.tunnel_target {
+    destination(conn.tunnel_target.as_ref(), req.uri(), req.headers())
+}
+
+/// [`request_destination`] on the parts of the request it reads. Every
+/// authority is parsed strictly ([`Authority::parse`]): 400 when malformed.
+fn destination(
+    tunnel_target: Option<&(String, u16)>,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<(String, u16), Refusal> {
+    let bad = |msg: String| Refusal::new(Reason::BadRequest, msg);
+    // SECURITY: one Host header, naming one host: with two, which one counts
+    // would depend on who reads the request (tollgate, or the upstream).
+    let host_header = host_header(headers).map_err(|e| bad(format!("the Host header {e}")))?;
+    let parse_host_header = |value: &str, ports| {
+        Authority::parse(value, ports).map_err(|e| bad(format!("the Host header {e}")))
+    };
+    match tunnel_target {
         Some((target_host, target_port)) => {
-            // SECURITY: Host / :authority must equal the CONNECT target, or a client
-            // could reach any host through a tunnel that was allowed for one.
+            let ports = PortRule::Default(Scheme::Https.default_port());
             let mut named = Vec::with_capacity(2);
-            if let Some(a) = uri_authority {
-                named.push(a.as_str().to_string());
-            }
-            if let Some(h) = host_header {
+            if let Some(a) = uri.authority() {
                 named.push(
-                    h.to_str()
-                        .map_err(|_| bad("the Host header is not text"))?
-                        .to_string(),
+                    Authority::parse(a.as_str(), ports)
+                        .map_err(|e| bad(format!("the request's authority {e}")))?,
                 );
             }
-            if named.is_empty() {
-                return Err(bad("the request names no host"));
+            if let Some(value) = host_header {
+                named.push(parse_host_header(value, ports)?);
             }
-            for value in &named {
-                let (host, port) = split_authority(value, Scheme::Https)
-                    .ok_or_else(|| bad("the Host header is malformed"))?;
-                if &host != target_host || port != *target_port {
+            if named.is_empty() {
+                return Err(bad("the request names no host".into()));
+            }
+            // SECURITY: Host / :authority must equal the CONNECT target, or a client
+            // could reach any host through a tunnel that was allowed for one.
+            for authority in &named {
+                if authority.host() != target_host || authority.port() != *target_port {
                     return Err(Refusal::new(
                         Reason::HostMismatch,
-                        format!("this tunnel is for {target_host}:{target_port}, not {value}"),
+                        format!("this tunnel is for {target_host}:{target_port}, not {authority}"),
                     ));
                 }
             }
             Ok((target_host.clone(), *target_port))
         }
         None => {
-            if req.uri().scheme_str() != Some("http") {
-                return Err(bad("send absolute-form http:// URLs, or CONNECT for https"));
+            if uri.scheme_str() != Some("http") {
+                return Err(bad(
+                    "send absolute-form http:// URLs, or CONNECT for https".into()
+                ));
             }
-            let authority = uri_authority.ok_or_else(|| bad("the request URL has no host"))?;
-            split_authority(authority.as_str(), Scheme::Http)
-                .ok_or_else(|| bad("the request URL host is malformed"))
+            let ports = PortRule::Default(Scheme::Http.default_port());
+            let authority = uri
+                .authority()
+                .ok_or_else(|| bad("the request URL has no host".into()))?;
+            let authority = Authority::parse(authority.as_str(), ports)
+                .map_err(|e| bad(format!("the request URL {e}")))?;
+            // The URL names the destination and the Host header is not forwarded
+            // (forward sets it from the URL), yet a malformed one is refused too.
+            if let Some(value) = host_header {
+                parse_host_header(value, ports)?;
+            }
+            Ok(authority.into_parts())
         }
     }
 }
 
-/// Splits `host[:port]` into a normalized host and a port (scheme default if absent).
-pub fn split_authority(value: &str, scheme: Scheme) -> Option<(String, u16)> {
-    let authority: http::uri::Authority = value.parse().ok()?;
-    if authority.as_str().contains('@') {
-        return None;
-    }
-    let host = normalize_host(authority.host())?;
-    let port = match authority.port() {
-        Some(p) => p.as_u16(),
-        None => scheme.default_port(),
-    };
-    (port != 0).then_some((host, port))
-}
-
 /// `host[:port]` for the upstream URI, bracketing IPv6 and omitting default ports.
 fn authority_for(host: &str, port: u16, scheme: Scheme) -> String {
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    if port == scheme.default_port() {
-        host
-    } else {
-        format!("{host}:{port}")
-    }
+    Authority::for_url(host, port, scheme.default_port())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn headers(hosts: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for host in hosts {
+            headers.append(header::HOST, HeaderValue::from_str(host).unwrap());
+        }
+        headers
+    }
+
+    fn refused(outcome: Result<(String, u16), Refusal>) -> Reason {
+        match outcome {
+            Ok(dest) => panic!("accepted: {dest:?}"),
+            Err(refusal) => refusal.reason,
+        }
+    }
+
     #[test]
-    fn authorities_split_and_normalize() {
+    fn requests_in_a_tunnel_must_name_its_target_once() {
+        let target = ("api.github.com".to_string(), 443);
+        let origin: http::Uri = "/repos".parse().unwrap();
+        let in_tunnel =
+            |uri: &http::Uri, hosts: &[&str]| destination(Some(&target), uri, &headers(hosts));
         assert_eq!(
-            split_authority("API.test.:8443", Scheme::Https),
-            Some(("api.test".into(), 8443))
+            in_tunnel(&origin, &["API.github.com.:443"]).unwrap(),
+            target
+        );
+        assert_eq!(in_tunnel(&origin, &["api.github.com"]).unwrap(), target);
+        // HTTP/2: `:authority` plus one `host` naming the same target.
+        let h2: http::Uri = "https://api.github.com/repos".parse().unwrap();
+        assert_eq!(in_tunnel(&h2, &["api.github.com"]).unwrap(), target);
+        assert_eq!(in_tunnel(&h2, &[]).unwrap(), target);
+
+        for hosts in [
+            &["api.github.com", "evil.test"][..],
+            &["api.github.com", "api.github.com"],
+            &["api.github.com, evil.test"],
+            &["api.github.com:+443"],
+            &["api.github.com:0443x"],
+            &["user@api.github.com"],
+            &[""],
+        ] {
+            assert_eq!(
+                refused(in_tunnel(&origin, hosts)),
+                Reason::BadRequest,
+                "{hosts:?}"
+            );
+        }
+        assert_eq!(
+            refused(in_tunnel(&h2, &["a.test", "b.test"])),
+            Reason::BadRequest
+        );
+        assert_eq!(refused(in_tunnel(&origin, &[])), Reason::BadRequest);
+        assert_eq!(
+            refused(in_tunnel(&origin, &["evil.test"])),
+            Reason::HostMismatch
         );
         assert_eq!(
-            split_authority("api.test", Scheme::Https),
-            Some(("api.test".into(), 443))
+            refused(in_tunnel(&origin, &["api.github.com:8443"])),
+            Reason::HostMismatch
         );
         assert_eq!(
-            split_authority("api.test", Scheme::Http),
-            Some(("api.test".into(), 80))
+            refused(in_tunnel(&h2, &["evil.test"])),
+            Reason::HostMismatch
         );
+    }
+
+    #[test]
+    fn absolute_form_requests_are_parsed_strictly() {
+        let plain = |uri: &str, hosts: &[&str]| {
+            destination(None, &uri.parse::<http::Uri>().unwrap(), &headers(hosts))
+        };
         assert_eq!(
-            split_authority("[::1]:80", Scheme::Http),
-            Some(("::1".into(), 80))
+            plain("http://API.test.:8080/x", &["api.test:8080"]).unwrap(),
+            ("api.test".into(), 8080)
         );
-        assert_eq!(split_authority("user@api.test", Scheme::Http), None);
-        assert_eq!(split_authority("api.test:0", Scheme::Http), None);
+        assert_eq!(plain("http://a.test/", &[]).unwrap(), ("a.test".into(), 80));
+        assert_eq!(
+            plain("http://[::1]:81/", &["[::1]:81"]).unwrap(),
+            ("::1".into(), 81)
+        );
+        // The URL names the destination; a different, well-formed Host is not
+        // forwarded and not refused.
+        assert_eq!(
+            plain("http://a.test/", &["b.test"]).unwrap(),
+            ("a.test".into(), 80)
+        );
+        for (uri, hosts) in [
+            ("http://a.test/", &["a.test", "evil.test"][..]),
+            ("http://a.test/", &["a.test, evil.test"]),
+            ("http://a.test/", &["a.test:+80"]),
+            ("http://a.test:+80/", &[]),
+            ("http://a.test:0/", &[]),
+            ("http://a.test:0x50/", &[]),
+            ("http://user@a.test/", &[]),
+            ("http://2130706433/", &[]),
+            ("https://a.test/", &[]),
+            ("/", &["a.test"]),
+        ] {
+            assert_eq!(
+                refused(plain(uri, hosts)),
+                Reason::BadRequest,
+                "{uri} {hosts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn upstream_authorities_omit_default_ports() {
         assert_eq!(authority_for("::1", 8080, Scheme::Http), "[::1]:8080");
         assert_eq!(authority_for("a.test", 443, Scheme::Https), "a.test");
     }
