@@ -479,7 +479,9 @@ async fn a_client_that_hangs_up_withdraws_its_hold() {
         let record = wait_record(&f.proxy, |r| r["approval"]["id"] == id.as_str()).await;
         assert_eq!(record["decision"], "approval_denied");
         assert_eq!(record["approval"]["outcome"], "withdrawn");
-        assert_eq!(record["status"], 499);
+        // Nothing was sent: status 0, with the reason.
+        assert_eq!(record["status"], 0);
+        assert_eq!(record["reason"], "approval_denied");
         let late = respond(&f.proxy, &id, "approve", None).await;
         assert_eq!(late.status, 404, "{late:?}");
     }
@@ -999,7 +1001,9 @@ async fn an_approved_request_is_recorded_as_approved_even_if_the_client_leaves_e
     client.kill().await.unwrap();
     let record = wait_record(&f.proxy, |r| r["approval"]["id"] == id.as_str()).await;
     assert_eq!(record["decision"], "approved", "{record}");
-    assert_eq!(record["reason"], Value::Null);
+    // The client got nothing: status 0, and the reason says why.
+    assert_eq!(record["status"], 0, "{record}");
+    assert_eq!(record["reason"], "client_closed");
     assert_eq!(record["approval"]["outcome"], "approved");
 }
 

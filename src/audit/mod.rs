@@ -165,6 +165,11 @@ impl Audit {
         }
     }
 
+    /// TEMPORARY stub until the writer supports it.
+    pub async fn record_durable(&self, record: RequestRecord) {
+        self.record(record);
+    }
+
     /// Whether new requests must be refused (503): the file sink cannot be written
     /// and `on_failure` is `closed`, or the writer is too far behind.
     pub fn refusing(&self) -> bool {

@@ -17,9 +17,6 @@ use http::request::Parts;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Status recorded for a hold its client withdrew by hanging up: nothing was
-/// sent, and 499 is what proxies log for "client closed request".
-pub const WITHDRAWN_STATUS: u16 = 499;
 /// `Retry-After` when the task has too many holds.
 const FULL_RETRY_AFTER: u64 = 5;
 
@@ -170,7 +167,8 @@ pub(super) async fn await_approval(
         )
         .audit(),
     );
-    log.refused(Reason::ApprovalDenied, WITHDRAWN_STATUS);
+    // Nothing was sent to the client then: the record says status 0.
+    log.refused(Reason::ApprovalDenied, 0);
 
     let woke = tokio::select! {
         verdict = ticket.verdict() => Woke::Answered(verdict),

@@ -29,3 +29,78 @@ where
 {
     body.map_err(Into::into).boxed()
 }
+
+/// Most of an unread request body read and thrown away after an early answer.
+pub const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+/// Longest time spent reading an unread request body after an early answer.
+pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A client's request body that, when dropped before its end (a 403 or 413
+/// answered before the upload finished), is read to its end in the background,
+/// up to [`DRAIN_LIMIT`] bytes and [`DRAIN_TIME`].
+///
+/// Without this, HTTP/2 resets the stream before the answer goes out (curl:
+/// "Stream error in the HTTP/2 framing layer") and an HTTP/1.1 client that is
+/// still writing its body gets a reset instead of the answer.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<hyper::body::Incoming>,
+}
+
+impl RequestBody {
+    /// Wraps a body hyper received.
+    pub fn new(inner: hyper::body::Incoming) -> Self {
+        Self { inner: Some(inner) }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.inner.as_mut() {
+            Some(inner) => std::pin::Pin::new(inner).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        let Some(mut body) = self.inner.take() else {
+            return;
+        };
+        if http_body::Body::is_end_stream(&body) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut read = 0u64;
+                while let Some(Ok(frame)) = body.frame().await {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if read > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        });
+    }
+}

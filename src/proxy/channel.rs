@@ -7,7 +7,7 @@
 //! `CONNECT sni:443`; plain HTTP is routed by its Host header. The same policy,
 //! limits, injection and audit apply as on the proxy port.
 
-use super::connect::{admit_tunnel, refuse, spawn_tunnel};
+use super::connect::{admit_tunnel, refuse_unanswered, spawn_tunnel};
 use super::front::handle_channel_request;
 use super::passthrough::read_client_hello;
 use super::prefixed::Prefixed;
@@ -82,7 +82,7 @@ async fn transparent_tls<S>(
             Reason::BadRequest,
             "TLS without SNI cannot be routed: tollgate needs the server name",
         );
-        drop(refuse(&state, &task, client, "", port, refusal));
+        refuse_unanswered(&state, &task, client, ("", port), refusal).await;
         return;
     };
     let Some(policy) = state.policies.current().get(&task.policy) else {
@@ -90,13 +90,13 @@ async fn transparent_tls<S>(
             Reason::NoRule,
             format!("policy {} is not loaded", task.policy),
         );
-        drop(refuse(&state, &task, client, &host, port, refusal));
+        refuse_unanswered(&state, &task, client, (&host, port), refusal).await;
         return;
     };
     match admit_tunnel(&state, &task, &policy, &host, port).await {
         // No HTTP response can be sent inside a TLS handshake: the refusal is
         // audited and the connection closed.
-        Err(refusal) => drop(refuse(&state, &task, client, &host, port, refusal)),
+        Err(refusal) => refuse_unanswered(&state, &task, client, (&host, port), refusal).await,
         Ok(admitted) => spawn_tunnel(
             state,
             task,

@@ -1,7 +1,7 @@
 //! `CONNECT host:port`: refuse, pass through (`tunnel:` entries), or intercept TLS
 //! and serve the requests inside one by one.
 
-use super::body::{empty_body, ProxyBody};
+use super::body::{empty_body, ProxyBody, RequestBody};
 use super::exchange::Exchange;
 use super::limits::until_expiry;
 use super::passthrough::{splice_tunnel, TunnelOutcome};
@@ -13,7 +13,6 @@ use crate::net::{Authority, DialError};
 use crate::policy::{normalize_host, ConnectDecision, Policy};
 use crate::tasks::Task;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +25,7 @@ pub async fn handle_connect(
     task: Arc<Task>,
     policy: Arc<Policy>,
     client: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<ProxyBody> {
     let (host, port) = match Authority::from_connect_uri(req.uri()) {
         Ok(target) => target.into_parts(),
@@ -42,11 +41,12 @@ pub async fn handle_connect(
                     format!("CONNECT needs host:port, and this target {err}"),
                 ),
             )
+            .await
         }
     };
     let admitted = match admit_tunnel(&state, &task, &policy, &host, port).await {
         Ok(admitted) => admitted,
-        Err(refusal) => return refuse(&state, &task, client, &host, port, refusal),
+        Err(refusal) => return refuse(&state, &task, client, &host, port, refusal).await,
     };
     let on_upgrade = hyper::upgrade::on(req);
     let stream = async move { on_upgrade.await.ok().map(TokioIo::new) };
@@ -143,6 +143,7 @@ pub fn spawn_tunnel<S, F>(
             let mut exchange = connect_exchange(&state, &task, client, &host, port);
             exchange.record.decision = "allow";
             exchange.record.status = 200;
+            exchange.answered();
             tracker.spawn(async move {
                 let _slot = slot;
                 let spliced = async {
@@ -224,8 +225,8 @@ fn connect_exchange(
     Exchange::new(state, record)
 }
 
-/// Audits a refused tunnel and builds its response.
-pub fn refuse(
+/// Audits a refused tunnel (the record in the file first) and builds its response.
+pub async fn refuse(
     state: &ProxyState,
     task: &Task,
     client: SocketAddr,
@@ -233,11 +234,24 @@ pub fn refuse(
     port: u16,
     refusal: Refusal,
 ) -> Response<ProxyBody> {
-    let mut exchange = connect_exchange(state, task, client, host, port);
-    let reason = refusal.reason;
-    let response = refusal.with_task(Some(&task.id)).into_response();
-    exchange.refused(reason, response.status().as_u16());
-    response
+    connect_exchange(state, task, client, host, port)
+        .refuse(refusal.with_task(Some(&task.id)))
+        .await
+}
+
+/// Audits a refused connection that gets no response, only closed (TLS caught
+/// without CONNECT): status 0.
+pub async fn refuse_unanswered(
+    state: &ProxyState,
+    task: &Task,
+    client: SocketAddr,
+    (host, port): (&str, u16),
+    refusal: Refusal,
+) {
+    tracing::info!(task = %task.id, host = %host, reason = %refusal.reason.as_str(), "connection closed: {}", refusal.message);
+    connect_exchange(state, task, client, host, port)
+        .refuse_unanswered(refusal.reason)
+        .await;
 }
 
 /// Maps a dial failure to its refusal.
@@ -294,7 +308,11 @@ where
     let service = hyper::service::service_fn(move |req| {
         let state = service_state.clone();
         let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle_request(&state, &conn, req).await) }
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                handle_request(&state, &conn, req.map(RequestBody::new)).await,
+            )
+        }
     });
     serve_with_shutdown(TokioIo::new(tls), service, &state.shutdown, true).await;
 }

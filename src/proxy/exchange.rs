@@ -1,6 +1,10 @@
 //! The audit record of one exchange: filled in as the request passes the phases,
-//! written when a refusal is sent or, for an allowed request, when the response
+//! written before a refusal is sent (and in the file by then, so a crash right
+//! after a 403 cannot lose it) or, for an allowed request, when the response
 //! body ends (or the client goes away), with the bytes that passed.
+//!
+//! `status` is what the client got: a response that never reached hyper's
+//! connection (the client went away first) is recorded with status 0.
 
 use super::body::{BoxError, ProxyBody};
 use crate::audit::{Audit, RequestRecord};
@@ -9,12 +13,15 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// One exchange's record, emitted once, on drop.
+/// `reason` of a record whose client went away before it got any response.
+pub const CLIENT_CLOSED: &str = "client_closed";
+
+/// One exchange's record, emitted once: by [`Exchange::refuse`], or on drop.
 #[derive(Debug)]
 pub struct Exchange {
     /// The record being filled in.
@@ -25,6 +32,9 @@ pub struct Exchange {
     audit: Audit,
     metrics: Arc<crate::metrics::Metrics>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Whether the client's connection took a response (hyper looked at its body).
+    answered: AtomicBool,
+    emitted: bool,
 }
 
 impl Exchange {
@@ -38,7 +48,36 @@ impl Exchange {
             audit: state.audit.clone(),
             metrics: state.metrics.clone(),
             slot: None,
+            answered: AtomicBool::new(false),
+            emitted: false,
         }
+    }
+
+    /// Records a refusal that cannot be answered (inside a TLS handshake, where
+    /// no HTTP response fits): written through like any refusal, with status 0,
+    /// since the client gets only a closed connection.
+    pub async fn refuse_unanswered(mut self, reason: crate::error::Reason) {
+        self.refused(reason, 0);
+        let record = self.finish();
+        self.audit.record_durable(record).await;
+    }
+
+    /// Marks the response as handed to the client (tunnels, WebSocket switches).
+    pub fn answered(&self) {
+        self.answered.store(true, Ordering::Relaxed);
+    }
+
+    /// Records a refusal and returns its response once the record is in the
+    /// audit file (written through, not batched), so that a crash right after
+    /// the client got it cannot lose the record.
+    pub async fn refuse(mut self, refusal: crate::error::Refusal) -> Response<ProxyBody> {
+        let reason = refusal.reason;
+        let response = refusal.into_response();
+        self.refused(reason, response.status().as_u16());
+        self.answered();
+        let record = self.finish();
+        self.audit.record_durable(record).await;
+        response
     }
 
     /// Holds a concurrency slot until the exchange ends.
@@ -88,9 +127,16 @@ impl Exchange {
     }
 }
 
-impl Drop for Exchange {
-    fn drop(&mut self) {
+impl Exchange {
+    /// Completes the record (bytes, duration, what the client got), logs it and
+    /// counts it; the record is then the caller's to write.
+    fn finish(&mut self) -> RequestRecord {
+        self.emitted = true;
         let record = &mut self.record;
+        if !self.answered.load(Ordering::Relaxed) {
+            record.status = 0;
+            record.reason = record.reason.or(Some(CLIENT_CLOSED));
+        }
         record.bytes_up = self.up.load(Ordering::Relaxed);
         record.bytes_down = self.down.load(Ordering::Relaxed);
         let elapsed = self.started.elapsed();
@@ -114,7 +160,16 @@ impl Drop for Exchange {
         // Every decision (refused CONNECTs and 407s included) passes here once.
         self.metrics
             .request_done(record.decision, record.reason, elapsed);
-        self.audit.record(std::mem::take(record));
+        std::mem::take(record)
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.emitted {
+            let record = self.finish();
+            self.audit.record(record);
+        }
     }
 }
 
@@ -126,6 +181,16 @@ struct Counted {
     _guard: Option<Exchange>,
 }
 
+impl Counted {
+    /// hyper looks at a response's body (its length, whether it is empty, its
+    /// first frame) only once it is writing the response out.
+    fn mark_answered(&self) {
+        if let Some(exchange) = &self._guard {
+            exchange.answered();
+        }
+    }
+}
+
 impl Body for Counted {
     type Data = Bytes;
     type Error = BoxError;
@@ -134,20 +199,34 @@ impl Body for Counted {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.mark_answered();
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
             }
+            Poll::Ready(Some(Err(_))) => {
+                // The head went out; the body broke off (an upstream that reset,
+                // a coding that stopped decoding): the client got a cut body.
+                if let Some(exchange) = &mut self._guard {
+                    exchange.record.decision = "error";
+                    exchange.record.reason = Some(crate::error::Reason::UpstreamError.as_str());
+                }
+            }
+            _ => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
+        self.mark_answered();
         self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
+        self.mark_answered();
         self.inner.size_hint()
     }
 }

@@ -1,6 +1,6 @@
 //! The proxy port: authenticate the task, then CONNECT or absolute-form HTTP.
 
-use super::body::ProxyBody;
+use super::body::{ProxyBody, RequestBody};
 use super::connect::handle_connect;
 use super::exchange::Exchange;
 use super::pipeline::{handle_request, ConnCtx};
@@ -20,7 +20,7 @@ pub async fn handle_front(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    serve_front(state, client, req, None).await
+    serve_front(state, client, req.map(RequestBody::new), None).await
 }
 
 /// Handles one plain-HTTP request that arrived on `channel`'s own connection
@@ -32,6 +32,7 @@ pub async fn handle_channel_request(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let req = req.map(RequestBody::new);
     if req.method() == Method::CONNECT || req.uri().scheme().is_some() {
         return serve_front(state, client, req, Some(&channel)).await;
     }
@@ -41,7 +42,7 @@ pub async fn handle_channel_request(
 async fn serve_front(
     state: Arc<ProxyState>,
     client: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     channel: Option<&Task>,
 ) -> Response<ProxyBody> {
     let authenticated = state
@@ -60,14 +61,15 @@ async fn serve_front(
                 Reason::ProxyAuthRequired,
                 "proxy credentials are missing or wrong",
             ),
-        );
+        )
+        .await;
     };
     let Some(policy) = state.policies.current().get(&task.policy) else {
         let refusal = Refusal::new(
             Reason::NoRule,
             format!("policy {} is not loaded", task.policy),
         );
-        return refuse_early(&state, client, &req, Some(&task), refusal);
+        return refuse_early(&state, client, &req, Some(&task), refusal).await;
     };
     if req.method() == Method::CONNECT {
         return handle_connect(state.clone(), task, policy, client, req).await;
@@ -77,7 +79,7 @@ async fn serve_front(
             Reason::BadRequest,
             "tollgate is a forward proxy: send absolute-form http:// URLs, or CONNECT for https",
         );
-        return refuse_early(&state, client, &req, Some(&task), refusal);
+        return refuse_early(&state, client, &req, Some(&task), refusal).await;
     }
     let conn = ConnCtx {
         task,
@@ -94,18 +96,18 @@ async fn transparent_http(
     state: Arc<ProxyState>,
     task: Arc<Task>,
     client: SocketAddr,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Response<ProxyBody> {
     if !state.tasks.is_current(&task) {
         let refusal = Refusal::new(Reason::ProxyAuthRequired, "this task has ended");
-        return refuse_early(&state, client, &req, None, refusal);
+        return refuse_early(&state, client, &req, None, refusal).await;
     }
     let Some(policy) = state.policies.current().get(&task.policy) else {
         let refusal = Refusal::new(
             Reason::NoRule,
             format!("policy {} is not loaded", task.policy),
         );
-        return refuse_early(&state, client, &req, Some(&task), refusal);
+        return refuse_early(&state, client, &req, Some(&task), refusal).await;
     };
     // SECURITY: the Host header is the destination here, so it is parsed as
     // strictly as a CONNECT target: exactly one, naming one host and a valid port.
@@ -132,7 +134,7 @@ async fn transparent_http(
                     "the Host header of a request caught on port 80 {err}; it must name one host"
                 ),
             );
-            return refuse_early(&state, client, &req, Some(&task), refusal);
+            return refuse_early(&state, client, &req, Some(&task), refusal).await;
         }
     };
     *req.uri_mut() = uri;
@@ -147,10 +149,10 @@ async fn transparent_http(
 
 /// Refuses a request before it reaches a policy (no task, no policy, wrong form)
 /// and audits it with what the request line says.
-fn refuse_early(
+async fn refuse_early(
     state: &ProxyState,
     client: SocketAddr,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     task: Option<&Task>,
     refusal: Refusal,
 ) -> Response<ProxyBody> {
@@ -180,11 +182,7 @@ fn refuse_early(
         record.path = req.uri().path().to_string();
         record.query = req.uri().query().map(str::to_string);
     }
-    let mut exchange = Exchange::new(state, record);
-    let reason = refusal.reason;
-    let response = refusal
-        .with_task(task.map(|t| t.id.as_str()))
-        .into_response();
-    exchange.refused(reason, response.status().as_u16());
-    response
+    Exchange::new(state, record)
+        .refuse(refusal.with_task(task.map(|t| t.id.as_str())))
+        .await
 }

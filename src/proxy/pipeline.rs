@@ -10,7 +10,7 @@
 //! Every request inside an intercepted tunnel passes through here on its own;
 //! the CONNECT decision never stands in for it.
 
-use super::body::{empty_body, full_body, stream_body, ProxyBody};
+use super::body::{empty_body, full_body, stream_body, ProxyBody, RequestBody};
 use super::exchange::Exchange;
 use super::state::ProxyState;
 use crate::error::{Reason, Refusal};
@@ -22,7 +22,6 @@ use http::request::Parts;
 use http::{header, Request, Response};
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -66,7 +65,7 @@ impl ConnCtx {
 pub async fn handle_request(
     state: &ProxyState,
     conn: &ConnCtx,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<ProxyBody> {
     let mut record = conn.record(req.method().as_str());
     // Placeholder form: the path and query as the sandbox sent them.
@@ -130,6 +129,7 @@ pub async fn handle_request(
             match spliced {
                 // A WebSocket: the exchange ends when the splice does.
                 Some(done) => {
+                    log.answered();
                     state.tracker.spawn(async move {
                         if let Ok((up, down)) = done.await {
                             log.add_up(up);
@@ -146,10 +146,7 @@ pub async fn handle_request(
             let refusal = refusal
                 .with_task(Some(&conn.task.id))
                 .with_rule(log.record.rule.as_deref());
-            let reason = refusal.reason;
-            let response = refusal.into_response();
-            log.refused(reason, response.status().as_u16());
-            response
+            log.refuse(refusal).await
         }
     }
 }
@@ -158,7 +155,7 @@ async fn decide_and_forward(
     state: &ProxyState,
     conn: &ConnCtx,
     policy: &Policy,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     log: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let scheme = conn.scheme();
@@ -298,7 +295,7 @@ pub(super) enum PendingBody {
     /// Read whole for an `inject_body` rule (at most 1 MiB).
     Buffered(Vec<u8>),
     /// Not read yet: streamed upstream as it arrives.
-    Streamed(Incoming),
+    Streamed(RequestBody),
     /// Read whole while its request waited for approval.
     Held(crate::approvals::spool::HeldBody),
 }
@@ -311,7 +308,7 @@ async fn check_secrets<'p>(
     rule: &Rule,
     host: &str,
     scheme: Scheme,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<(Parts, PendingBody, inject::InjectionPermit<'p>), Refusal> {
     let (parts, body) = req.into_parts();
     let body = if rule.inject_body && is_textual(&parts.headers) {
@@ -446,7 +443,7 @@ fn is_textual(headers: &HeaderMap) -> bool {
 }
 
 /// Reads a body of at most [`inject::MAX_INJECT_BODY`] bytes; larger is 413.
-async fn read_limited(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, Refusal> {
+async fn read_limited(headers: &HeaderMap, body: RequestBody) -> Result<Vec<u8>, Refusal> {
     let too_large = || {
         Refusal::new(
             Reason::BodyTooLarge,
@@ -477,7 +474,10 @@ async fn read_limited(headers: &HeaderMap, body: Incoming) -> Result<Vec<u8>, Re
 }
 
 /// The host and port a request is for, checked against the tunnel target.
-fn request_destination(conn: &ConnCtx, req: &Request<Incoming>) -> Result<(String, u16), Refusal> {
+fn request_destination(
+    conn: &ConnCtx,
+    req: &Request<RequestBody>,
+) -> Result<(String, u16), Refusal> {
     destination(conn.tunnel_target.as_ref(), req.uri(), req.headers())
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod bao;
+pub mod hostile;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
@@ -104,6 +105,13 @@ impl ProxyProc {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
+    }
+
+    /// Kills the process with SIGKILL right now (std `Child::kill`: no fork or
+    /// exec in between) and reaps it.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for exit, up to `limit`.
