@@ -128,6 +128,14 @@ impl SigningKey {
         Self::from_pair(pair).map_err(|_| file_error(path, "cannot encode the public key"))
     }
 
+    /// The key whose 32-byte ed25519 seed is `seed`: a fixed key for tests and
+    /// fuzzing. A real signing key comes from [`SigningKey::load`].
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, KeyError> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|e| file_error(Path::new("audit key"), format!("bad seed: {e}")))?;
+        Self::from_pair(pair)
+    }
+
     fn from_pair(pair: Ed25519KeyPair) -> Result<Self, KeyError> {
         let spki = pair
             .public_key()
