@@ -218,20 +218,18 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     }
 }
 
-/// Verifies the records of `files` (any order) against `key`.
+/// Verifies the records of `files` (any order) against `key`. Each file's bytes
+/// are dropped once parsed, so only the parsed records of a long log are held.
 pub fn verify_files(files: &[PathBuf], key: &Verifier) -> Result<VerifyReport, VerifyFailure> {
-    let mut logs = Vec::with_capacity(files.len());
+    let mut lines = Vec::new();
     for file in files {
         let shown = file.display().to_string();
         let bytes =
             std::fs::read(file).map_err(|e| fail(&shown, None, format!("cannot read: {e}")))?;
-        logs.push((shown, bytes));
+        lines.extend(parse_log(&bytes, &shown)?);
     }
-    let borrowed: Vec<(&str, &[u8])> = logs
-        .iter()
-        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
-        .collect();
-    verify_logs(&borrowed, key)
+    let first = files.first().map(|p| p.display().to_string());
+    check_chain(lines, first.as_deref(), key)
 }
 
 /// Verifies logs held in memory, each `(name, bytes)` as one file of
@@ -241,18 +239,19 @@ pub fn verify_logs(logs: &[(&str, &[u8])], key: &Verifier) -> Result<VerifyRepor
     for (name, bytes) in logs {
         lines.extend(parse_log(bytes, name)?);
     }
-    if lines.is_empty() {
-        return Err(fail(
-            logs.first().map(|(name, _)| *name).unwrap_or_default(),
-            None,
-            "no records",
-        ));
-    }
-    check_chain(lines, key)
+    check_chain(lines, logs.first().map(|(name, _)| *name), key)
 }
 
-/// Checks sequence, chain, key and signatures of parsed records (any order).
-fn check_chain(mut lines: Vec<LogLine>, key: &Verifier) -> Result<VerifyReport, VerifyFailure> {
+/// Checks sequence, chain, key and signatures of parsed records (any order);
+/// `first` names the first file, for a log without records.
+fn check_chain(
+    mut lines: Vec<LogLine>,
+    first: Option<&str>,
+    key: &Verifier,
+) -> Result<VerifyReport, VerifyFailure> {
+    if lines.is_empty() {
+        return Err(fail(first.unwrap_or_default(), None, "no records"));
+    }
     lines.sort_by_key(|l| l.seq);
     let mut prev_hash = GENESIS;
     let mut expected = 1u64;
