@@ -3,6 +3,11 @@
 //! and the ed25519 signature in `sign: record` mode). `enqueue` is what the request
 //! path spends. `through the writer` is everything, file append included, per
 //! record, measured over batches of 10k records.
+//!
+//! `written` is what a denied request waits for with `Audit::record_written`: hand
+//! over, the writer waking, sealing and signing, one `write(2)` of that record, and
+//! the answer back, one record at a time (no batching). `process CPU` gives the CPU
+//! time of the whole process per record, written one by one or queued in batches.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -122,8 +127,43 @@ fn writer(c: &mut Criterion) {
                 spent
             })
         });
+        c.bench_function(&format!("audit written (sign: {name})"), |b| {
+            b.iter(|| rt.block_on(audit.record_written(black_box(record.clone()))))
+        });
         audit.shutdown(Duration::from_secs(60));
     }
+    let mut group = c.benchmark_group("audit process CPU per record, 2000 records");
+    group.throughput(Throughput::Elements(2000));
+    group.sample_size(10);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Audit::start(&config(dir.path(), SignMode::Record), dir.path(), tls()).unwrap();
+    group.bench_function("written one by one (sign: record)", |b| {
+        b.iter_custom(|iters| {
+            let started = process_cpu();
+            for _ in 0..iters {
+                for _ in 0..2000 {
+                    rt.block_on(audit.record_written(record.clone()));
+                }
+            }
+            process_cpu() - started
+        })
+    });
+    group.bench_function("queued (sign: record)", |b| {
+        b.iter_custom(|iters| {
+            let started = process_cpu();
+            for _ in 0..iters {
+                for _ in 0..2000 {
+                    audit.record(record.clone());
+                }
+                while audit.depth() > 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            process_cpu() - started
+        })
+    });
+    group.finish();
+    audit.shutdown(Duration::from_secs(60));
     let mut group = c.benchmark_group("audit through the writer, 10k records");
     group.throughput(Throughput::Elements(10_000));
     group.sample_size(10);
@@ -149,6 +189,18 @@ fn writer(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// CPU time of the whole process (every thread) so far.
+fn process_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 criterion_group!(benches, sealing, writer);

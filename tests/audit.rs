@@ -44,6 +44,11 @@ rules:
 }
 
 async fn fixture(audit_yaml: &str) -> Fixture {
+    fixture_prepared(audit_yaml, |_| {}).await
+}
+
+/// A fixture whose working directory `prepare` fills before tollgate starts.
+async fn fixture_prepared(audit_yaml: &str, prepare: impl FnOnce(&Path)) -> Fixture {
     let ca = TestCa::new("upstream test CA");
     let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
     let env = vec![("TOLLGATE_SECRET_TOKEN".to_string(), SECRET.to_string())];
@@ -52,7 +57,9 @@ async fn fixture(audit_yaml: &str) -> Fixture {
         .resolve("api.test", api.port);
     setup.extra_yaml = audit_yaml.to_string();
     setup.env = env.clone();
-    let proxy = start_proxy(&setup);
+    let dir = common::write_setup(&setup);
+    prepare(dir.path());
+    let proxy = common::spawn_serve(dir, &setup.env);
     Fixture {
         _ca: ca,
         api,
@@ -471,51 +478,88 @@ async fn a_torn_last_line_is_cut_saved_and_reported_at_start() {
     assert_eq!(code, 0, "{out} {err}");
 }
 
+fn cut_line(n: usize, m: usize) -> String {
+    format!("{n} records ok, {m} after the last checkpoint unconfirmed: the log may have been cut")
+}
+
+/// A log copied while tollgate runs ends without its shutdown checkpoint, like a
+/// log whose tail was cut: `verify` says the records after the last checkpoint are
+/// unconfirmed, in both signing modes. After a graceful stop the same log ends
+/// with the shutdown checkpoint and is plainly ok.
 #[tokio::test]
-async fn checkpoint_mode_signs_checkpoints_and_reports_the_unconfirmed_tail() {
-    let mut f = fixture("audit:\n  sign: checkpoint\n  checkpoint_every: 1h\n").await;
-    for i in 0..3 {
+async fn a_log_without_its_shutdown_checkpoint_is_reported_unconfirmed_in_both_modes() {
+    for mode in ["record", "checkpoint"] {
+        let mut f = fixture(&format!("audit:\n  sign: {mode}\n  checkpoint_every: 1h\n")).await;
+        for i in 0..2 {
+            let out = curl(&f.proxy, &[&url(&f, &format!("/echo?i={i}"))]).await;
+            assert_eq!(out.status, 200, "{mode}");
+        }
+        assert_eq!(curl(&f.proxy, &[&url(&f, "/admin/x")]).await.status, 403);
+        wait_record(&f.proxy, |r| r["query"] == "i=1").await;
+        wait_record(&f.proxy, |r| r["status"] == 403).await;
+        let copy = f.proxy.dir.path().join(format!("copy-{mode}.jsonl"));
+        std::fs::copy(log_path(&f.proxy), &copy).unwrap();
+        let records = audit_records(&f.proxy);
+        assert_eq!(records.len(), 4, "start + 3 requests: {records:?}");
         assert_eq!(
-            curl(&f.proxy, &[&url(&f, &format!("/echo?i={i}"))])
-                .await
-                .status,
-            200
+            records
+                .iter()
+                .filter(|r| r["type"] == "request")
+                .all(|r| r.get("sig").is_some()),
+            mode == "record",
+            "request records are signed in record mode only"
         );
+        assert!(
+            records[0].get("sig").is_some(),
+            "the start checkpoint is signed"
+        );
+        let (code, out, err) = verify(std::slice::from_ref(&copy), &pub_key(&f.proxy));
+        assert_eq!(code, 0, "{mode}: nothing failed to verify: {err}");
+        assert_eq!(out, cut_line(4, 3), "{mode}");
+
+        if mode == "checkpoint" {
+            // Editing an unsigned record breaks the chain at the next record.
+            let lines: Vec<String> = std::fs::read_to_string(&copy)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            let mut edited = lines.clone();
+            edited[1] = edited[1].replace("i=0", "i=9");
+            assert_rejected(&f, "edited-cp.jsonl", &edited, "seq 3: broken chain");
+        }
+
+        stop(&mut f.proxy);
+        let (code, out, err) = verify(&[log_path(&f.proxy)], &pub_key(&f.proxy));
+        assert_eq!(code, 0, "{mode}: {err}");
+        assert_eq!(
+            out, "5 records ok",
+            "{mode}: the shutdown checkpoint confirms the tail"
+        );
+        // The copy is still what it was: a prefix of the complete log.
+        let (_, out, _) = verify(&[copy], &pub_key(&f.proxy));
+        assert_eq!(out, cut_line(4, 3), "{mode}");
     }
-    wait_record(&f.proxy, |r| r["query"] == "i=2").await;
-    let records = audit_records(&f.proxy);
-    assert!(records
-        .iter()
-        .filter(|r| r["type"] == "request")
-        .all(|r| r.get("sig").is_none()));
-    assert!(
-        records[0].get("sig").is_some(),
-        "the start checkpoint is signed"
-    );
-    let (code, out, err) = verify(&[log_path(&f.proxy)], &pub_key(&f.proxy));
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        out,
-        "4 records ok (3 after the last checkpoint unconfirmed)"
-    );
+}
 
-    // Editing an unsigned record breaks the chain at the next record.
-    let lines: Vec<String> = std::fs::read_to_string(log_path(&f.proxy))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let mut edited = lines.clone();
-    edited[1] = edited[1].replace("i=0", "i=9");
-    assert_rejected(&f, "edited-cp.jsonl", &edited, "seq 3: broken chain");
-
-    stop(&mut f.proxy);
-    let (code, out, err) = verify(&[log_path(&f.proxy)], &pub_key(&f.proxy));
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        out, "5 records ok",
-        "the shutdown checkpoint confirms the tail"
+/// Cutting a complete log before its last checkpoint is what a hidden tail looks
+/// like; `verify` must not call the rest plainly ok.
+#[tokio::test]
+async fn a_log_cut_before_its_shutdown_checkpoint_is_not_plainly_ok() {
+    let (f, lines) = real_log(3, "").await;
+    assert_eq!(lines.len(), 5, "start + 3 requests + shutdown");
+    let (code, out, err) = verify(
+        &[write_lines(f.proxy.dir.path(), "cut.jsonl", &lines[..4])],
+        &pub_key(&f.proxy),
     );
+    assert_eq!((code, out.as_str()), (0, cut_line(4, 3).as_str()), "{err}");
+    // Dropping the signature of the last record to rewrite it is not a way out.
+    let mut forged: Value = serde_json::from_str(&lines[3]).unwrap();
+    forged.as_object_mut().unwrap().remove("sig");
+    forged["path"] = "/forged".into();
+    let mut edited = lines[..3].to_vec();
+    edited.push(forged.to_string());
+    assert_rejected(&f, "stripped.jsonl", &edited, "seq 4: unsigned record");
 }
 
 #[test]
@@ -550,6 +594,154 @@ fn keygen_creates_a_0600_key_and_its_public_half_and_keeps_an_existing_one() {
         before,
         "an existing key is never replaced"
     );
+}
+
+/// Runs openssl, failing loudly when it is missing (CI installs it).
+fn openssl(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed for this test (CI installs it); it is not skipped")
+}
+
+fn without_cr(text: &[u8]) -> String {
+    String::from_utf8_lossy(text).replace("\r\n", "\n")
+}
+
+/// OpenSSL 3.0 reads the key tollgate creates (PKCS#8 v1; it refuses v2 as
+/// "unsupported"), derives the same `.pub`, and checks a real record's signature
+/// with that `.pub`, as the contract says an auditor can.
+#[tokio::test]
+async fn openssl_reads_the_audit_key_and_checks_a_record_with_its_public_half() {
+    let mut f = fixture("").await;
+    assert_eq!(
+        curl(&f.proxy, &[&url(&f, "/echo?by=openssl")]).await.status,
+        200
+    );
+    let record = wait_record(&f.proxy, |r| r["query"] == "by=openssl").await;
+    stop(&mut f.proxy);
+    let key = state(&f.proxy).join("audit.key");
+    let out = openssl(&[
+        "pkey".as_ref(),
+        "-in".as_ref(),
+        key.as_os_str(),
+        "-pubout".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "openssl pkey cannot read the audit key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = std::fs::read(pub_key(&f.proxy)).unwrap();
+    assert_eq!(without_cr(&out.stdout), without_cr(&public));
+
+    let dir = f.proxy.dir.path();
+    let mut unsigned = record.clone();
+    let sig = unsigned.as_object_mut().unwrap().remove("sig").unwrap();
+    let message = dir.join("record.msg");
+    std::fs::write(
+        &message,
+        tollgate::audit::chain::canonical(&unsigned).unwrap(),
+    )
+    .unwrap();
+    use base64::Engine;
+    let sig_file = dir.join("record.sig");
+    std::fs::write(
+        &sig_file,
+        base64::engine::general_purpose::STANDARD
+            .decode(sig.as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let check = |msg: &Path| {
+        openssl(&[
+            "pkeyutl".as_ref(),
+            "-verify".as_ref(),
+            "-pubin".as_ref(),
+            "-inkey".as_ref(),
+            pub_key(&f.proxy).as_os_str(),
+            "-rawin".as_ref(),
+            "-in".as_ref(),
+            msg.as_os_str(),
+            "-sigfile".as_ref(),
+            sig_file.as_os_str(),
+        ])
+    };
+    let verified = check(&message);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    unsigned["status"] = 201.into();
+    let altered = dir.join("altered.msg");
+    std::fs::write(
+        &altered,
+        tollgate::audit::chain::canonical(&unsigned).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !check(&altered).status.success(),
+        "openssl notices an altered record"
+    );
+}
+
+/// A key written by an earlier version (PKCS#8 v2, with its `.pub`) keeps working:
+/// the proxy starts on it, leaves it as it is, and its records verify.
+#[tokio::test]
+async fn the_proxy_runs_on_a_pkcs8_v2_key_from_an_earlier_version() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    let pair = Ed25519KeyPair::generate().unwrap();
+    let v2 = pair.to_pkcs8().unwrap();
+    assert_eq!(
+        &v2.as_ref()[2..5],
+        &[0x02, 0x01, 0x01],
+        "the fixture is PKCS#8 v2"
+    );
+    let key_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", v2.as_ref().to_vec()));
+    let spki = pair.public_key().as_der().unwrap().as_ref().to_vec();
+    let pub_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.clone()));
+    let mut f = fixture_prepared("", |dir| {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let state = dir.join("state");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&state)
+            .unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(state.join("audit.key"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, key_pem.as_bytes()).unwrap();
+        std::fs::write(state.join("audit.key.pub"), &pub_pem).unwrap();
+    })
+    .await;
+    assert_eq!(curl(&f.proxy, &[&url(&f, "/echo?v2=1")]).await.status, 200);
+    assert_eq!(curl(&f.proxy, &[&url(&f, "/admin/v2")]).await.status, 403);
+    let record = wait_record(&f.proxy, |r| r["query"] == "v2=1").await;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki);
+    let key_id: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        record["key_id"],
+        key_id.as_str(),
+        "signed with the existing key"
+    );
+    stop(&mut f.proxy);
+    assert_eq!(
+        std::fs::read_to_string(state(&f.proxy).join("audit.key")).unwrap(),
+        key_pem,
+        "the existing key is left as it is"
+    );
+    let (code, out, err) = verify(&[log_path(&f.proxy)], &pub_key(&f.proxy));
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out, "4 records ok", "start, two requests, shutdown");
 }
 
 /// Root only: the audit file lives on a tiny tmpfs that the test fills up.

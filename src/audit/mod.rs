@@ -1,9 +1,11 @@
 //! The signed, hash-chained audit trail and its sinks.
 //!
 //! The request path builds a [`RequestRecord`] and hands it to [`Audit::record`],
-//! which only queues it. One writer thread seals records in order (RFC 8785
-//! canonical form, SHA-256 chain, ed25519 signature), appends them to the file
-//! sink, and then gives them to the remote sinks, each of which delivers on its own.
+//! which only queues it, or, for a denial, to [`Audit::record_written`], whose
+//! future resolves once the record is in the file. One writer thread seals records
+//! in order (RFC 8785 canonical form, SHA-256 chain, ed25519 signature), appends
+//! them to the file sink, and then gives them to the remote sinks, each of which
+//! delivers on its own.
 
 pub mod chain;
 pub mod event;
@@ -18,6 +20,7 @@ pub use event::{ApprovalInfo, RequestRecord};
 pub use record::SealedRecord;
 
 use crate::config::{AuditConfig, AuditSink, OnFailure};
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
@@ -56,6 +59,8 @@ struct Inner {
     status: Arc<Status>,
     fail_closed: bool,
     has_file: bool,
+    /// The writer, to unpark when a record must not wait for the batch window.
+    writer: std::thread::Thread,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -150,6 +155,7 @@ impl Audit {
                 status,
                 fail_closed: config.on_failure == OnFailure::Closed,
                 has_file: config.sinks.iter().any(|s| matches!(s, AuditSink::File(_))),
+                writer: thread.thread().clone(),
                 thread: Mutex::new(Some(thread)),
             })),
         })
@@ -165,9 +171,59 @@ impl Audit {
         }
     }
 
-    /// TEMPORARY stub until the writer supports it.
-    pub async fn record_durable(&self, record: RequestRecord) {
-        self.record(record);
+    /// Hands one request record to the writer now and returns a future that
+    /// resolves once the record has been appended to the file sink (`write(2)`
+    /// returned, no fsync: a process killed with -9 leaves it in the page cache).
+    /// For denials, whose record must be in the file before the response is sent.
+    ///
+    /// The hand-over happens in this call, not at the first poll, so records keep
+    /// the order of the calls, mixed with [`Audit::record`] ones, in one chain.
+    /// Awaiting does not block the runtime, and the writer does not wait out its
+    /// batch window for such a record: it writes whatever is queued at once.
+    ///
+    /// The future never hangs. It resolves at once when the audit is disabled or
+    /// has no file sink (the record is then queued for the other sinks as by
+    /// [`Audit::record`]), or when the writer is gone. When the write fails it
+    /// resolves too, and the record stays in the writer's memory and is written,
+    /// in order, once the file is writable again (meanwhile [`Audit::refusing`]
+    /// says so under `on_failure: closed`). A record dropped because the
+    /// writer's backlog is full resolves it as well.
+    pub fn record_written(
+        &self,
+        record: RequestRecord,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let waiting = self.hand_over_written(record);
+        async move {
+            if let Some(written) = waiting {
+                // An error only means the writer is gone: nothing left to wait for.
+                let _ = written.await;
+            }
+        }
+    }
+
+    /// Sends a record that a sender waits for; the receiver to await, if any.
+    fn hand_over_written(
+        &self,
+        record: RequestRecord,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let inner = self.inner.as_ref()?;
+        if !inner.has_file {
+            self.record(record);
+            return None;
+        }
+        let (reply, written) = tokio::sync::oneshot::channel();
+        inner.status.depth.fetch_add(1, Ordering::AcqRel);
+        if inner
+            .tx
+            .send(Msg::Written(Box::new(record), reply))
+            .is_err()
+        {
+            inner.status.depth.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        // The writer may be parked in its batch window: this record must not wait.
+        inner.writer.unpark();
+        Some(written)
     }
 
     /// Whether new requests must be refused (503): the file sink cannot be written
@@ -207,3 +263,6 @@ impl Audit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::oneshot;
 
 /// A checkpoint is written after this long without any record.
 pub const IDLE_CHECKPOINT: Duration = Duration::from_secs(60);
@@ -27,14 +28,21 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// Most records sealed into one file write.
 const MAX_BATCH: usize = 4096;
 /// After the first record of a batch, how long the writer waits for more. While it
-/// waits it is not blocked on the channel, so senders do not have to wake it, and
-/// a busy proxy pays one wake-up and one `write` per batch instead of per record.
+/// waits it is parked, not blocked on the channel, so senders do not have to wake
+/// it, and a busy proxy pays one wake-up and one `write` per batch instead of per
+/// record. A record whose sender waits for it to be written ([`Msg::Written`])
+/// cuts the window short: its sender unparks the writer.
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
 
 /// Messages to the writer thread.
 pub enum Msg {
     /// A request decision.
     Request(Box<RequestRecord>),
+    /// A request decision whose sender waits until it is in the file: answered
+    /// right after the write that holds it, or after that write failed (the
+    /// record is then held and retried like any other), or dropped unanswered if
+    /// the record is dropped. The writer does not wait out the batch window for it.
+    Written(Box<RequestRecord>, oneshot::Sender<()>),
     /// Write the shutdown checkpoint, flush, close sinks, then answer.
     Shutdown(std::sync::mpsc::Sender<()>),
 }
@@ -90,6 +98,9 @@ pub struct Writer {
     failing_since: Option<Instant>,
     last_attempt: Instant,
     dropped_unreported: u64,
+    /// Senders of [`Msg::Written`] records in the backlog, answered after the
+    /// next write attempt.
+    waiting: Vec<oneshot::Sender<()>>,
 }
 
 impl Writer {
@@ -112,6 +123,7 @@ impl Writer {
             failing_since: None,
             last_attempt: Instant::now(),
             dropped_unreported: 0,
+            waiting: Vec::new(),
         }
     }
 
@@ -138,31 +150,14 @@ impl Writer {
     pub fn run(mut self) {
         loop {
             match self.rx.recv_timeout(self.next_wake()) {
-                Ok(Msg::Request(record)) => {
-                    self.accept(record);
-                    std::thread::sleep(BATCH_WINDOW);
-                    let mut shutdown = None;
-                    for _ in 0..MAX_BATCH {
-                        match self.rx.try_recv() {
-                            Ok(Msg::Request(record)) => self.accept(record),
-                            Ok(Msg::Shutdown(reply)) => {
-                                shutdown = Some(reply);
-                                break;
-                            }
-                            Err(_) => break,
+                Ok(first) => match self.take(first) {
+                    Err(reply) => return self.stop(reply),
+                    Ok(urgent) => {
+                        if let Some(reply) = self.gather(urgent) {
+                            return self.stop(reply);
                         }
                     }
-                    if let Some(reply) = shutdown {
-                        self.finish();
-                        let _ = reply.send(());
-                        return;
-                    }
-                }
-                Ok(Msg::Shutdown(reply)) => {
-                    self.finish();
-                    let _ = reply.send(());
-                    return;
-                }
+                },
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.finish();
@@ -171,17 +166,77 @@ impl Writer {
             }
             self.tick();
             self.flush();
+            self.answer();
         }
     }
 
-    fn accept(&mut self, record: Box<RequestRecord>) {
+    fn stop(mut self, reply: std::sync::mpsc::Sender<()>) {
+        self.finish();
+        let _ = reply.send(());
+    }
+
+    /// Fills the batch that began with one record: whatever is queued, and, while
+    /// no sender is waiting for its record (`urgent`), what comes within the
+    /// batch window. Returns a shutdown request, if one came.
+    fn gather(&mut self, mut urgent: bool) -> Option<std::sync::mpsc::Sender<()>> {
+        let deadline = Instant::now() + BATCH_WINDOW;
+        let mut taken = 1;
+        loop {
+            while taken <= MAX_BATCH {
+                match self.rx.try_recv().map(|msg| self.take(msg)) {
+                    Ok(Ok(waited)) => {
+                        urgent |= waited;
+                        taken += 1;
+                    }
+                    Ok(Err(reply)) => return Some(reply),
+                    Err(_) => break,
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if urgent || taken > MAX_BATCH || left.is_zero() {
+                return None;
+            }
+            // Woken early by a `Written` sender (or spuriously): look again.
+            std::thread::park_timeout(left);
+        }
+    }
+
+    /// Accepts a request message: `Ok(true)` if its sender waits for the write,
+    /// or the reply channel of a shutdown request.
+    fn take(&mut self, msg: Msg) -> Result<bool, std::sync::mpsc::Sender<()>> {
+        match msg {
+            Msg::Request(record) => {
+                self.accept(record);
+                Ok(false)
+            }
+            Msg::Written(record, reply) => {
+                // A dropped record drops `reply`, which answers its sender too.
+                if self.accept(record) {
+                    self.waiting.push(reply);
+                }
+                Ok(true)
+            }
+            Msg::Shutdown(reply) => Err(reply),
+        }
+    }
+
+    /// Answers the senders waiting for records of the last write attempt, written
+    /// or held after a failure alike: a request must not hang on a broken disk.
+    fn answer(&mut self) {
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+
+    fn accept(&mut self, record: Box<RequestRecord>) -> bool {
         if self.backlog.len() >= MAX_BACKLOG {
             self.status.depth.fetch_sub(1, Ordering::AcqRel);
             self.status.dropped.fetch_add(1, Ordering::AcqRel);
             self.dropped_unreported += 1;
-            return;
+            return false;
         }
         self.backlog.push_back(Pending::Request(record));
+        true
     }
 
     fn next_wake(&self) -> Duration {
@@ -390,6 +445,7 @@ impl Writer {
         self.backlog.push_back(Pending::Checkpoint(cp));
         self.failing_since = None;
         self.flush();
+        self.answer();
         if let Some(file) = &self.file {
             let _ = file.sync();
         }

@@ -59,7 +59,7 @@ impl Exchange {
     pub async fn refuse_unanswered(mut self, reason: crate::error::Reason) {
         self.refused(reason, 0);
         let record = self.finish();
-        self.audit.record_durable(record).await;
+        self.audit.record_written(record).await;
     }
 
     /// Marks the response as handed to the client (tunnels, WebSocket switches).
@@ -76,7 +76,7 @@ impl Exchange {
         self.refused(reason, response.status().as_u16());
         self.answered();
         let record = self.finish();
-        self.audit.record_durable(record).await;
+        self.audit.record_written(record).await;
         response
     }
 
