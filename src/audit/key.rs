@@ -50,6 +50,15 @@ impl From<CaError> for KeyError {
     }
 }
 
+/// PEM with LF line ends, as openssl writes it, so that `openssl pkey -pubout`
+/// prints exactly the `.pub` file.
+fn pem_lf(label: &str, der: Vec<u8>) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// The public key file that belongs to `key`.
 pub fn public_key_path(key: &Path) -> PathBuf {
     let mut name = key.as_os_str().to_os_string();
@@ -84,7 +93,7 @@ pub fn ensure_key(path: &Path) -> Result<KeyStatus, KeyError> {
     let pkcs8 = pair
         .to_pkcs8v1()
         .map_err(|_| file_error(path, "cannot encode the new key"))?;
-    let pem_text = pem::encode(&pem::Pem::new(PRIVATE_LABEL, pkcs8.as_ref().to_vec()));
+    let pem_text = pem_lf(PRIVATE_LABEL, pkcs8.as_ref().to_vec());
     write_new_file(path, pem_text.as_bytes(), 0o600)?;
     let key = SigningKey::from_pair(pair)?;
     if pub_path.exists() {
@@ -159,7 +168,7 @@ impl SigningKey {
 
     /// The SPKI PEM of the public key.
     pub fn public_pem(&self) -> String {
-        pem::encode(&pem::Pem::new(PUBLIC_LABEL, self.spki.clone()))
+        pem_lf(PUBLIC_LABEL, self.spki.clone())
     }
 
     /// The verifying half.
