@@ -41,3 +41,16 @@ fn every_target_has_a_folder_and_nothing_else_is_there() {
         );
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// Random bytes through every target: the same invariants, a few hundred
+    /// inputs per `cargo test`, between fuzzing campaigns.
+    #[test]
+    fn every_target_holds_on_random_input(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        for (_, run) in tollgate::fuzzing::TARGETS {
+            run(&data);
+        }
+    }
+}
