@@ -11,8 +11,16 @@
 use crate::inject::{Echo, Scrubber, SecretForm};
 use std::sync::Arc;
 
-/// Reads the input: secrets, body, cuts.
-fn layout(data: &[u8]) -> Option<(Vec<Vec<u8>>, Vec<u8>, Vec<usize>)> {
+/// What an input describes.
+struct Layout {
+    secrets: Vec<Vec<u8>>,
+    body: Vec<u8>,
+    /// Chunk boundaries in `body`, ascending.
+    cuts: Vec<usize>,
+}
+
+/// Reads the input.
+fn layout(data: &[u8]) -> Option<Layout> {
     let (&head, mut rest) = data.split_first()?;
     let count = usize::from(head % 3) + 1;
     let mut secrets = Vec::with_capacity(count);
@@ -52,12 +60,21 @@ fn layout(data: &[u8]) -> Option<(Vec<Vec<u8>>, Vec<u8>, Vec<usize>)> {
         })
         .collect();
     cuts.sort_unstable();
-    Some((secrets, body, cuts))
+    Some(Layout {
+        secrets,
+        body,
+        cuts,
+    })
 }
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
-    let Some((secrets, body, cuts)) = layout(data) else {
+    let Some(Layout {
+        secrets,
+        body,
+        cuts,
+    }) = layout(data)
+    else {
         return;
     };
     let forms: Vec<SecretForm> = secrets
