@@ -13,9 +13,12 @@ pub mod scrub;
 pub mod task_token;
 pub mod websocket;
 
+/// A target's name and its entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and of its
 /// folder of saved inputs under `fuzz/regressions/`.
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [Target; 8] = [
     ("audit_record", audit_record::run),
     ("authority", authority::run),
     ("basic", basic::run),
