@@ -153,3 +153,6 @@ mod tests {
         assert_eq!(again.verify(&token, 0), Some(claims()));
     }
 }
+
+#[cfg(test)]
+mod props;

@@ -51,9 +51,47 @@ pub fn parse_yaml<T: DeserializeOwned + Default>(file: &Path, text: &str) -> Res
         return Ok(T::default());
     }
     serde_yaml_ng::from_str(text).map_err(|err| {
-        let line = err.location().map(|loc| loc.line());
-        FileError::at(file, line, strip_location(&err.to_string()))
+        // libyaml places an error at the end of input on the line after the last
+        // one, and some errors (a second document) have no place at all: name a
+        // line the file has either way.
+        let line = match err.location() {
+            Some(loc) => loc.line().clamp(1, last_line(text)),
+            None => content_line(text),
+        };
+        FileError::at(file, Some(line), strip_location(&err.to_string()))
     })
+}
+
+/// The number of the last line of `text` as YAML counts lines (breaks are `\n`,
+/// `\r\n`, `\r`, NEL, LS and PS); a final break does not start another line.
+fn last_line(text: &str) -> usize {
+    let mut line = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let is_break = match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                true
+            }
+            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => true,
+            _ => false,
+        };
+        if is_break && chars.peek().is_some() {
+            line += 1;
+        }
+    }
+    line
+}
+
+/// The first line of the document's content (not blank, a comment or a
+/// marker), or 1: where an error about the whole document belongs.
+fn content_line(text: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let t = l.trim();
+            !(t.is_empty() || t.starts_with('#') || t.starts_with('%') || t == "---")
+        })
+        .map_or(1, |i| i + 1)
 }
 
 /// serde_yaml_ng appends " at line N column M"; we print the line ourselves.
@@ -68,13 +106,18 @@ fn strip_location(message: &str) -> String {
 /// and optionally the line of `field:` inside that item.
 ///
 /// Used for errors that serde cannot place, such as a rule naming an undeclared
-/// secret. Falls back to the line of `key:` (or `None`) when the layout is unusual.
+/// secret. Falls back to the line of `key:` when the layout is unusual, and to
+/// the first line of the document when `key:` is not a block-style top-level line
+/// (flow style, a quoted key), so an error always names a line of the file.
 pub fn locate_item(text: &str, key: &str, index: usize, field: Option<&str>) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let header = format!("{key}:");
-    let key_line = lines
+    let Some(key_line) = lines
         .iter()
-        .position(|l| l.starts_with(&header) && !l.starts_with(' '))?;
+        .position(|l| l.starts_with(&header) && !l.starts_with(' '))
+    else {
+        return Some(content_line(text));
+    };
     let mut item_starts = Vec::new();
     let mut item_indent = None;
     let mut end = lines.len();
@@ -118,12 +161,13 @@ pub fn locate_item(text: &str, key: &str, index: usize, field: Option<&str>) -> 
     Some(start + 1)
 }
 
-/// Finds the 1-based line of the top-level `key:`.
+/// Finds the 1-based line of the top-level `key:`; when it is not written as a
+/// block-style line of its own (flow style, a quoted key), the first line of the
+/// document, so an error always names a line of the file.
 pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     let header = format!("{key}:");
-    text.lines()
-        .position(|l| l.starts_with(&header))
-        .map(|i| i + 1)
+    let line = text.lines().position(|l| l.starts_with(&header));
+    Some(line.map_or_else(|| content_line(text), |i| i + 1))
 }
 
 #[cfg(test)]
@@ -139,5 +183,31 @@ mod tests {
         assert_eq!(locate_item(DOC, "rules", 1, Some("inject")), Some(7));
         assert_eq!(locate_item(DOC, "rules", 5, None), Some(2));
         assert_eq!(locate_key(DOC, "tunnel"), Some(8));
+    }
+
+    #[test]
+    fn keys_that_are_not_block_lines_fall_back_to_the_document() {
+        let flow = "# policy\n{name: x,\n rules: [{host: a.com}]}\n";
+        assert_eq!(locate_key(flow, "rules"), Some(2));
+        assert_eq!(locate_item(flow, "rules", 0, Some("host")), Some(2));
+        assert_eq!(locate_key("", "name"), Some(1));
+    }
+
+    #[test]
+    fn every_parse_error_names_a_line_of_the_file() {
+        #[derive(Debug, Default, serde::Deserialize)]
+        struct Doc {
+            #[allow(dead_code)]
+            a: Option<Vec<u32>>,
+        }
+        let file = Path::new("x.yaml");
+        // libyaml puts an error at the end of input on the line after the last.
+        for (text, line) in [("a: [1", 1), ("a: [1\n", 1), ("\n\na: [1\r\n", 3)] {
+            let err = parse_yaml::<Doc>(file, text).unwrap_err();
+            assert_eq!(err.line, Some(line), "{text:?}: {err}");
+        }
+        // A second document has no place in serde's error; it is the file's.
+        let err = parse_yaml::<Doc>(file, "# c\na: [1]\n---\na: [2]\n").unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
     }
 }

@@ -441,3 +441,6 @@ fn static_tasks(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -382,3 +382,6 @@ fn locate_key_in_block(text: &str, block: &str, key: &str) -> Option<usize> {
         .map(|(i, _)| i + 1)
         .or(Some(start))
 }
+
+#[cfg(test)]
+mod props;

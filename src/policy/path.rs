@@ -273,3 +273,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props;
