@@ -206,20 +206,36 @@ async fn open(route: Route, target_port: u16, tls: &TlsConnector) -> SendRequest
     sender
 }
 
-async fn get_small(sender: &mut SendRequest<Empty<Bytes>>, target_port: u16, inject: bool) {
+/// What each request of a run asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// `GET /small`, allowed.
+    Plain,
+    /// `GET /small` with a placeholder to inject.
+    Inject,
+    /// `GET /denied`: no rule, 403, its record written through before the answer.
+    Denied,
+}
+
+async fn get_small(sender: &mut SendRequest<Empty<Bytes>>, target_port: u16, ask: Ask) {
     sender.ready().await.unwrap();
-    let mut req = http::Request::get("/small")
+    let path = if ask == Ask::Denied {
+        "/denied"
+    } else {
+        "/small"
+    };
+    let mut req = http::Request::get(path)
         .header("host", format!("{HOST}:{target_port}"))
         .body(Empty::new())
         .unwrap();
-    if inject {
+    if ask == Ask::Inject {
         req.headers_mut().insert(
             "authorization",
             http::HeaderValue::from_static("Bearer __BENCH_TOKEN__"),
         );
     }
     let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.status(), if ask == Ask::Denied { 403 } else { 200 });
     resp.into_body().collect().await.unwrap();
 }
 
@@ -230,7 +246,7 @@ async fn keepalive_run(
     tls: &TlsConnector,
     conns: usize,
     reqs: usize,
-    inject: bool,
+    ask: Ask,
 ) -> f64 {
     let mut senders = Vec::with_capacity(conns);
     for _ in 0..conns {
@@ -242,7 +258,7 @@ async fn keepalive_run(
         .map(|mut sender| {
             tokio::spawn(async move {
                 for _ in 0..reqs {
-                    get_small(&mut sender, target_port, inject).await;
+                    get_small(&mut sender, target_port, ask).await;
                 }
             })
         })
@@ -263,7 +279,7 @@ async fn new_conn_run(route: Route, target_port: u16, tls: &TlsConnector, total:
             tokio::spawn(async move {
                 for _ in 0..per_worker {
                     let mut sender = open(route, target_port, &tls).await;
-                    get_small(&mut sender, target_port, false).await;
+                    get_small(&mut sender, target_port, Ask::Plain).await;
                 }
             })
         })
@@ -283,10 +299,10 @@ async fn latency_pair(proxy: &Proxy, target_port: u16, tls: &TlsConnector, n: us
     let mut injected = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        get_small(&mut plain_sender, target_port, false).await;
+        get_small(&mut plain_sender, target_port, Ask::Plain).await;
         plain.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
-        get_small(&mut inject_sender, target_port, true).await;
+        get_small(&mut inject_sender, target_port, Ask::Inject).await;
         injected.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let median = |v: &mut Vec<f64>| {
@@ -324,15 +340,15 @@ fn main() {
             return;
         }
         // Warm up both paths (certificate mint, upstream pool).
-        keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, 2, 50, false).await;
-        keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50, true).await;
+        keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, 2, 50, Ask::Plain).await;
+        keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50, Ask::Inject).await;
 
-        let direct_rps = keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, conns, reqs, false).await;
+        let direct_rps = keepalive_run(Route::Direct(up.addr()), up.port, &direct_tls, conns, reqs, Ask::Plain).await;
         let cpu0 = proxy.cpu_seconds();
-        let proxy_rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs, false).await;
+        let proxy_rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs, Ask::Plain).await;
         let cpu1 = proxy.cpu_seconds();
         let per_req_us = (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6;
-        let inject_rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs, true).await;
+        let inject_rps = keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, conns, reqs, Ask::Inject).await;
         let cpu1b = proxy.cpu_seconds();
         let per_inject_us = (cpu1b - cpu1) / (conns * reqs) as f64 * 1e6;
         let (plain_lat, inject_lat) = latency_pair(&proxy, up.port, &proxy_tls, 2000).await;
@@ -368,7 +384,15 @@ async fn audit_section(up: &upstream::Upstream, ca: &upstream::TestCa, conns: us
     ] {
         let proxy = start_proxy(up.port, &ca.cert_pem, yaml);
         let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
-        keepalive_run(Route::Proxy(proxy.addr), up.port, &proxy_tls, 2, 50, false).await;
+        keepalive_run(
+            Route::Proxy(proxy.addr),
+            up.port,
+            &proxy_tls,
+            2,
+            50,
+            Ask::Plain,
+        )
+        .await;
         let cpu0 = proxy.cpu_seconds();
         let rps = keepalive_run(
             Route::Proxy(proxy.addr),
@@ -376,7 +400,7 @@ async fn audit_section(up: &upstream::Upstream, ca: &upstream::TestCa, conns: us
             &proxy_tls,
             conns,
             reqs,
-            false,
+            Ask::Plain,
         )
         .await;
         // The writer may still be sealing: wait for its thread's work to land.
@@ -384,5 +408,33 @@ async fn audit_section(up: &upstream::Upstream, ca: &upstream::TestCa, conns: us
         let cpu1 = proxy.cpu_seconds();
         let per_req_us = (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6;
         println!("  {name:<17} {rps:>10.0} req/s, {per_req_us:>6.1} µs CPU/request");
+        if yaml.contains("sign: record") {
+            // Denials: each record is in the file before its 403 is sent.
+            let rps = keepalive_run(
+                Route::Proxy(proxy.addr),
+                up.port,
+                &proxy_tls,
+                conns,
+                reqs,
+                Ask::Denied,
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let cpu2 = proxy.cpu_seconds();
+            let per_req_us = (cpu2 - cpu1) / (conns * reqs) as f64 * 1e6;
+            let mut one = open(Route::Proxy(proxy.addr), up.port, &proxy_tls).await;
+            let mut lat = Vec::with_capacity(2000);
+            for _ in 0..2000 {
+                let t = Instant::now();
+                get_small(&mut one, up.port, Ask::Denied).await;
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            lat.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "  {:<17} {rps:>10.0} req/s, {per_req_us:>6.1} µs CPU/request, median {:.1} µs on one connection",
+                "  denied (403)",
+                lat[lat.len() / 2]
+            );
+        }
     }
 }
