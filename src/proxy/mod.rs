@@ -4,6 +4,7 @@ pub mod approval;
 pub mod body;
 pub mod channel;
 pub mod connect;
+pub mod destination;
 pub mod exchange;
 pub mod fdlimit;
 pub mod forward;
