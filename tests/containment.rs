@@ -1231,6 +1231,29 @@ async fn early_413_with_curl_http1() {
     curl_413(&["--http1.1"]).await;
 }
 
+/// The same class: any refusal answered before the upload ends (here 403, a
+/// path no rule allows) reaches an HTTP/2 client as itself, not as a reset stream.
+#[tokio::test]
+async fn early_403_on_a_large_upload_with_curl_http2() {
+    let f = body_fixture().await;
+    let data = format!("@{}", f.big.display());
+    let url = format!("https://api.test:{}/no-rule-here", f.api.port);
+    let out = curl(
+        &f.proxy,
+        &[
+            "--http2",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &data,
+            &url,
+        ],
+    )
+    .await;
+    assert_refusal(&out, 403, "no_rule");
+    assert_eq!(f.api.hits(), 0);
+}
+
 #[tokio::test]
 async fn early_413_with_curl_chunked_upload() {
     curl_413(&["--http1.1", "-H", "Transfer-Encoding: chunked"]).await;

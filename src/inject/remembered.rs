@@ -93,6 +93,9 @@ mod tests {
             b"__A__ __B__"
         );
         assert!(forms.scrubber("t2").is_none());
+        // SECURITY: the proxy state is Debug; no secret may show through it.
+        let shown = format!("{forms:?} {grown:?}");
+        assert!(!shown.contains("value-0123"), "{shown}");
         forms.forget("t1");
         assert!(forms.scrubber("t1").is_none());
         assert_eq!(format!("{forms:?}"), "InjectedForms(0 tasks)");
