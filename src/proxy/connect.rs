@@ -143,12 +143,15 @@ pub fn spawn_tunnel<S, F>(
             let mut exchange = connect_exchange(&state, &task, client, &host, port);
             exchange.record.decision = "allow";
             exchange.record.status = 200;
-            exchange.answered();
             tracker.spawn(async move {
                 let _slot = slot;
                 let spliced = async {
                     match stream.await {
-                        Some(io) => splice_tunnel(io, upstream, &host).await,
+                        // The client has its 200 only once the upgrade went through.
+                        Some(io) => {
+                            exchange.answered();
+                            splice_tunnel(io, upstream, &host).await
+                        }
                         None => TunnelOutcome::default(),
                     }
                 };
