@@ -28,6 +28,8 @@ pub struct Scrubber {
     pieces: Option<Arc<PieceIndex>>,
     /// Bytes a stream keeps back between chunks.
     holdback: usize,
+    /// Length of the longest whole form.
+    whole_longest: usize,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -37,6 +39,17 @@ impl std::fmt::Debug for Scrubber {
             .field("pieces", &self.pieces)
             .finish()
     }
+}
+
+/// Where a plan may go in the buffer it works on.
+#[derive(Clone, Copy)]
+struct Bounds {
+    /// Stream offset of the buffer's first byte (fixes the sampled positions).
+    base: u64,
+    /// Matches starting here or later wait for more bytes.
+    safe: usize,
+    /// Bytes a run's end must stay short of the buffer's end.
+    reach: usize,
 }
 
 /// One replacement planned in a buffer.
@@ -77,15 +90,17 @@ impl Scrubber {
     fn assemble(mut whole: Vec<Arc<SecretForm>>, pieces: Option<Arc<PieceIndex>>) -> Option<Self> {
         whole.sort_by(|a, b| a.echo().cmp(b.echo()));
         whole.dedup_by(|a, b| a.echo() == b.echo());
-        let longest = whole
-            .iter()
-            .map(|f| f.echo().len())
-            .chain(pieces.iter().map(|p| p.longest()))
-            .max()?;
+        let whole_longest = whole.iter().map(|f| f.echo().len()).max().unwrap_or(0);
+        let longest = pieces.iter().map(|p| p.longest()).max().unwrap_or(0);
+        let longest = longest.max(whole_longest);
+        if longest == 0 {
+            return None;
+        }
         Some(Self {
             whole,
             pieces,
             holdback: longest - 1,
+            whole_longest,
         })
     }
 
@@ -117,13 +132,28 @@ impl Scrubber {
     /// `at_end`, else short of anything that could still grow into a match.
     fn plan(&self, hay: &[u8], base: u64, at_end: bool) -> (Vec<Hit<'_>>, usize) {
         let keep = if at_end { 0 } else { self.holdback };
-        let safe = hay.len().saturating_sub(keep);
+        let bounds = Bounds {
+            base,
+            safe: hay.len().saturating_sub(keep),
+            // Whole forms win over pieces, so a run is taken only once every
+            // whole form that could overlap it has been seen whole.
+            reach: if at_end {
+                0
+            } else {
+                self.whole_longest.saturating_sub(1)
+            },
+        };
         let mut hits = Vec::new();
         let mut lo = 0;
-        let mut open = true;
+        // Nothing at or after the first match not taken yet goes out now.
+        let mut limit = None;
         for (start, idx) in self.whole_matches(hay) {
-            if !self.pieces_in(hay, (&mut lo, start), (base, safe), &mut hits) || start >= safe {
-                open = false;
+            if let Err(at) = self.pieces_in(hay, (&mut lo, start), bounds, &mut hits) {
+                limit = Some(at);
+                break;
+            }
+            if start >= bounds.safe {
+                limit = Some(start);
                 break;
             }
             let form = &self.whole[idx];
@@ -134,27 +164,31 @@ impl Scrubber {
             });
             lo = start + form.echo().len();
         }
-        if open {
-            self.pieces_in(hay, (&mut lo, hay.len()), (base, safe), &mut hits);
+        if limit.is_none() {
+            limit = self
+                .pieces_in(hay, (&mut lo, hay.len()), bounds, &mut hits)
+                .err();
         }
-        (hits, lo.max(safe))
+        let cut = lo.max(bounds.safe);
+        (hits, limit.map_or(cut, |limit| cut.min(limit)))
     }
 
-    /// Plans the runs of pieces in `hay[*lo..hi]` (advancing `lo` past each);
-    /// false once one starts at or after `safe`, which ends the plan.
+    /// Plans the runs of pieces in `hay[*lo..hi]` (advancing `lo` past each).
+    /// Stops at the first run it cannot take yet (it starts at or after
+    /// `safe`, or a whole form could still grow over it), returning its start.
     fn pieces_in<'s>(
         &'s self,
         hay: &[u8],
         (lo, hi): (&mut usize, usize),
-        (base, safe): (u64, usize),
+        bounds: Bounds,
         hits: &mut Vec<Hit<'s>>,
-    ) -> bool {
+    ) -> Result<(), usize> {
         let Some(index) = &self.pieces else {
-            return true;
+            return Ok(());
         };
-        while let Some(run) = index.next_run(hay, *lo, hi, base, safe) {
-            if run.start >= safe {
-                return false;
+        while let Some(run) = index.next_run(hay, *lo, hi, bounds.base, bounds.safe) {
+            if run.start >= bounds.safe || run.end + bounds.reach > hay.len() {
+                return Err(run.start);
             }
             hits.push(Hit {
                 start: run.start,
@@ -163,7 +197,7 @@ impl Scrubber {
             });
             *lo = run.end;
         }
-        true
+        Ok(())
     }
 
     /// `hay[..cut]` with `hits` replaced, appended to `out`.
