@@ -373,6 +373,24 @@ fn main() {
     });
 }
 
+/// A keep-alive run through `proxy`: requests per second, and tollgate's CPU per
+/// request (once the writer thread's work has landed).
+async fn measured_run(
+    proxy: &Proxy,
+    target_port: u16,
+    tls: &TlsConnector,
+    conns: usize,
+    reqs: usize,
+    ask: Ask,
+) -> (f64, f64) {
+    let cpu0 = proxy.cpu_seconds();
+    let rps = keepalive_run(Route::Proxy(proxy.addr), target_port, tls, conns, reqs, ask).await;
+    // The writer may still be sealing: wait for its thread's work to land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu1 = proxy.cpu_seconds();
+    (rps, (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6)
+}
+
 /// The audit trail's cost: the same keep-alive load through one fresh proxy per
 /// setting, each measured the same way.
 async fn audit_section(up: &upstream::Upstream, ca: &upstream::TestCa, conns: usize, reqs: usize) {
@@ -393,35 +411,13 @@ async fn audit_section(up: &upstream::Upstream, ca: &upstream::TestCa, conns: us
             Ask::Plain,
         )
         .await;
-        let cpu0 = proxy.cpu_seconds();
-        let rps = keepalive_run(
-            Route::Proxy(proxy.addr),
-            up.port,
-            &proxy_tls,
-            conns,
-            reqs,
-            Ask::Plain,
-        )
-        .await;
-        // The writer may still be sealing: wait for its thread's work to land.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let cpu1 = proxy.cpu_seconds();
-        let per_req_us = (cpu1 - cpu0) / (conns * reqs) as f64 * 1e6;
+        let (rps, per_req_us) =
+            measured_run(&proxy, up.port, &proxy_tls, conns, reqs, Ask::Plain).await;
         println!("  {name:<17} {rps:>10.0} req/s, {per_req_us:>6.1} µs CPU/request");
         if yaml.contains("sign: record") {
             // Denials: each record is in the file before its 403 is sent.
-            let rps = keepalive_run(
-                Route::Proxy(proxy.addr),
-                up.port,
-                &proxy_tls,
-                conns,
-                reqs,
-                Ask::Denied,
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let cpu2 = proxy.cpu_seconds();
-            let per_req_us = (cpu2 - cpu1) / (conns * reqs) as f64 * 1e6;
+            let (rps, per_req_us) =
+                measured_run(&proxy, up.port, &proxy_tls, conns, reqs, Ask::Denied).await;
             let mut one = open(Route::Proxy(proxy.addr), up.port, &proxy_tls).await;
             let mut lat = Vec::with_capacity(2000);
             for _ in 0..2000 {
