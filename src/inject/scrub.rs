@@ -231,7 +231,7 @@ impl Scrubber {
     }
 
     /// Scrubs every header value, and drops every header whose name carries a
-    /// secret form (names cannot hold a placeholder's `__` reliably).
+    /// secret form: no upstream names a header after a secret in good faith.
     pub fn scrub_headers(&self, headers: &mut HeaderMap) {
         let tainted: Vec<http::HeaderName> = headers
             .keys()
