@@ -419,6 +419,18 @@ async fn curl_http2_negotiates_h2_end_to_end() {
 }
 
 #[tokio::test]
+async fn an_http1_client_gets_an_http1_upstream() {
+    let f = fixture().await;
+    let out = curl(&f.proxy, &["--http1.1", &api(&f, "/echo")]).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(
+        out.json()["version"],
+        "HTTP/1.1",
+        "an HTTP/1.1 client's request goes upstream over HTTP/1.1, though the upstream offers h2"
+    );
+}
+
+#[tokio::test]
 async fn plain_http_absolute_form_works() {
     let f = fixture().await;
     let out = curl(

@@ -112,7 +112,8 @@ impl Upstream {
         scrubber: Option<Arc<Scrubber>>,
         task: (&TaskEnds, &Task),
     ) -> Result<Response<ProxyBody>, Refusal> {
-        let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
+        let client_version = req.version();
+        let websocket = client_version == Version::HTTP_11 && is_websocket_upgrade(req.headers());
         // What a genuine WebSocket server must answer; `None` refuses any 101.
         let expected_accept = websocket
             .then(|| req.headers().get(header::SEC_WEBSOCKET_KEY))
@@ -143,7 +144,10 @@ impl Upstream {
             }
         }
         let upstream_req = Request::from_parts(parts, body);
-        let client = if websocket {
+        // An HTTP/1.x client gets an HTTP/1.1 upstream: it needs nothing h2
+        // offers, and h2's framing, HPACK and connection task cost more CPU per
+        // request than a pooled HTTP/1.1 connection. h2 clients keep h2 (gRPC).
+        let client = if websocket || client_version != Version::HTTP_2 {
             &self.http1_only
         } else {
             &self.any_version
