@@ -12,23 +12,25 @@ use std::time::Duration;
 use tollgate::approvals::spool::{
     HeldBody, SpoolBudget, MAX_HELD_BODY, MAX_SPOOLED, MAX_SPOOLED_PER_TASK,
 };
-use tollgate::approvals::{Answer, Approvals, HoldRequest};
+use tollgate::approvals::{Answer, Approvals, HoldRequest, RequestSummary};
 
 fn request(task: usize) -> HoldRequest {
     HoldRequest {
-        task: format!("t-{task:016x}"),
-        policy: "github-agent".into(),
-        rule: "merge needs a person".into(),
+        summary: RequestSummary {
+            task: format!("t-{task:016x}"),
+            policy: "github-agent".into(),
+            rule: "merge needs a person".into(),
+            method: "PUT".into(),
+            scheme: "https".into(),
+            host: "api.github.com".into(),
+            port: 443,
+            path: "/repos/acme/widgets/pulls/412/merge".into(),
+            query: Some("merge_method=squash".into()),
+            body_bytes: 33,
+            content_type: Some("application/json".into()),
+        },
         rule_key: "0123456789abcdef0123456789abcdef".into(),
-        method: "PUT".into(),
-        scheme: "https",
-        host: "api.github.com".into(),
-        port: 443,
-        path: "/repos/acme/widgets/pulls/412/merge".into(),
-        query: Some("merge_method=squash".into()),
         headers: vec![("authorization".into(), "Bearer __GITHUB_TOKEN__".into())],
-        body_bytes: 33,
-        content_type: Some("application/json".into()),
         body_sha256: Some("00".repeat(32)),
         body_preview: Bytes::from_static(b"{\"commit_title\":\"release 2.4\"}"),
         timeout: Duration::from_secs(300),
@@ -58,7 +60,7 @@ fn holds(c: &mut Criterion) {
     let _tickets: Vec<_> = (0..1000)
         .map(|t| {
             let request = request(t);
-            let seat = many.seat(&request.task).unwrap();
+            let seat = many.seat(&request.summary.task).unwrap();
             many.hold(seat, request).unwrap()
         })
         .collect();

@@ -246,20 +246,20 @@ async fn approval(admin: &str, proxy_url: &str, config: &tollgate::config::Confi
             .expect("curl is needed for the demo (apt-get install curl)");
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
     };
-    let mut holds = Vec::new();
+    let mut holds: Vec<tollgate::approvals::HoldView> = Vec::new();
     for _ in 0..200 {
-        holds = admin_call("GET", "/v1/approvals")
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        holds = serde_json::from_value(admin_call("GET", "/v1/approvals")).unwrap_or_default();
         if !holds.is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     println!("# held: nothing has gone upstream yet\n$ tollgate approvals list");
-    println!("{}", tollgate::approvals::cli::table(&holds).trim_end());
-    let Some(id) = holds.first().and_then(|h| h["id"].as_str()) else {
+    println!(
+        "{}",
+        tollgate::cli::approvals::render::table(&holds).trim_end()
+    );
+    let Some(id) = holds.first().map(|h| h.id.as_str()) else {
         println!("(no hold appeared)");
         return;
     };

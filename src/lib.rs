@@ -10,7 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod error;
-pub mod explain;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inject;

@@ -107,7 +107,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )))
         }
         Command::Approvals(args) => {
-            tollgate::approvals::cli::run(cli.config.as_deref(), &args)?;
+            tollgate::cli::approvals::run(cli.config.as_deref(), &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Keygen { dir }) => {
@@ -128,7 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// exit 0 allowed, 1 refused, 2 error.
 fn explain(config: Option<&std::path::Path>, args: &tollgate::cli::ExplainArgs) -> ExitCode {
-    let outcome = (|| -> Result<tollgate::explain::Explanation> {
+    let outcome = (|| -> Result<tollgate::cli::explain::Explanation> {
         let config = Config::load(config)?;
         let path = config.policies_dir.join(format!("{}.yaml", args.policy));
         if !path.exists() {
@@ -139,7 +139,7 @@ fn explain(config: Option<&std::path::Path>, args: &tollgate::cli::ExplainArgs) 
             );
         }
         let (policy, _) = tollgate::policy::load_policy_file(&path)?;
-        tollgate::explain::explain(&policy, &args.method, &args.url, &args.headers)
+        tollgate::cli::explain::explain(&policy, &args.method, &args.url, &args.headers)
             .map_err(anyhow::Error::msg)
     })();
     match outcome {

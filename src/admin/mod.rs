@@ -330,12 +330,12 @@ impl Admin {
             self.state
                 .approvals
                 .approve(id, answer)
-                .map(|grant| json!({"id": id, "decision": "approved", "by": by, "grant": grant}))
+                .map(|grant| json!(crate::approvals::Decided::approved(id, by, grant)))
         } else {
             self.state
                 .approvals
                 .deny(id, answer)
-                .map(|()| json!({"id": id, "decision": "denied", "by": by}))
+                .map(|()| json!(crate::approvals::Decided::denied(id, by)))
         };
         match outcome {
             Ok(body) => reply(StatusCode::OK, body),

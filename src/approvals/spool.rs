@@ -4,11 +4,11 @@
 //! body as the sandbox sent it (placeholder form): no secret value ever reaches
 //! the disk.
 
-use crate::proxy::body::{empty_body, full_body, BoxError, ProxyBody};
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::Path;
@@ -238,11 +238,16 @@ impl HeldBody {
         &self.preview
     }
 
-    /// The body to forward: streamed back from the spool file, not read into memory.
-    pub async fn into_body(self) -> Result<ProxyBody, SpoolError> {
+    /// The body to forward: streamed back from the spool file, not read into
+    /// memory. Its type is the proxy's `ProxyBody`, spelled out here so that
+    /// the registry does not depend on the proxy.
+    pub async fn into_body(
+        self,
+    ) -> Result<BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>, SpoolError> {
+        let never = |never: std::convert::Infallible| match never {};
         match self.data {
-            Held::Memory(bytes) if bytes.is_empty() => Ok(empty_body()),
-            Held::Memory(bytes) => Ok(full_body(bytes)),
+            Held::Memory(bytes) if bytes.is_empty() => Ok(Empty::new().map_err(never).boxed()),
+            Held::Memory(bytes) => Ok(Full::new(bytes).map_err(never).boxed()),
             Held::File {
                 mut file,
                 reservation,
@@ -255,7 +260,7 @@ impl HeldBody {
                         let _ = &reservation;
                         Frame::data(data)
                     })
-                    .map_err(|e| -> BoxError { Box::new(e) });
+                    .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) });
                 Ok(StreamBody::new(frames).boxed())
             }
         }

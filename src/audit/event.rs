@@ -1,7 +1,7 @@
 //! What the proxy reports about one request decision. The writer adds `v`, `type`,
 //! `seq`, `key_id`, `prev` and `sig`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
 /// The approval block of `approved` / `approval_denied` records.
@@ -10,14 +10,55 @@ pub struct ApprovalInfo {
     /// Hold id (for a request under a `--for` grant that did not wait: the
     /// hold whose approval made the grant; null when it ended before it was held).
     pub id: Option<String>,
-    /// `approved`, `denied`, `timeout`, `task_ended`, `withdrawn` or `shutdown`.
-    pub outcome: &'static str,
+    /// How the hold ended.
+    pub outcome: ApprovalOutcome,
     /// Who answered (null on timeout).
     pub by: Option<String>,
     /// Why, if given.
     pub reason: Option<String>,
     /// The `--for` grant that covered the request, if any.
     pub grant: Option<String>,
+}
+
+/// How a hold ended: the approval block's `outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalOutcome {
+    /// An operator approved it, or a `--for` grant covered it.
+    Approved,
+    /// An operator denied it.
+    Denied,
+    /// No answer within the rule's `approval_timeout`.
+    Timeout,
+    /// Its task ended or expired while it waited.
+    TaskEnded,
+    /// Its client went away while it waited.
+    Withdrawn,
+    /// tollgate shut down while it waited.
+    Shutdown,
+    /// Its policy file changed while it waited.
+    PolicyChanged,
+}
+
+impl ApprovalOutcome {
+    /// The name the audit record and the admin API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalOutcome::Approved => "approved",
+            ApprovalOutcome::Denied => "denied",
+            ApprovalOutcome::Timeout => "timeout",
+            ApprovalOutcome::TaskEnded => "task_ended",
+            ApprovalOutcome::Withdrawn => "withdrawn",
+            ApprovalOutcome::Shutdown => "shutdown",
+            ApprovalOutcome::PolicyChanged => "policy_changed",
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One request decision, in the field names of the contract.

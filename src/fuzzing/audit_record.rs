@@ -112,7 +112,7 @@ fn seal_genuine(record_mode: bool) -> Option<Genuine> {
         r.bytes_down = 5120 * i;
         r.approval = (r.decision == "approved").then(|| ApprovalInfo {
             id: Some("h1".into()),
-            outcome: "approved",
+            outcome: crate::audit::event::ApprovalOutcome::Approved,
             by: Some("ops".into()),
             reason: None,
             grant: None,

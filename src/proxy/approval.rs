@@ -9,7 +9,7 @@ use super::exchange::Exchange;
 use super::pipeline::{ConnCtx, PendingBody};
 use super::state::ProxyState;
 use crate::approvals::spool::{HeldBody, SpoolError, MAX_HELD_BODY};
-use crate::approvals::{HoldError, HoldRequest, Seat, Verdict};
+use crate::approvals::{ApprovalOutcome, HoldError, HoldRequest, RequestSummary, Seat, Verdict};
 use crate::error::{Reason, Refusal};
 use crate::policy::{Policy, Rule};
 use http::header;
@@ -104,7 +104,7 @@ pub(super) async fn await_approval(
             // Never held, so the block has no id.
                                 log.record.approval = Some(crate::audit::ApprovalInfo {
                                     id: None,
-                                    outcome: "shutdown",
+                                    outcome: ApprovalOutcome::Shutdown,
                                     by: None,
                                     reason: Some("tollgate is shutting down".into()),
                                     grant: None,
@@ -133,23 +133,25 @@ pub(super) async fn await_approval(
         _ => (0, None, bytes::Bytes::new()),
     };
     let request = HoldRequest {
-        task: conn.task.id.clone(),
-        policy: policy.name.clone(),
-        rule: rule.name.clone(),
+        summary: RequestSummary {
+            task: conn.task.id.clone(),
+            policy: policy.name.clone(),
+            rule: rule.name.clone(),
+            method: parts.method.to_string(),
+            scheme: log.record.scheme.to_string(),
+            host: log.record.host.clone(),
+            port: log.record.port,
+            path: log.record.path.clone(),
+            query: log.record.query.clone(),
+            body_bytes,
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        },
         rule_key,
-        method: parts.method.to_string(),
-        scheme: log.record.scheme,
-        host: log.record.host.clone(),
-        port: log.record.port,
-        path: log.record.path.clone(),
-        query: log.record.query.clone(),
         headers: shown_headers(&parts.headers),
-        body_bytes,
-        content_type: parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
         body_sha256,
         body_preview,
         // What is left after reading the body.
@@ -162,7 +164,7 @@ pub(super) async fn await_approval(
     log.record.approval = Some(
         Verdict::ended(
             &id,
-            "withdrawn",
+            ApprovalOutcome::Withdrawn,
             "the client went away while waiting".into(),
         )
         .audit(),
@@ -182,27 +184,31 @@ pub(super) async fn await_approval(
             verdict
         }
         // An operator's answer that raced the timeout is the one that counts.
-        Woke::Timeout if task_left.is_some_and(|left| left < timeout) => {
-            ticket.close(Verdict::ended(&id, "task_ended", "the task expired".into()))
-        }
+        Woke::Timeout if task_left.is_some_and(|left| left < timeout) => ticket.close(
+            Verdict::ended(&id, ApprovalOutcome::TaskEnded, "the task expired".into()),
+        ),
         Woke::Timeout => ticket.close(Verdict::ended(
             &id,
-            "timeout",
+            ApprovalOutcome::Timeout,
             format!("no answer within {}", human(timeout)),
         )),
         // Not so for an ended task or a shutdown: nothing of it may go out now.
         Woke::TaskEnded => {
             drop(ticket);
-            Verdict::ended(&id, "task_ended", "the task ended".into())
+            Verdict::ended(&id, ApprovalOutcome::TaskEnded, "the task ended".into())
         }
         Woke::Shutdown => {
             drop(ticket);
-            Verdict::ended(&id, "shutdown", "tollgate is shutting down".into())
+            Verdict::ended(
+                &id,
+                ApprovalOutcome::Shutdown,
+                "tollgate is shutting down".into(),
+            )
         }
     };
     if verdict.approved && !state.tasks.is_current(&conn.task) {
         // Ended while the answer was on its way: its leases are gone already.
-        verdict = Verdict::ended(&id, "task_ended", "the task ended".into());
+        verdict = Verdict::ended(&id, ApprovalOutcome::TaskEnded, "the task ended".into());
     }
     let current = state.policies.current().get(&policy.name);
     if verdict.approved && current.is_none_or(|now| now.digest != policy.digest) {
@@ -210,7 +216,7 @@ pub(super) async fn await_approval(
         // an earlier deny rule): the request must be asked again.
         verdict = Verdict::ended(
             &id,
-            "policy_changed",
+            ApprovalOutcome::PolicyChanged,
             "the policy changed while the request waited; send it again".into(),
         );
     }
@@ -223,8 +229,8 @@ pub(super) async fn await_approval(
     }
     // The operator's reason is meant for the agent; who they are is not.
     let why = match (verdict.outcome, &verdict.reason) {
-        ("denied", Some(reason)) => format!("denied: {reason}"),
-        ("denied", None) => "denied".to_string(),
+        (ApprovalOutcome::Denied, Some(reason)) => format!("denied: {reason}"),
+        (ApprovalOutcome::Denied, None) => "denied".to_string(),
         (_, Some(reason)) => reason.clone(),
         (outcome, None) => outcome.to_string(),
     };

@@ -1,4 +1,9 @@
-//! The command line of DESIGN.md.
+//! The command line of DESIGN.md, and the front ends that are more than a call
+//! into the library: `policy explain` and `approvals`.
+
+pub mod approvals;
+pub mod explain;
+pub mod terminal;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
