@@ -8,7 +8,7 @@
 //! Each proxy ([`crate::proxy::state::ProxyState`]) has its own [`Metrics`];
 //! requests are counted where their audit record is emitted.
 
-use crate::proxy::body::{full_body, ProxyBody};
+use crate::body::{full_body, ProxyBody};
 use crate::proxy::state::ProxyState;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};

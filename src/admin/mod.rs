@@ -5,7 +5,7 @@
 pub mod channel;
 pub mod client;
 
-use crate::proxy::body::{full_body, ProxyBody};
+use crate::body::{full_body, ProxyBody};
 use crate::proxy::state::ProxyState;
 use crate::task_token::{now_secs, Claims};
 use crate::tasks::Task;

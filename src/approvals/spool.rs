@@ -4,7 +4,7 @@
 //! body as the sandbox sent it (placeholder form): no secret value ever reaches
 //! the disk.
 
-use crate::proxy::body::{empty_body, full_body, BoxError, ProxyBody};
+use crate::body::{empty_body, full_body, BoxError, ProxyBody};
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use http_body::Frame;

@@ -1,7 +1,6 @@
 //! The proxy: listeners, CONNECT handling, the per-request pipeline, forwarding.
 
 pub mod approval;
-pub mod body;
 pub mod channel;
 pub mod connect;
 pub mod destination;
@@ -56,7 +55,7 @@ pub async fn serve_with_shutdown<I, S>(
     both_versions: bool,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<body::ProxyBody>>
+    S: Service<http::Request<Incoming>, Response = http::Response<crate::body::ProxyBody>>
         + Clone
         + Send
         + 'static,
