@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod client;
+pub mod listen;
 
 use crate::body::{full_body, ProxyBody};
 use crate::proxy::state::ProxyState;
@@ -137,18 +138,16 @@ impl Admin {
                 let (id, approve) = (id.to_string(), *verb == "approve");
                 self.answer(req, &id, approve).await
             }
-            (Method::POST, ["v1", "reload"]) => {
-                match crate::proxy::server::reload_policies(&self.state) {
-                    Ok(count) => reply(StatusCode::OK, json!({"policies": count})),
-                    Err(errors) => {
-                        let errors: Vec<_> = errors
+            (Method::POST, ["v1", "reload"]) => match crate::reload::reload_policies(&self.state) {
+                Ok(count) => reply(StatusCode::OK, json!({"policies": count})),
+                Err(errors) => {
+                    let errors: Vec<_> = errors
                             .iter()
                             .map(|e| json!({"file": e.file.display().to_string(), "line": e.line, "message": e.message}))
                             .collect();
-                        reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"errors": errors}))
-                    }
+                    reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"errors": errors}))
                 }
-            }
+            },
             _ => not_found("no such endpoint"),
         }
     }

@@ -1,4 +1,5 @@
-//! The proxy: listeners, CONNECT handling, the per-request pipeline, forwarding.
+//! The proxy: serving a client connection, CONNECT handling, the per-request
+//! pipeline, forwarding. (Its listeners start in [`crate::serve`].)
 
 pub mod approval;
 pub mod channel;
@@ -13,13 +14,9 @@ pub mod limits;
 pub mod passthrough;
 pub mod pipeline;
 pub mod prefixed;
-pub mod server;
 pub mod splice;
 pub mod state;
-pub mod watch;
 pub mod ws_scrub;
-
-pub use server::{build_state, run, Running};
 
 use hyper::body::Incoming;
 use hyper::service::Service;
