@@ -100,7 +100,7 @@ impl Admin {
             return reply(StatusCode::OK, json!({"status": "ok"}));
         }
         if req.method() == Method::GET && path == "/metrics" {
-            return self.state.metrics.response(&self.state);
+            return self.state.metrics.response(&self.state.gauges());
         }
         if !self.authorized(&req) {
             let mut response = reply(
