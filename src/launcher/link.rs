@@ -1,7 +1,7 @@
 //! How the launcher reaches tollgate: an in-process proxy (no `--admin`), or a
 //! running one over its admin API and the task's channel (`--admin URL`).
 
-use super::LaunchError;
+use super::error::LaunchError;
 use crate::admin::client::AdminClient;
 use crate::admin::{channel, Admin, NewTask};
 use crate::config::Config;
