@@ -212,7 +212,12 @@ impl Admin {
             "policy": created.task.policy,
         });
         if with_channel {
-            match channel::open(self.clone(), created.task.clone()) {
+            let admin = self.clone();
+            let id = created.task.id.clone();
+            let end_task = async move {
+                admin.end(&id).await;
+            };
+            match channel::open(self.state.clone(), created.task.clone(), end_task) {
                 Ok(name) => {
                     body["channel"] = json!(name);
                     body["ca_cert"] = json!(self.state.leaves.ca_pem());
