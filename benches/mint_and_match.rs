@@ -234,10 +234,12 @@ fn scrubbing(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                let stream =
-                    futures_util::stream::iter(chunks.clone().into_iter().map(|c| {
-                        Ok::<_, tollgate::proxy::body::BoxError>(http_body::Frame::data(c))
-                    }));
+                let stream = futures_util::stream::iter(
+                    chunks
+                        .clone()
+                        .into_iter()
+                        .map(|c| Ok::<_, tollgate::body::BoxError>(http_body::Frame::data(c))),
+                );
                 let body = http_body_util::StreamBody::new(stream).boxed();
                 let out = rt
                     .block_on(scrubber.clone().scrub_body(body).collect())

@@ -89,7 +89,7 @@ async fn demo() {
     let config = tollgate::config::Config::load_file(&root.join("tollgate.yaml")).unwrap();
 
     let shutdown = CancellationToken::new();
-    let running = tollgate::proxy::run(&config, shutdown.clone())
+    let running = tollgate::serve::run(&config, shutdown.clone())
         .await
         .unwrap();
     let proxy = running.addrs[0];

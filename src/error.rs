@@ -4,7 +4,7 @@
 //! Every refusal the proxy sends is built here, so the wire format of DESIGN.md
 //! ("Decisions on the wire") has exactly one implementation.
 
-use crate::proxy::body::{full_body, ProxyBody};
+use crate::body::{full_body, ProxyBody};
 use http::{header, HeaderValue, Response, StatusCode};
 
 /// Header carrying the machine-readable reason of every refusal.

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod approvals;
 pub mod audit;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod duration;
@@ -19,7 +20,9 @@ pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod secrets;
+pub mod serve;
 pub mod task_token;
 pub mod tasks;
 pub mod tls;

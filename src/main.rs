@@ -162,7 +162,7 @@ fn serve(config: &Config) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let running = tollgate::proxy::run(config, shutdown.clone()).await?;
+        let running = tollgate::serve::run(config, shutdown.clone()).await?;
         for addr in &running.addrs {
             tracing::info!(%addr, ca = %config.ca_cert.display(), "tollgate listening on {addr}");
         }

@@ -8,8 +8,7 @@
 //! Each proxy ([`crate::proxy::state::ProxyState`]) has its own [`Metrics`];
 //! requests are counted where their audit record is emitted.
 
-use crate::proxy::body::{full_body, ProxyBody};
-use crate::proxy::state::ProxyState;
+use crate::body::{full_body, ProxyBody};
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -83,6 +82,21 @@ impl CacheCounters {
     pub fn misses(&self) -> u64 {
         self.misses.get()
     }
+}
+
+/// The gauges of a scrape, read from the proxy's state at that moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Audit records queued and not yet written.
+    pub audit_queue_depth: u64,
+    /// Whether requests are refused because the audit trail cannot be written.
+    pub audit_refusing: bool,
+    /// Requests held for an operator's approval.
+    pub approvals_pending: u64,
+    /// Bytes of held request bodies in spool files.
+    pub approvals_spooled: u64,
+    /// Policies loaded.
+    pub policies_loaded: u64,
 }
 
 /// The registry and every metric family tollgate exports.
@@ -243,26 +257,22 @@ impl Metrics {
             .inc();
     }
 
-    /// The OpenMetrics text of every family, with the gauges read from `state`
-    /// now. Takes no lock the request path holds for more than a counter update.
-    pub fn render(&self, state: &ProxyState) -> Result<String, std::fmt::Error> {
+    /// The OpenMetrics text of every family, with the gauges set to `now`.
+    pub fn render(&self, now: &Gauges) -> Result<String, std::fmt::Error> {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.audit_queue_depth.set(gauge(state.audit.depth()));
-        self.audit_refusing.set(i64::from(state.audit.refusing()));
-        self.approvals_pending
-            .set(gauge(state.approvals.pending_count() as u64));
-        self.approvals_spooled
-            .set(gauge(state.approvals.spool_budget().used()));
-        self.policies_loaded
-            .set(gauge(state.policies.current().len() as u64));
+        self.audit_queue_depth.set(gauge(now.audit_queue_depth));
+        self.audit_refusing.set(i64::from(now.audit_refusing));
+        self.approvals_pending.set(gauge(now.approvals_pending));
+        self.approvals_spooled.set(gauge(now.approvals_spooled));
+        self.policies_loaded.set(gauge(now.policies_loaded));
         let mut out = String::with_capacity(4096);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
 
     /// The answer to `GET /metrics`.
-    pub fn response(&self, state: &ProxyState) -> Response<ProxyBody> {
-        let (status, body, content_type) = match self.render(state) {
+    pub fn response(&self, now: &Gauges) -> Response<ProxyBody> {
+        let (status, body, content_type) = match self.render(now) {
             Ok(text) => (StatusCode::OK, text, CONTENT_TYPE),
             Err(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

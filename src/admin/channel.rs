@@ -16,12 +16,13 @@
 //! A channel serves at most [`connection_cap`] data connections at once; more
 //! are closed as they arrive.
 
-use super::Admin;
 use crate::policy::DEFAULT_MAX_CONCURRENT;
 use crate::proxy::channel::serve_channel;
 use crate::proxy::limits::{until_expiry, Held};
+use crate::proxy::state::ProxyState;
 use crate::proxy::ACCEPT_BACKOFF;
 use crate::tasks::Task;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::sync::Arc;
@@ -58,9 +59,14 @@ pub fn connection_cap(max_concurrent: usize) -> usize {
 }
 
 /// Opens the channel of `task` and serves it in the background until the task
-/// ends, expires, or its launcher goes away. Returns the name to connect to
-/// (`@` + the abstract socket name).
-pub fn open(admin: Arc<Admin>, task: Arc<Task>) -> std::io::Result<String> {
+/// ends, expires, or its launcher goes away; then awaits `end_task`, which ends
+/// the task (the admin API's task table owns that). Returns the name to connect
+/// to (`@` + the abstract socket name).
+pub fn open(
+    state: Arc<ProxyState>,
+    task: Arc<Task>,
+    end_task: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<String> {
     let mut random = [0u8; 12];
     aws_lc_rs::rand::fill(&mut random)
         .map_err(|_| std::io::Error::other("random bytes unavailable"))?;
@@ -69,7 +75,7 @@ pub fn open(admin: Arc<Admin>, task: Arc<Task>) -> std::io::Result<String> {
     let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
-    tokio::spawn(serve(admin, task, listener));
+    tokio::spawn(serve(state, task, listener, end_task));
     Ok(format!("@{name}"))
 }
 
@@ -97,8 +103,12 @@ pub async fn write_data_preamble(stream: &mut UnixStream, peer: SocketAddr) -> s
     stream.write_all(&preamble).await
 }
 
-async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
-    let state = admin.state.clone();
+async fn serve(
+    state: Arc<ProxyState>,
+    task: Arc<Task>,
+    listener: UnixListener,
+    end_task: impl Future<Output = ()>,
+) {
     let ended = state.task_ends.signal(&task.id, task.expires_at);
     let max_concurrent = state
         .policies
@@ -179,7 +189,7 @@ async fn serve(admin: Arc<Admin>, task: Arc<Task>, listener: UnixListener) {
     };
     drop(listener);
     tracing::info!(task = %task.id, "ending the task: {end_reason}");
-    admin.end(&task.id).await;
+    end_task.await;
 }
 
 /// Holds the launcher's control connection: its end (EOF, error) means the

@@ -4,8 +4,9 @@
 
 pub mod channel;
 pub mod client;
+pub mod listen;
 
-use crate::proxy::body::{full_body, ProxyBody};
+use crate::body::{full_body, ProxyBody};
 use crate::proxy::state::ProxyState;
 use crate::task_token::{now_secs, Claims};
 use crate::tasks::Task;
@@ -99,7 +100,7 @@ impl Admin {
             return reply(StatusCode::OK, json!({"status": "ok"}));
         }
         if req.method() == Method::GET && path == "/metrics" {
-            return self.state.metrics.response(&self.state);
+            return self.state.metrics.response(&self.state.gauges());
         }
         if !self.authorized(&req) {
             let mut response = reply(
@@ -137,18 +138,16 @@ impl Admin {
                 let (id, approve) = (id.to_string(), *verb == "approve");
                 self.answer(req, &id, approve).await
             }
-            (Method::POST, ["v1", "reload"]) => {
-                match crate::proxy::server::reload_policies(&self.state) {
-                    Ok(count) => reply(StatusCode::OK, json!({"policies": count})),
-                    Err(errors) => {
-                        let errors: Vec<_> = errors
+            (Method::POST, ["v1", "reload"]) => match crate::reload::reload_policies(&self.state) {
+                Ok(count) => reply(StatusCode::OK, json!({"policies": count})),
+                Err(errors) => {
+                    let errors: Vec<_> = errors
                             .iter()
                             .map(|e| json!({"file": e.file.display().to_string(), "line": e.line, "message": e.message}))
                             .collect();
-                        reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"errors": errors}))
-                    }
+                    reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"errors": errors}))
                 }
-            }
+            },
             _ => not_found("no such endpoint"),
         }
     }
@@ -213,7 +212,12 @@ impl Admin {
             "policy": created.task.policy,
         });
         if with_channel {
-            match channel::open(self.clone(), created.task.clone()) {
+            let admin = self.clone();
+            let id = created.task.id.clone();
+            let end_task = async move {
+                admin.end(&id).await;
+            };
+            match channel::open(self.state.clone(), created.task.clone(), end_task) {
                 Ok(name) => {
                     body["channel"] = json!(name);
                     body["ca_cert"] = json!(self.state.leaves.ca_pem());

@@ -10,8 +10,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
-/// Holds one task may have pending when the config does not say.
-pub const DEFAULT_MAX_PENDING_PER_TASK: usize = 8;
 /// Longest `--for` grant.
 pub const MAX_GRANT: Duration = Duration::from_secs(24 * 3600);
 /// Longest `by` accepted from an operator.

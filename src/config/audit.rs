@@ -1,6 +1,7 @@
-//! Audit settings: validated now, written by the audit subsystem.
+//! Audit settings: the `audit` block as written and validated, used by the audit
+//! subsystem. The sink structs are their own wire form.
 
-use super::wire::{AuditWire, SinkWire};
+use crate::duration::serde_str;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -144,6 +145,50 @@ pub struct AuditConfig {
 
 /// The default rotation size of the file sink.
 pub const DEFAULT_ROTATE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The `audit` block as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditWire {
+    #[serde(default)]
+    pub(super) key: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) sign: Option<SignMode>,
+    #[serde(default, with = "serde_str::option")]
+    pub(super) checkpoint_every: Option<Duration>,
+    #[serde(default)]
+    pub(super) sinks: Option<Vec<SinkWire>>,
+    #[serde(default)]
+    pub(super) on_failure: Option<OnFailure>,
+}
+
+/// A sink entry as written: a map with exactly one key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SinkWire {
+    #[serde(default)]
+    pub(super) file: Option<FileSink>,
+    #[serde(default)]
+    pub(super) stdout: Option<StdoutSink>,
+    #[serde(default)]
+    pub(super) syslog: Option<SyslogSink>,
+    #[serde(default)]
+    pub(super) http: Option<HttpSink>,
+}
+
+impl SinkWire {
+    pub(super) fn into_sink(self) -> Result<AuditSink, String> {
+        let mut sinks = Vec::with_capacity(1);
+        sinks.extend(self.file.map(AuditSink::File));
+        sinks.extend(self.stdout.map(AuditSink::Stdout));
+        sinks.extend(self.syslog.map(AuditSink::Syslog));
+        sinks.extend(self.http.map(AuditSink::Http));
+        match (sinks.pop(), sinks.is_empty()) {
+            (Some(sink), true) => Ok(sink),
+            _ => Err("each audit sink names exactly one of file, stdout, syslog, http".into()),
+        }
+    }
+}
 
 /// Validates the `audit` block; sink file paths resolve with `rel`.
 pub(super) fn audit_config(

@@ -25,6 +25,8 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3129";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default env-backend prefix.
 pub const DEFAULT_ENV_PREFIX: &str = "TOLLGATE_SECRET_";
+/// Approval holds one task may have pending when the config does not say.
+pub const DEFAULT_MAX_PENDING_PER_TASK: usize = 8;
 
 /// How tollgate reaches Vault / OpenBao.
 #[derive(Debug, Clone)]
@@ -275,9 +277,7 @@ impl Config {
             notify: approvals_wire.notify,
             max_pending_per_task: approvals_wire
                 .max_pending_per_task
-                .map_or(crate::approvals::DEFAULT_MAX_PENDING_PER_TASK, |n| {
-                    n as usize
-                }),
+                .map_or(DEFAULT_MAX_PENDING_PER_TASK, |n| n as usize),
         };
 
         let tasks = static_tasks(file, text, wire.tasks, tokens)?;

@@ -1,7 +1,8 @@
 //! `tollgate.yaml` as written: serde structs that reject unknown keys. Only
-//! [`super`] turns them into the validated [`super::Config`].
+//! [`super`] turns them into the validated [`super::Config`]. The `audit`
+//! block's wire form is in [`super::audit`], next to the sinks it reads.
 
-use super::audit::{FileSink, HttpSink, OnFailure, SignMode, StdoutSink, SyslogSink};
+use super::audit::AuditWire;
 use crate::duration::serde_str;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -105,49 +106,6 @@ pub(super) struct VaultAuthWire {
 pub(super) struct EnvWire {
     #[serde(default)]
     pub(super) prefix: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AuditWire {
-    #[serde(default)]
-    pub(super) key: Option<PathBuf>,
-    #[serde(default)]
-    pub(super) sign: Option<SignMode>,
-    #[serde(default, with = "serde_str::option")]
-    pub(super) checkpoint_every: Option<Duration>,
-    #[serde(default)]
-    pub(super) sinks: Option<Vec<SinkWire>>,
-    #[serde(default)]
-    pub(super) on_failure: Option<OnFailure>,
-}
-
-/// A sink entry as written: a map with exactly one key.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SinkWire {
-    #[serde(default)]
-    pub(super) file: Option<FileSink>,
-    #[serde(default)]
-    pub(super) stdout: Option<StdoutSink>,
-    #[serde(default)]
-    pub(super) syslog: Option<SyslogSink>,
-    #[serde(default)]
-    pub(super) http: Option<HttpSink>,
-}
-
-impl SinkWire {
-    pub(super) fn into_sink(self) -> Result<super::audit::AuditSink, String> {
-        let mut sinks = Vec::with_capacity(1);
-        sinks.extend(self.file.map(super::audit::AuditSink::File));
-        sinks.extend(self.stdout.map(super::audit::AuditSink::Stdout));
-        sinks.extend(self.syslog.map(super::audit::AuditSink::Syslog));
-        sinks.extend(self.http.map(super::audit::AuditSink::Http));
-        match (sinks.pop(), sinks.is_empty()) {
-            (Some(sink), true) => Ok(sink),
-            _ => Err("each audit sink names exactly one of file, stdout, syslog, http".into()),
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]

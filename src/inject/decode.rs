@@ -4,8 +4,8 @@
 //! tollgate must remove them whatever the request). gzip and deflate are decoded;
 //! any other coding is refused rather than passed on unscrubbed or mislabelled.
 
+use crate::body::{BoxError, ProxyBody};
 use crate::error::{Reason, Refusal};
-use crate::proxy::body::{BoxError, ProxyBody};
 use async_compression::tokio::bufread::{GzipDecoder, ZlibDecoder};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -97,7 +97,7 @@ pub fn decode_body(body: ProxyBody, encoding: &str) -> Option<ProxyBody> {
 /// error response instead of a connection cut after a 200.
 pub async fn prime(mut body: ProxyBody) -> Result<ProxyBody, BoxError> {
     match body.frame().await {
-        None => Ok(crate::proxy::body::empty_body()),
+        None => Ok(crate::body::empty_body()),
         Some(Err(err)) => Err(err),
         Some(Ok(first)) => Ok(Primed {
             first: Some(first),

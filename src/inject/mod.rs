@@ -14,8 +14,8 @@ pub use remembered::InjectedForms;
 pub use request::{check_request, InjectionPermit, MAX_INJECT_BODY};
 pub use scrub::{ScrubStream, Scrubber};
 
+use crate::body::ProxyBody;
 use crate::error::{Reason, Refusal};
-use crate::proxy::body::ProxyBody;
 use http::{header, Response};
 use std::sync::Arc;
 
@@ -66,7 +66,7 @@ pub async fn scrub_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::body::full_body;
+    use crate::body::full_body;
     use http_body_util::BodyExt;
 
     fn scrubber() -> Arc<Scrubber> {

@@ -6,7 +6,7 @@
 //! values into a request, so no code path injects without that decision.
 
 use super::basic;
-use super::forms::{Echo, SecretForm};
+use super::forms::{percent_encode_query, Echo, SecretForm};
 use crate::error::{Reason, Refusal};
 use crate::policy::model::{PlaceholderName, SecretSpec};
 use crate::policy::{Policy, Rule, Scheme};
@@ -273,19 +273,6 @@ fn replace_all(text: &[u8], subs: &[(String, &str)]) -> Option<Vec<u8>> {
         current = Some(out);
     }
     current
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub(crate) fn percent_encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use super::forms::SecretForm;
 use super::pieces::PieceIndex;
-use crate::proxy::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame};

@@ -15,14 +15,13 @@ use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 
+use super::error::SETUP_FAILED;
 use super::reaper;
 
 /// The hidden subcommand.
 pub const SUBCOMMAND: &str = "__sandbox-init";
 /// The descriptor of the control socket the launcher hands over.
 pub const CONTROL_FD: i32 = 3;
-/// Exit status when the sandbox could not be set up (as `docker run` uses).
-pub const SETUP_FAILED: u8 = 125;
 
 /// Capabilities a root CMD loses: with them it could rewrite the sandbox's
 /// rules, open raw sockets, or join another namespace.

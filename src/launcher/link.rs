@@ -1,7 +1,7 @@
 //! How the launcher reaches tollgate: an in-process proxy (no `--admin`), or a
 //! running one over its admin API and the task's channel (`--admin URL`).
 
-use super::LaunchError;
+use super::error::LaunchError;
 use crate::admin::client::AdminClient;
 use crate::admin::{channel, Admin, NewTask};
 use crate::config::Config;
@@ -61,7 +61,7 @@ impl TaskLink {
     ) -> Result<Self, LaunchError> {
         let shutdown = CancellationToken::new();
         let state = Arc::new(
-            crate::proxy::build_state(config, shutdown.clone())
+            crate::serve::build_state(config, shutdown.clone())
                 .map_err(|e| LaunchError::Proxy(e.to_string()))?,
         );
         // A policy with `approve` rules needs operators to reach this run: it
@@ -86,7 +86,7 @@ impl TaskLink {
             SocketAddr::from(([127, 0, 0, 1], 0)),
         ));
         if asks_operators {
-            match crate::proxy::server::serve_admin(state.clone(), admin.clone(), &config.admin_listen)
+            match crate::admin::listen::serve_admin(admin.clone(), &config.admin_listen)
                 .await
             {
                 Ok(at) => eprintln!(

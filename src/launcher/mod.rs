@@ -8,12 +8,14 @@
 
 pub mod dns;
 pub mod env;
+mod error;
 pub mod init;
 pub mod link;
 pub mod netns;
 pub mod reaper;
 pub mod seccomp;
 
+pub use error::{LaunchError, SETUP_FAILED};
 use link::TaskLink;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -42,32 +44,6 @@ pub struct RunOptions {
     pub command: Vec<OsString>,
 }
 
-/// Why a run could not start. Printed as `tollgate run: <message>`; exit 125.
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    /// The policy is not loaded.
-    #[error("unknown policy: {0}")]
-    UnknownPolicy(String),
-    /// The in-process proxy could not start.
-    #[error("{0}")]
-    Proxy(String),
-    /// The admin API failed or refused.
-    #[error("{0}")]
-    Admin(String),
-    /// The sandbox could not be built.
-    #[error("sandbox: {0}")]
-    Sandbox(String),
-    /// Configuration problem.
-    #[error(transparent)]
-    Config(#[from] crate::yaml::FileError),
-}
-
-impl From<crate::admin::client::AdminError> for LaunchError {
-    fn from(err: crate::admin::client::AdminError) -> Self {
-        LaunchError::Admin(err.to_string())
-    }
-}
-
 /// Runs CMD in a sandbox; returns CMD's exit status (128+N if killed by signal
 /// N), or 125 if the sandbox could not be set up.
 pub fn run(opts: RunOptions) -> u8 {
@@ -78,14 +54,14 @@ pub fn run(opts: RunOptions) -> u8 {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("tollgate run: cannot start the async runtime: {err}");
-            return init::SETUP_FAILED;
+            return SETUP_FAILED;
         }
     };
     match runtime.block_on(run_async(opts)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("tollgate run: {err}");
-            init::SETUP_FAILED
+            SETUP_FAILED
         }
     }
 }

@@ -18,8 +18,8 @@
 //! Sockets are created by a short-lived thread of the launcher that joins the
 //! namespace (`setns`); the `ip` and `nft` it spawns inherit that namespace.
 
+use super::error::LaunchError;
 use super::init::{CONTROL_FD, SUBCOMMAND};
-use super::LaunchError;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};

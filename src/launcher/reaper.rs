@@ -26,7 +26,7 @@ const RELAYED: [i32; 7] = [
     libc::SIGWINCH,
 ];
 /// Exit status when the chain itself fails.
-const FAILED: u8 = super::init::SETUP_FAILED;
+const FAILED: u8 = super::error::SETUP_FAILED;
 
 /// Runs `cmd` (which execs CMD, and returns an exit status only on failure) as
 /// the second process of a new PID namespace; returns the status to exit with.

@@ -1,13 +1,13 @@
 //! `CONNECT host:port`: refuse, pass through (`tunnel:` entries), or intercept TLS
 //! and serve the requests inside one by one.
 
-use super::body::{empty_body, ProxyBody, RequestBody};
 use super::exchange::Exchange;
 use super::limits::until_expiry;
 use super::passthrough::{splice_tunnel, TunnelOutcome};
 use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
 use super::{serve_with_shutdown, CLIENT_HELLO_TIMEOUT};
+use crate::body::{empty_body, ProxyBody, RequestBody};
 use crate::error::{Reason, Refusal};
 use crate::net::{Authority, DialError};
 use crate::policy::{normalize_host, ConnectDecision, Policy};

@@ -2,8 +2,8 @@
 //! `:authority`), parsed strictly and, inside an intercepted tunnel, checked
 //! against the CONNECT target.
 
-use super::body::RequestBody;
 use super::pipeline::ConnCtx;
+use crate::body::RequestBody;
 use crate::error::{Reason, Refusal};
 use crate::net::authority::{host_header, Authority, PortRule};
 use crate::policy::Scheme;

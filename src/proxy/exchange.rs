@@ -6,8 +6,8 @@
 //! `status` is what the client got: a response that never reached hyper's
 //! connection (the client went away first) is recorded with status 0.
 
-use super::body::{BoxError, ProxyBody};
 use crate::audit::{Audit, RequestRecord};
+use crate::body::{BoxError, ProxyBody};
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};

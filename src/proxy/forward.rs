@@ -1,7 +1,6 @@
 //! Sending an allowed request upstream over a pooled, verified connection, and
 //! splicing WebSocket upgrades.
 
-use super::body::{empty_body, stream_body, ProxyBody};
 use super::headers::{
     is_websocket_upgrade, set_websocket_upgrade, strip_hop_by_hop, websocket_accept,
 };
@@ -9,6 +8,7 @@ use super::limits::TaskEnds;
 use super::splice::{splice, SPLICE_IDLE_TIMEOUT};
 use super::ws_scrub::splice_scrubbed;
 use super::UPSTREAM_RESPONSE_TIMEOUT;
+use crate::body::{empty_body, stream_body, ProxyBody};
 use crate::error::{Reason, Refusal};
 use crate::inject::Scrubber;
 use crate::net::{find_dial_error, DialError, Dialer};

@@ -1,10 +1,10 @@
 //! The proxy port: authenticate the task, then CONNECT or absolute-form HTTP.
 
-use super::body::{ProxyBody, RequestBody};
 use super::connect::handle_connect;
 use super::exchange::Exchange;
 use super::pipeline::{handle_request, ConnCtx};
 use super::state::ProxyState;
+use crate::body::{ProxyBody, RequestBody};
 use crate::error::{Reason, Refusal};
 use crate::net::authority::{host_header, Authority, AuthorityError, PortRule};
 use crate::policy::Scheme;

@@ -1,7 +1,7 @@
-//! The proxy: listeners, CONNECT handling, the per-request pipeline, forwarding.
+//! The proxy: serving a client connection, CONNECT handling, the per-request
+//! pipeline, forwarding. (Its listeners start in [`crate::serve`].)
 
 pub mod approval;
-pub mod body;
 pub mod channel;
 pub mod connect;
 pub mod destination;
@@ -14,13 +14,9 @@ pub mod limits;
 pub mod passthrough;
 pub mod pipeline;
 pub mod prefixed;
-pub mod server;
 pub mod splice;
 pub mod state;
-pub mod watch;
 pub mod ws_scrub;
-
-pub use server::{build_state, run, Running};
 
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -56,7 +52,7 @@ pub async fn serve_with_shutdown<I, S>(
     both_versions: bool,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<body::ProxyBody>>
+    S: Service<http::Request<Incoming>, Response = http::Response<crate::body::ProxyBody>>
         + Clone
         + Send
         + 'static,

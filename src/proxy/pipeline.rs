@@ -10,10 +10,10 @@
 //! Every request inside an intercepted tunnel passes through here on its own;
 //! the CONNECT decision never stands in for it.
 
-use super::body::{empty_body, full_body, stream_body, ProxyBody, RequestBody};
 use super::destination::{authority_for, request_destination};
 use super::exchange::Exchange;
 use super::state::ProxyState;
+use crate::body::{empty_body, full_body, stream_body, ProxyBody, RequestBody};
 use crate::error::{Reason, Refusal};
 use crate::inject::{self, Scrubber};
 use crate::policy::{Action, Policy, RequestFacts, RequestPath, Rule, Scheme};

@@ -75,3 +75,17 @@ pub struct ProxyState {
     /// Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
+
+impl ProxyState {
+    /// The gauges of a metrics scrape, read now. Takes no lock the request path
+    /// holds for more than a counter update.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        crate::metrics::Gauges {
+            audit_queue_depth: self.audit.depth(),
+            audit_refusing: self.audit.refusing(),
+            approvals_pending: self.approvals.pending_count() as u64,
+            approvals_spooled: self.approvals.spool_budget().used(),
+            policies_loaded: self.policies.current().len() as u64,
+        }
+    }
+}

@@ -9,8 +9,9 @@
 //! acknowledges the whole batch; anything else, a timeout or a connect error
 //! means the same records are sent again later.
 
+use super::delivery::{error_chain, Failure};
 use super::queue::Queue;
-use super::{error_chain, ocsf, stamp, Failure};
+use super::{ocsf, stamp};
 use crate::config::{HttpEnvelope, HttpSink, SinkFormat};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, USER_AGENT};

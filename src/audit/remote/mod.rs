@@ -17,6 +17,7 @@
 //!   format and envelope are applied at delivery, so changing them does not
 //!   orphan a spool.
 
+mod delivery;
 mod http;
 pub mod ocsf;
 mod queue;
@@ -24,13 +25,14 @@ mod stamp;
 mod stdout;
 pub mod syslog;
 
+pub(crate) use delivery::error_chain;
 pub use ocsf::render_ocsf;
 
 use super::record::SealedRecord;
-use crate::config::{AuditSink, SinkFormat, SyslogTransport};
+use crate::config::{AuditSink, SyslogTransport};
 use bytes::Bytes;
+use delivery::Failure;
 use queue::{Batch, Limits, Queue, Source};
-use std::borrow::Cow;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -69,42 +71,6 @@ impl Default for SinkOptions {
             timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// Why a delivery failed, and how many records of the batch got through first.
-pub(crate) struct Failure {
-    pub acked: usize,
-    pub reason: String,
-}
-
-/// `line` as the sink's format wants it; a line that is not a JSON object cannot
-/// be rendered as OCSF and goes out as it is.
-pub(crate) fn render(format: SinkFormat, line: &[u8]) -> Cow<'_, [u8]> {
-    match format {
-        SinkFormat::Native => Cow::Borrowed(line),
-        SinkFormat::Ocsf => match ocsf::render_ocsf(line) {
-            Ok(v) => Cow::Owned(v),
-            Err(e) => {
-                warn!(error = %e, "audit record cannot be rendered as OCSF; sent as it is");
-                Cow::Borrowed(line)
-            }
-        },
-    }
-}
-
-/// An error and its sources, `: `-separated.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 fn short_hash(text: &str) -> String {

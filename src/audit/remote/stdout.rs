@@ -1,6 +1,6 @@
 //! The stdout sink: one record (or its OCSF rendering) per line.
 
-use super::{render, Failure};
+use super::delivery::{render, Failure};
 use crate::config::SinkFormat;
 use bytes::Bytes;
 use std::io::Write;

@@ -17,9 +17,9 @@
 //! batch into a dead socket. UDP: records that do not fit in one datagram are
 //! dropped (counted) since truncating would break the signature.
 
+use super::delivery::{render, Failure};
 use super::queue::Queue;
 use super::stamp;
-use super::{render, Failure};
 use crate::config::{SinkFormat, SyslogSink, SyslogTransport};
 use bytes::Bytes;
 use std::io;

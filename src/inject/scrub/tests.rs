@@ -1,6 +1,6 @@
 use super::*;
+use crate::body::full_body;
 use crate::inject::forms::Echo;
-use crate::proxy::body::full_body;
 use futures_util::stream;
 use http_body_util::StreamBody;
 use proptest::prelude::*;

@@ -1,15 +1,15 @@
-//! Reloading policies when a file in the policy directory changes, without
-//! SIGHUP or `POST /v1/reload`.
+//! Policy reload, in one place: [`reload_policies`] swaps in a freshly loaded
+//! policy set (or keeps the old one when a file is invalid), and is what
+//! SIGHUP, `POST /v1/reload` and a change in the policy directory all call.
 //!
 //! The directory is watched with inotify (through `notify`), not polled: a change
 //! takes effect [`DEBOUNCE`] after the last write of a burst, and an idle proxy
-//! does no work. A bad file keeps the old set, like every other reload. Once a
-//! second the directory itself is checked, so a directory that is removed,
-//! replaced or created later is watched again once it is there (a watch follows
-//! an inode, not a name).
+//! does no work. Once a second the directory itself is checked, so a directory
+//! that is removed, replaced or created later is watched again once it is there
+//! (a watch follows an inode, not a name).
 
-use super::server::reload_policies;
-use super::state::ProxyState;
+use crate::policy::load_policy_dir;
+use crate::proxy::state::ProxyState;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 use std::os::unix::fs::MetadataExt;
@@ -27,6 +27,61 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 const MAX_DELAY: Duration = Duration::from_secs(2);
 /// How often the directory itself is looked at (gone, replaced, back).
 const DIR_CHECK: Duration = Duration::from_secs(1);
+
+/// Reloads every policy file. On any invalid file the old set stays and the
+/// errors are returned; otherwise the new set (and its rate limits) takes over for
+/// new connections and requests. Returns the number of policies loaded.
+pub fn reload_policies(state: &ProxyState) -> Result<usize, Vec<crate::yaml::FileError>> {
+    let report = load_policy_dir(&state.policies_dir);
+    if !report.errors.is_empty() {
+        for error in &report.errors {
+            tracing::error!("policy reload refused, the old set stays: {error}");
+        }
+        state.metrics.policy_reloaded(false);
+        return Err(report.errors);
+    }
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    let count = report.policies.iter().count();
+    state
+        .rate_limits
+        .set(crate::ratelimit::RateLimits::from_policies(
+            &report.policies,
+        ));
+    state.approvals.policies_reloaded(&report.policies);
+    state.policies.set(report.policies);
+    state.metrics.policy_reloaded(true);
+    tracing::info!(policies = count, "policies reloaded");
+    Ok(count)
+}
+
+/// Starts the two automatic reloads, on SIGHUP and on a change in the policy
+/// directory; both end with shutdown.
+pub fn spawn_reloaders(state: &Arc<ProxyState>) {
+    tokio::spawn(reload_on_sighup(state.clone()));
+    tokio::spawn(reload_on_change(state.clone()));
+}
+
+/// Reloads policies on SIGHUP until shutdown.
+pub async fn reload_on_sighup(state: Arc<ProxyState>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; reload with POST /v1/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading policies");
+                let _ = reload_policies(&state);
+            }
+        }
+    }
+}
 
 /// What the watcher thread reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

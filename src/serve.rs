@@ -1,13 +1,15 @@
-//! Starting the proxy: CA, policies, tasks, listeners; and the graceful drain.
+//! Starting tollgate: CA, policies, tasks, the proxy and admin listeners, the
+//! background sweeps; and the graceful drain.
 
-use super::forward::Upstream;
-use super::front::handle_front;
-use super::limits::MAX_CLIENT_CONNECTIONS;
-use super::state::ProxyState;
-use super::{serve_with_shutdown, ACCEPT_BACKOFF, DRAIN_TIMEOUT};
+use crate::admin::listen::{serve_admin, ListenError};
 use crate::config::Config;
 use crate::net::Dialer;
 use crate::policy::load_policy_dir;
+use crate::proxy::forward::Upstream;
+use crate::proxy::front::handle_front;
+use crate::proxy::limits::MAX_CLIENT_CONNECTIONS;
+use crate::proxy::state::{ProxyState, Swap};
+use crate::proxy::{serve_with_shutdown, ACCEPT_BACKOFF, DRAIN_TIMEOUT};
 use crate::tasks::TaskRegistry;
 use crate::tls::{self, ca::create_private_dir, LeafIssuer};
 use hyper_util::rt::TokioIo;
@@ -38,8 +40,8 @@ pub enum StartError {
     #[error("approvals: {0}")]
     Approvals(String),
     /// The admin API could not start.
-    #[error("admin API: {0}")]
-    Admin(String),
+    #[error(transparent)]
+    Admin(#[from] ListenError),
     /// The audit trail could not start.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -115,7 +117,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
     let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     Ok(ProxyState {
-        policies: super::state::Swap::new(report.policies),
+        policies: Swap::new(report.policies),
         policies_dir: config.policies_dir.clone(),
         tasks: TaskRegistry::from_static(&config.tasks).with_signer(
             crate::task_token::TaskKey::load_or_create(&config.state_dir.join("task.key"))
@@ -130,7 +132,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         tunnel_slots: Default::default(),
         request_slots: Default::default(),
         task_ends: Default::default(),
-        rate_limits: super::state::Swap::new(rate_limits),
+        rate_limits: Swap::new(rate_limits),
         audit,
         approvals,
         injected: Default::default(),
@@ -179,8 +181,7 @@ impl Running {
 pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let state = Arc::new(build_state(config, shutdown)?);
     tokio::spawn(forget_idle_limits(state.clone()));
-    tokio::spawn(reload_on_sighup(state.clone()));
-    tokio::spawn(super::watch::reload_on_change(state.clone()));
+    crate::reload::spawn_reloaders(&state);
     let mut addrs = Vec::new();
     let connection_slots = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));
     for addr in &config.listen {
@@ -208,7 +209,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running
         admin_token,
         proxy_addr,
     ));
-    let admin_addr = serve_admin(state.clone(), admin, &config.admin_listen).await?;
+    let admin_addr = serve_admin(admin, &config.admin_listen).await?;
     Ok(Running {
         addrs,
         admin: admin_addr,
@@ -216,143 +217,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running
     })
 }
 
-/// Reloads every policy file. On any invalid file the old set stays and the
-/// errors are returned; otherwise the new set (and its rate limits) takes over for
-/// new connections and requests. Returns the number of policies loaded.
-pub fn reload_policies(state: &ProxyState) -> Result<usize, Vec<crate::yaml::FileError>> {
-    let report = load_policy_dir(&state.policies_dir);
-    if !report.errors.is_empty() {
-        for error in &report.errors {
-            tracing::error!("policy reload refused, the old set stays: {error}");
-        }
-        state.metrics.policy_reloaded(false);
-        return Err(report.errors);
-    }
-    for warning in &report.warnings {
-        tracing::warn!("{warning}");
-    }
-    let count = report.policies.iter().count();
-    state
-        .rate_limits
-        .set(crate::ratelimit::RateLimits::from_policies(
-            &report.policies,
-        ));
-    state.approvals.policies_reloaded(&report.policies);
-    state.policies.set(report.policies);
-    state.metrics.policy_reloaded(true);
-    tracing::info!(policies = count, "policies reloaded");
-    Ok(count)
-}
-
-/// Reloads policies on SIGHUP until shutdown.
-async fn reload_on_sighup(state: Arc<ProxyState>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP; reload with POST /v1/reload");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            got = hup.recv() => {
-                if got.is_none() {
-                    return;
-                }
-                tracing::info!("SIGHUP: reloading policies");
-                let _ = reload_policies(&state);
-            }
-        }
-    }
-}
-
-/// Binds the admin listener (TCP or `unix:` socket) and serves it until
-/// shutdown. Returns where it listens; webhooks learn it as the base of their
-/// approve / deny URLs.
-pub(crate) async fn serve_admin(
-    state: Arc<ProxyState>,
-    admin: Arc<crate::admin::Admin>,
-    listen: &str,
-) -> Result<String, StartError> {
-    let bind_error = |source: std::io::Error| StartError::Admin(format!("{listen}: {source}"));
-    if let Some(path) = listen.strip_prefix("unix:") {
-        let path = std::path::PathBuf::from(path);
-        if let Ok(meta) = std::fs::symlink_metadata(&path) {
-            if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
-                return Err(StartError::Admin(format!(
-                    "{listen}: the path exists and is not a socket; refusing to replace it"
-                )));
-            }
-            // A stale socket from an earlier run is replaced; a live one is not.
-            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-                return Err(StartError::Admin(format!(
-                    "{listen}: another process is listening"
-                )));
-            }
-            std::fs::remove_file(&path).map_err(bind_error)?;
-        }
-        let listener = tokio::net::UnixListener::bind(&path).map_err(bind_error)?;
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = state.shutdown.cancelled() => return,
-                    accepted = listener.accept() => accepted,
-                };
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "admin accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                };
-                spawn_admin_conn(&state, &admin, TokioIo::new(stream));
-            }
-        });
-        return Ok(listen.to_string());
-    }
-    let addr: SocketAddr = listen
-        .parse()
-        .map_err(|_| StartError::Admin(format!("{listen} is not ip:port")))?;
-    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-    let bound = listener.local_addr().unwrap_or(addr);
-    let notifier = state.approvals.notifier().is_some().then(|| state.clone());
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                _ = state.shutdown.cancelled() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "admin accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            };
-            spawn_admin_conn(&state, &admin, TokioIo::new(stream));
-        }
-    });
-    if let Some(notifier) = notifier.as_ref().and_then(|s| s.approvals.notifier()) {
-        notifier.set_admin_base(format!("http://{bound}"));
-    }
-    Ok(bound.to_string())
-}
-
-fn spawn_admin_conn<I>(state: &Arc<ProxyState>, admin: &Arc<crate::admin::Admin>, io: I)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let admin = admin.clone();
-    let shutdown = state.shutdown.clone();
-    state.tracker.spawn(async move {
-        let service = hyper::service::service_fn(move |req| {
-            let admin = admin.clone();
-            async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
-        });
-        serve_with_shutdown(io, service, &shutdown, false).await;
-    });
-}
-
+/// Serves the proxy port: one connection per slot, until shutdown.
 async fn accept_loop(state: Arc<ProxyState>, listener: TcpListener, slots: Arc<Semaphore>) {
     loop {
         let permit = tokio::select! {

@@ -1,4 +1,5 @@
-//! The one body type the proxy sends: streamed from upstream or a small fixed body.
+//! The one body type the proxy and the admin API send: streamed from upstream
+//! or a small fixed body.
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
