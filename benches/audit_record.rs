@@ -29,7 +29,7 @@ fn sample() -> RequestRecord {
     r.port = 443;
     r.path = "/repos/acme/widgets/pulls".into();
     r.query = Some("state=open&per_page=50".into());
-    r.decision = "allow";
+    r.decision = tollgate::audit::Decision::Allow;
     r.rule = Some("read pulls".into());
     r.secrets = vec!["GITHUB_TOKEN".into()];
     r.status = 200;

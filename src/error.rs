@@ -4,6 +4,7 @@
 //! Every refusal the proxy sends is built here, so the wire format of DESIGN.md
 //! ("Decisions on the wire") has exactly one implementation.
 
+use crate::audit::Decision;
 use crate::body::{full_body, ProxyBody};
 use http::{header, HeaderValue, Response, StatusCode};
 
@@ -68,16 +69,23 @@ impl Reason {
     }
 
     /// The audit `decision` of a request refused for this reason.
-    pub fn decision(self) -> &'static str {
+    pub fn decision(self) -> Decision {
         match self {
             Reason::UpstreamError
             | Reason::UpstreamTimeout
             | Reason::SecretUnavailable
             | Reason::AuditUnavailable
-            | Reason::SpoolUnavailable => "error",
-            Reason::RateLimited => "rate_limited",
-            Reason::ApprovalDenied => "approval_denied",
-            _ => "deny",
+            | Reason::SpoolUnavailable => Decision::Error,
+            Reason::RateLimited => Decision::RateLimited,
+            Reason::ApprovalDenied => Decision::ApprovalDenied,
+            Reason::ProxyAuthRequired
+            | Reason::NoRule
+            | Reason::DeniedByRule
+            | Reason::SecretNotAllowed
+            | Reason::BadRequest
+            | Reason::BodyTooLarge
+            | Reason::PrivateDestination
+            | Reason::HostMismatch => Decision::Deny,
         }
     }
 
@@ -100,6 +108,12 @@ impl Reason {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
+    }
+}
+
+impl From<crate::audit::AuditUnavailable> for Refusal {
+    fn from(err: crate::audit::AuditUnavailable) -> Self {
+        Refusal::new(Reason::AuditUnavailable, err.to_string())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Request rate limits with governor: a policy's `rate` applies per task, a
 //! rule's `rate` per task and rule. Limiters are built once per policy at start.
 
+use crate::error::{Reason, Refusal};
 use crate::policy::model::Rate;
 use crate::policy::{Policy, PolicySet, Rule};
 use governor::clock::{Clock, DefaultClock};
@@ -33,6 +34,20 @@ pub struct Limited {
     pub limit: String,
     /// Whole seconds until a request would pass, rounded up, at least 1.
     pub retry_after_secs: u64,
+}
+
+impl From<Limited> for Refusal {
+    fn from(limited: Limited) -> Self {
+        let mut refusal = Refusal::new(
+            Reason::RateLimited,
+            format!(
+                "the rate limit of {} is used up; retry in {} s",
+                limited.limit, limited.retry_after_secs
+            ),
+        );
+        refusal.retry_after = Some(limited.retry_after_secs);
+        refusal
+    }
 }
 
 fn quota(rate: &Rate) -> Option<Quota> {

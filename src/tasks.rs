@@ -1,6 +1,7 @@
 //! Tasks and proxy authentication: who is speaking, and under which policy.
 
 use crate::config::StaticTask;
+use crate::error::{Reason, Refusal};
 use base64::Engine;
 use http::HeaderValue;
 use std::collections::HashMap;
@@ -8,6 +9,17 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A task that was revoked or has expired: its requests get 407.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this task has ended")]
+pub struct TaskEnded;
+
+impl From<TaskEnded> for Refusal {
+    fn from(ended: TaskEnded) -> Self {
+        Refusal::new(Reason::ProxyAuthRequired, ended.to_string())
+    }
+}
 
 /// One sandbox run under one policy.
 #[derive(Clone)]
@@ -145,6 +157,16 @@ impl TaskRegistry {
         match task.expires_at {
             None => true,
             Some(exp) => exp > crate::task_token::now_secs() && !self.is_revoked(&task.id),
+        }
+    }
+
+    /// `Ok` while `task` may still act ([`Self::is_current`]); every place that
+    /// lets a request of a task go on asks this.
+    pub fn ensure_current(&self, task: &Task) -> Result<(), TaskEnded> {
+        if self.is_current(task) {
+            Ok(())
+        } else {
+            Err(TaskEnded)
         }
     }
 

@@ -5,6 +5,7 @@ use super::api::{Answer, AnswerError, GrantView, HoldDetail, HoldView, RequestSu
 use super::notify;
 use super::spool;
 use crate::audit::event::ApprovalOutcome;
+use crate::error::{Reason, Refusal};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -95,6 +96,22 @@ pub enum HoldError {
     /// No hold id could be drawn.
     #[error("random bytes unavailable")]
     NoRandom,
+}
+
+/// `Retry-After` when the task has too many holds.
+const FULL_RETRY_AFTER: u64 = 5;
+
+impl From<HoldError> for Refusal {
+    fn from(err: HoldError) -> Self {
+        match err {
+            HoldError::TooMany { .. } => {
+                let mut refusal = Refusal::new(Reason::RateLimited, err.to_string());
+                refusal.retry_after = Some(FULL_RETRY_AFTER);
+                refusal
+            }
+            HoldError::NoRandom => Refusal::new(Reason::SpoolUnavailable, err.to_string()),
+        }
+    }
 }
 
 #[derive(Debug)]

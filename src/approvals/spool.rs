@@ -4,6 +4,7 @@
 //! body as the sandbox sent it (placeholder form): no secret value ever reaches
 //! the disk.
 
+use crate::error::{Reason, Refusal};
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use http_body::Frame;
@@ -120,6 +121,17 @@ pub enum SpoolError {
     /// The spool file could not be written (a full disk, say).
     #[error("the request body could not be spooled to disk: {0}")]
     Disk(#[from] std::io::Error),
+}
+
+impl From<SpoolError> for Refusal {
+    fn from(err: SpoolError) -> Self {
+        let reason = match err {
+            SpoolError::TooLarge => Reason::BodyTooLarge,
+            SpoolError::Client => Reason::BadRequest,
+            SpoolError::Disk(_) | SpoolError::Full => Reason::SpoolUnavailable,
+        };
+        Refusal::new(reason, err.to_string())
+    }
 }
 
 /// A body read whole and held until the request is answered.

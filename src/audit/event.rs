@@ -61,6 +61,64 @@ impl std::fmt::Display for ApprovalOutcome {
     }
 }
 
+/// A record's `decision`: the contract's list, complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Let through by an `allow` rule (or a tunnel/passthrough entry).
+    Allow,
+    /// Refused by the policy, the placeholder checks or the request's form.
+    Deny,
+    /// Refused by a rate limit or a concurrency cap.
+    RateLimited,
+    /// Let through by an operator or a `--for` grant.
+    Approved,
+    /// Held for approval and not approved.
+    ApprovalDenied,
+    /// tollgate or the upstream failed (secret backend, upstream, audit, spool).
+    Error,
+}
+
+impl Decision {
+    /// Every decision, in the contract's order.
+    pub const ALL: [Decision; 6] = [
+        Decision::Allow,
+        Decision::Deny,
+        Decision::RateLimited,
+        Decision::Approved,
+        Decision::ApprovalDenied,
+        Decision::Error,
+    ];
+
+    /// The name the audit record and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::RateLimited => "rate_limited",
+            Decision::Approved => "approved",
+            Decision::ApprovalDenied => "approval_denied",
+            Decision::Error => "error",
+        }
+    }
+
+    /// The decision named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+
+    /// Whether the request was let through.
+    pub fn let_through(self) -> bool {
+        matches!(self, Decision::Allow | Decision::Approved)
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One request decision, in the field names of the contract.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRecord {
@@ -86,7 +144,7 @@ pub struct RequestRecord {
     /// Query in placeholder form, or null.
     pub query: Option<String>,
     /// `allow`, `deny`, `rate_limited`, `approved`, `approval_denied` or `error`.
-    pub decision: &'static str,
+    pub decision: Decision,
     /// Rule that decided, if any.
     pub rule: Option<String>,
     /// Refusal reason, null when allowed.
@@ -133,7 +191,7 @@ impl Default for RequestRecord {
             port: 0,
             path: String::new(),
             query: None,
-            decision: "deny",
+            decision: Decision::Deny,
             rule: None,
             reason: None,
             secrets: Vec::new(),

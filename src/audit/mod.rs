@@ -16,7 +16,12 @@ pub mod remote;
 pub mod verify;
 pub mod writer;
 
-pub use event::{ApprovalInfo, RequestRecord};
+/// The audit trail cannot take records now, so nothing may pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the audit trail cannot be written, so tollgate lets nothing through until it can")]
+pub struct AuditUnavailable;
+
+pub use event::{ApprovalInfo, Decision, RequestRecord};
 pub use record::SealedRecord;
 
 use crate::config::{AuditConfig, AuditSink, OnFailure};
@@ -224,6 +229,15 @@ impl Audit {
         // The writer may be parked in its batch window: this record must not wait.
         inner.writer.unpark();
         Some(written)
+    }
+
+    /// `Err` while [`Self::refusing`]: the request must get 503.
+    pub fn ensure_writable(&self) -> Result<(), AuditUnavailable> {
+        if self.refusing() {
+            Err(AuditUnavailable)
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether new requests must be refused (503): the file sink cannot be written

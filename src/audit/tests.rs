@@ -36,7 +36,7 @@ fn denial(path: &str) -> RequestRecord {
     r.host = "api.test".into();
     r.port = 443;
     r.path = path.into();
-    r.decision = "deny";
+    r.decision = crate::audit::Decision::Deny;
     r.reason = Some("denied_by_rule");
     r.status = 403;
     r

@@ -16,7 +16,7 @@
 //! which nothing after it vouches for and which is counted as unconfirmed.
 
 use crate::audit::chain::{canonical, hex, sha256, ChainHead, Sealer, GENESIS};
-use crate::audit::event::{ApprovalInfo, RequestRecord};
+use crate::audit::event::{ApprovalInfo, Decision, RequestRecord};
 use crate::audit::key::{SigningKey, Verifier};
 use crate::audit::verify::{parse_log, verify_logs, VerifyReport};
 use crate::audit::writer::request_object;
@@ -105,12 +105,17 @@ fn seal_genuine(record_mode: bool) -> Option<Genuine> {
         r.port = 443;
         r.path = ["/repos/acme/x/pulls", "/é/\u{1}/\"q\"", "/admin", "/"][i as usize % 4].into();
         r.query = i.is_multiple_of(2).then(|| "state=open&t=__TOKEN__".into());
-        r.decision = ["allow", "deny", "approved", "rate_limited"][i as usize % 4];
-        r.reason = (r.decision == "deny").then_some("denied_by_rule");
+        r.decision = [
+            Decision::Allow,
+            Decision::Deny,
+            Decision::Approved,
+            Decision::RateLimited,
+        ][i as usize % 4];
+        r.reason = (r.decision == Decision::Deny).then_some("denied_by_rule");
         r.secrets = vec!["GITHUB_TOKEN".into()];
         r.status = [200, 403, 201, 429][i as usize % 4];
         r.bytes_down = 5120 * i;
-        r.approval = (r.decision == "approved").then(|| ApprovalInfo {
+        r.approval = (r.decision == Decision::Approved).then(|| ApprovalInfo {
             id: Some("h1".into()),
             outcome: crate::audit::event::ApprovalOutcome::Approved,
             by: Some("ops".into()),

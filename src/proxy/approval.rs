@@ -5,53 +5,106 @@
 //! a large upload does not sit in memory, and what is forwarded is exactly
 //! what the operator was shown.
 
-use super::exchange::Exchange;
-use super::pipeline::{ConnCtx, PendingBody};
-use super::state::ProxyState;
+use super::context::RequestCtx;
+use super::injection::PendingBody;
 use crate::approvals::spool::{HeldBody, SpoolError, MAX_HELD_BODY};
-use crate::approvals::{ApprovalOutcome, HoldError, HoldRequest, RequestSummary, Seat, Verdict};
+use crate::approvals::{ApprovalOutcome, HoldRequest, RequestSummary, Seat, Ticket, Verdict};
 use crate::error::{Reason, Refusal};
-use crate::policy::{Policy, Rule};
+use crate::policy::{Action, Policy, Rule};
+use crate::tasks::TaskEnded;
 use http::header;
 use http::request::Parts;
+use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// `Retry-After` when the task has too many holds.
-const FULL_RETRY_AFTER: u64 = 5;
+use tokio_util::sync::CancellationToken;
 
 /// What the approval phase decided before the secrets phase.
 #[derive(Debug)]
-pub(super) enum Admission<'a> {
+pub enum Admission<'a> {
     /// A live `--for` grant covers the request.
     Granted(Verdict),
-    /// The request will wait, in this seat, until the deadline at the latest
-    /// (reading its body included).
-    Wait(Seat<'a>, String, Instant),
+    /// The request will wait until the deadline at the latest (reading its
+    /// body included).
+    Wait(Wait<'a>),
 }
 
-/// Before anything is read: a live grant lets the request through; otherwise
-/// it takes one of its task's places for holds (429 when there is none), so
-/// that bodies still arriving count towards the cap too.
-pub(super) fn admit<'s>(
-    state: &'s ProxyState,
-    conn: &ConnCtx,
+/// A place among the task's holds, taken before the body is read.
+#[derive(Debug)]
+pub struct Wait<'a> {
+    seat: Seat<'a>,
+    rule_key: String,
+    deadline: Instant,
+}
+
+/// Before anything is read, for a request under an `approve` rule (`None`
+/// otherwise): a live grant lets it through; else it takes one of its task's
+/// places for holds (429 when there is none), so that bodies still arriving
+/// count towards the cap too.
+pub fn admit<'s>(
+    ctx: &RequestCtx<'s>,
     policy: &Policy,
     rule: &Rule,
-) -> Result<Admission<'s>, Refusal> {
-    let key = rule_key(policy, rule);
-    if let Some(verdict) = state.approvals.granted(&conn.task.id, &policy.name, &key) {
-        return Ok(Admission::Granted(verdict));
+) -> Result<Option<Admission<'s>>, Refusal> {
+    if rule.action != Action::Approve {
+        return Ok(None);
     }
-    let seat = state.approvals.seat(&conn.task.id).map_err(hold_refusal)?;
-    let wait = conn.task.time_left().map_or(rule.approval_timeout, |left| {
+    let task = ctx.task();
+    let rule_key = rule_key(policy, rule);
+    if let Some(verdict) = ctx
+        .state
+        .approvals
+        .granted(&task.id, &policy.name, &rule_key)
+    {
+        return Ok(Some(Admission::Granted(verdict)));
+    }
+    let seat = ctx.state.approvals.seat(&task.id)?;
+    let wait = task.time_left().map_or(rule.approval_timeout, |left| {
         left.min(rule.approval_timeout)
     });
-    Ok(Admission::Wait(seat, key, Instant::now() + wait))
+    Ok(Some(Admission::Wait(Wait {
+        seat,
+        rule_key,
+        deadline: Instant::now() + wait,
+    })))
+}
+
+/// Runs `phase` (the placeholder check, which may read the body) within the
+/// deadline of a request that will wait; others are not limited here.
+pub async fn within_deadline<T>(
+    admission: Option<&Admission<'_>>,
+    phase: impl Future<Output = Result<T, Refusal>>,
+) -> Result<T, Refusal> {
+    match admission {
+        Some(Admission::Wait(wait)) => tokio::time::timeout_at(wait.deadline, phase)
+            .await
+            .map_err(|_| body_too_slow())?,
+        _ => phase.await,
+    }
+}
+
+/// The approval phase: a granted request goes on with its grant recorded; a
+/// held one waits for its verdict ([`await_approval`]).
+pub async fn settle(
+    ctx: &mut RequestCtx<'_>,
+    policy: &Policy,
+    rule: &Rule,
+    admission: Option<Admission<'_>>,
+    parts: &Parts,
+    body: PendingBody,
+) -> Result<PendingBody, Refusal> {
+    match admission {
+        None => Ok(body),
+        Some(Admission::Granted(verdict)) => {
+            ctx.log.record.approval = Some(verdict.audit());
+            Ok(body)
+        }
+        Some(Admission::Wait(wait)) => await_approval(ctx, policy, rule, wait, parts, body).await,
+    }
 }
 
 /// Refusal of a request whose body did not arrive before its deadline.
-pub(super) fn body_too_slow() -> Refusal {
+fn body_too_slow() -> Refusal {
     Refusal::new(
         Reason::BadRequest,
         "the request body did not arrive within the approval timeout",
@@ -62,60 +115,108 @@ pub(super) fn body_too_slow() -> Refusal {
 /// approved, else the 403 `approval_denied` (or 413 / 503) refusal. The body
 /// is read, and the verdict awaited, within the rule's `approval_timeout` (or
 /// what is left of the task, if less).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn await_approval(
-    state: &ProxyState,
-    conn: &ConnCtx,
+async fn await_approval(
+    ctx: &mut RequestCtx<'_>,
     policy: &Policy,
     rule: &Rule,
-    (seat, rule_key, deadline): (Seat<'_>, String, Instant),
+    Wait {
+        seat,
+        rule_key,
+        deadline,
+    }: Wait<'_>,
     parts: &Parts,
     body: PendingBody,
-    log: &mut Exchange,
 ) -> Result<PendingBody, Refusal> {
-    let timeout = rule.approval_timeout;
-    let task_left = conn.task.time_left();
-    let ended = state.task_ends.signal(&conn.task.id, conn.task.expires_at);
-
+    let task = ctx.conn.task.clone();
+    let ended = ctx.state.task_ends.signal(&task.id, task.expires_at);
     let body = match body {
         PendingBody::Streamed(incoming) => {
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > MAX_HELD_BODY) {
-                return Err(spool_refusal(SpoolError::TooLarge));
-            }
-            let read = HeldBody::read(
-                incoming,
-                state.approvals.spool_dir(),
-                MAX_HELD_BODY,
-                state.approvals.spool_budget(),
-                &conn.task.id,
-            );
-            tokio::select! {
-                            held = read => PendingBody::Held(held.map_err(spool_refusal)?),
-                            () = tokio::time::sleep_until(deadline) => return Err(body_too_slow()),
-                            () = ended.cancelled() => {
-                                return Err(Refusal::new(Reason::ProxyAuthRequired, "this task has ended"))
-                            }
-                            () = state.shutdown.cancelled() => {
-            // Never held, so the block has no id.
-                                log.record.approval = Some(crate::audit::ApprovalInfo {
-                                    id: None,
-                                    outcome: ApprovalOutcome::Shutdown,
-                                    by: None,
-                                    reason: Some("tollgate is shutting down".into()),
-                                    grant: None,
-                                });
-                                return Err(Refusal::new(Reason::ApprovalDenied, "tollgate is shutting down"));
-                            }
-                        }
+            PendingBody::Held(spool(ctx, parts, incoming, deadline, &ended).await?)
         }
         other => other,
     };
-    let (body_bytes, body_sha256, body_preview) = match &body {
+    let request = hold_request(ctx, policy, rule, rule_key, parts, &body, deadline);
+    let ticket = ctx.state.approvals.hold(seat, request)?;
+    let id = ticket.id().to_string();
+    // Should the client hang up now, this future is dropped, the ticket with it
+    // (withdrawing the hold), and the exchange is recorded as it stands here.
+    ctx.log.record.approval = Some(
+        Verdict::ended(
+            &id,
+            ApprovalOutcome::Withdrawn,
+            "the client went away while waiting".into(),
+        )
+        .audit(),
+    );
+    // Nothing was sent to the client then: the record says status 0.
+    ctx.log.refused(Reason::ApprovalDenied, 0);
+
+    let verdict = wait_for_verdict(ctx, rule, ticket, &id, deadline, &ended).await;
+    let verdict = still_valid(ctx, policy, verdict, &id);
+    ctx.log.record.approval = Some(verdict.audit());
+    ctx.log.record.reason = None;
+    ctx.log.record.status = 0;
+    if verdict.approved {
+        tracing::info!(hold = %id, task = %task.id, "approved request goes on");
+        return Ok(body);
+    }
+    Err(denied(rule, &id, &verdict))
+}
+
+/// Reads a body to be held into the spool, before the deadline and while the
+/// task and tollgate last.
+async fn spool(
+    ctx: &mut RequestCtx<'_>,
+    parts: &Parts,
+    incoming: crate::body::RequestBody,
+    deadline: Instant,
+    ended: &CancellationToken,
+) -> Result<HeldBody, Refusal> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_HELD_BODY) {
+        return Err(SpoolError::TooLarge.into());
+    }
+    let approvals = &ctx.state.approvals;
+    let read = HeldBody::read(
+        incoming,
+        approvals.spool_dir(),
+        MAX_HELD_BODY,
+        approvals.spool_budget(),
+        &ctx.task().id,
+    );
+    tokio::select! {
+        held = read => Ok(held?),
+        () = tokio::time::sleep_until(deadline) => Err(body_too_slow()),
+        () = ended.cancelled() => Err(TaskEnded.into()),
+        () = ctx.state.shutdown.cancelled() => {
+            // Never held, so the block has no id.
+            ctx.log.record.approval = Some(crate::audit::ApprovalInfo {
+                id: None,
+                outcome: ApprovalOutcome::Shutdown,
+                by: None,
+                reason: Some("tollgate is shutting down".into()),
+                grant: None,
+            });
+            Err(Refusal::new(Reason::ApprovalDenied, "tollgate is shutting down"))
+        }
+    }
+}
+
+/// What operators are shown of the held request.
+fn hold_request(
+    ctx: &RequestCtx<'_>,
+    policy: &Policy,
+    rule: &Rule,
+    rule_key: String,
+    parts: &Parts,
+    body: &PendingBody,
+    deadline: Instant,
+) -> HoldRequest {
+    let (body_bytes, body_sha256, body_preview) = match body {
         PendingBody::Buffered(bytes) if !bytes.is_empty() => (
             bytes.len() as u64,
             Some(crate::audit::chain::hex(
@@ -132,17 +233,18 @@ pub(super) async fn await_approval(
         ),
         _ => (0, None, bytes::Bytes::new()),
     };
-    let request = HoldRequest {
+    let record = &ctx.log.record;
+    HoldRequest {
         summary: RequestSummary {
-            task: conn.task.id.clone(),
+            task: ctx.task().id.clone(),
             policy: policy.name.clone(),
             rule: rule.name.clone(),
             method: parts.method.to_string(),
-            scheme: log.record.scheme.to_string(),
-            host: log.record.host.clone(),
-            port: log.record.port,
-            path: log.record.path.clone(),
-            query: log.record.query.clone(),
+            scheme: record.scheme.to_string(),
+            host: record.host.clone(),
+            port: record.port,
+            path: record.path.clone(),
+            query: record.query.clone(),
             body_bytes,
             content_type: parts
                 .headers
@@ -156,88 +258,83 @@ pub(super) async fn await_approval(
         body_preview,
         // What is left after reading the body.
         timeout: deadline.saturating_duration_since(Instant::now()),
-    };
-    let mut ticket = state.approvals.hold(seat, request).map_err(hold_refusal)?;
-    let id = ticket.id().to_string();
-    // Should the client hang up now, this future is dropped, the ticket with it
-    // (withdrawing the hold), and the exchange is recorded as it stands here.
-    log.record.approval = Some(
-        Verdict::ended(
-            &id,
-            ApprovalOutcome::Withdrawn,
-            "the client went away while waiting".into(),
-        )
-        .audit(),
-    );
-    // Nothing was sent to the client then: the record says status 0.
-    log.refused(Reason::ApprovalDenied, 0);
+    }
+}
 
+/// The first of: an operator's answer, the deadline, the task's end, shutdown.
+async fn wait_for_verdict(
+    ctx: &RequestCtx<'_>,
+    rule: &Rule,
+    mut ticket: Ticket<'_>,
+    id: &str,
+    deadline: Instant,
+    ended: &CancellationToken,
+) -> Verdict {
+    let timeout = rule.approval_timeout;
+    let task_left = ctx.task().time_left();
     let woke = tokio::select! {
         verdict = ticket.verdict() => Woke::Answered(verdict),
         () = tokio::time::sleep_until(deadline) => Woke::Timeout,
         () = ended.cancelled() => Woke::TaskEnded,
-        () = state.shutdown.cancelled() => Woke::Shutdown,
+        () = ctx.state.shutdown.cancelled() => Woke::Shutdown,
     };
-    let mut verdict = match woke {
-        Woke::Answered(verdict) => {
-            drop(ticket);
-            verdict
-        }
+    match woke {
+        Woke::Answered(verdict) => verdict,
         // An operator's answer that raced the timeout is the one that counts.
         Woke::Timeout if task_left.is_some_and(|left| left < timeout) => ticket.close(
-            Verdict::ended(&id, ApprovalOutcome::TaskEnded, "the task expired".into()),
+            Verdict::ended(id, ApprovalOutcome::TaskEnded, "the task expired".into()),
         ),
         Woke::Timeout => ticket.close(Verdict::ended(
-            &id,
+            id,
             ApprovalOutcome::Timeout,
             format!("no answer within {}", human(timeout)),
         )),
         // Not so for an ended task or a shutdown: nothing of it may go out now.
-        Woke::TaskEnded => {
-            drop(ticket);
-            Verdict::ended(&id, ApprovalOutcome::TaskEnded, "the task ended".into())
-        }
-        Woke::Shutdown => {
-            drop(ticket);
-            Verdict::ended(
-                &id,
-                ApprovalOutcome::Shutdown,
-                "tollgate is shutting down".into(),
-            )
-        }
-    };
-    if verdict.approved && !state.tasks.is_current(&conn.task) {
-        // Ended while the answer was on its way: its leases are gone already.
-        verdict = Verdict::ended(&id, ApprovalOutcome::TaskEnded, "the task ended".into());
+        Woke::TaskEnded => Verdict::ended(id, ApprovalOutcome::TaskEnded, "the task ended".into()),
+        Woke::Shutdown => Verdict::ended(
+            id,
+            ApprovalOutcome::Shutdown,
+            "tollgate is shutting down".into(),
+        ),
     }
-    let current = state.policies.current().get(&policy.name);
-    if verdict.approved && current.is_none_or(|now| now.digest != policy.digest) {
+}
+
+/// An approval stands only if the task is still current and the policy is
+/// still the one the operator approved under.
+fn still_valid(ctx: &RequestCtx<'_>, policy: &Policy, verdict: Verdict, id: &str) -> Verdict {
+    if !verdict.approved {
+        return verdict;
+    }
+    if ctx.ensure_current().is_err() {
+        // Ended while the answer was on its way: its leases are gone already.
+        return Verdict::ended(id, ApprovalOutcome::TaskEnded, "the task ended".into());
+    }
+    let current = ctx.state.policies.current().get(&policy.name);
+    if current.is_none_or(|now| now.digest != policy.digest) {
         // What was approved is not what the policy says now (a secret's hosts,
         // an earlier deny rule): the request must be asked again.
-        verdict = Verdict::ended(
-            &id,
+        return Verdict::ended(
+            id,
             ApprovalOutcome::PolicyChanged,
             "the policy changed while the request waited; send it again".into(),
         );
     }
-    log.record.approval = Some(verdict.audit());
-    log.record.reason = None;
-    log.record.status = 0;
-    if verdict.approved {
-        tracing::info!(hold = %id, task = %conn.task.id, "approved request goes on");
-        return Ok(body);
-    }
-    // The operator's reason is meant for the agent; who they are is not.
+    verdict
+}
+
+/// The 403 of a request that was not approved. The operator's reason is meant
+/// for the agent; who they are is not.
+fn denied(rule: &Rule, id: &str, verdict: &Verdict) -> Refusal {
     let why = match (verdict.outcome, &verdict.reason) {
         (ApprovalOutcome::Denied, Some(reason)) => format!("denied: {reason}"),
         (ApprovalOutcome::Denied, None) => "denied".to_string(),
         (_, Some(reason)) => reason.clone(),
         (outcome, None) => outcome.to_string(),
     };
-    Err(Refusal::new(
+    Refusal::new(
         Reason::ApprovalDenied,
         format!("rule `{}` needs an approval ({id}): {why}", rule.name),
-    ))
+    )
 }
 
 enum Woke {
@@ -273,26 +370,6 @@ fn shown_headers(headers: &http::HeaderMap) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn hold_refusal(err: HoldError) -> Refusal {
-    match err {
-        HoldError::TooMany { .. } => {
-            let mut refusal = Refusal::new(Reason::RateLimited, err.to_string());
-            refusal.retry_after = Some(FULL_RETRY_AFTER);
-            refusal
-        }
-        HoldError::NoRandom => Refusal::new(Reason::SpoolUnavailable, err.to_string()),
-    }
-}
-
-fn spool_refusal(err: SpoolError) -> Refusal {
-    let reason = match err {
-        SpoolError::TooLarge => Reason::BodyTooLarge,
-        SpoolError::Client => Reason::BadRequest,
-        SpoolError::Disk(_) | SpoolError::Full => Reason::SpoolUnavailable,
-    };
-    Refusal::new(reason, err.to_string())
 }
 
 /// `5m`, `90s`, `1h30m`.

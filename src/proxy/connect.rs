@@ -1,10 +1,11 @@
 //! `CONNECT host:port`: refuse, pass through (`tunnel:` entries), or intercept TLS
 //! and serve the requests inside one by one.
 
+use super::context::ConnCtx;
 use super::exchange::Exchange;
 use super::limits::until_expiry;
 use super::passthrough::{splice_tunnel, TunnelOutcome};
-use super::pipeline::{handle_request, ConnCtx};
+use super::pipeline::handle_request;
 use super::state::ProxyState;
 use super::{serve_with_shutdown, CLIENT_HELLO_TIMEOUT};
 use crate::body::{empty_body, ProxyBody, RequestBody};
@@ -141,7 +142,7 @@ pub fn spawn_tunnel<S, F>(
     match kind {
         TunnelKind::Passthrough(upstream) => {
             let mut exchange = connect_exchange(&state, &task, client, &host, port);
-            exchange.record.decision = "allow";
+            exchange.record.decision = crate::audit::Decision::Allow;
             exchange.record.status = 200;
             tracker.spawn(async move {
                 let _slot = slot;
@@ -170,7 +171,7 @@ pub fn spawn_tunnel<S, F>(
                 exchange.add_down(outcome.bytes_down);
                 if let Some(sni) = &outcome.refused_sni {
                     // The 200 was sent; the refusal happened inside the tunnel.
-                    exchange.record.decision = "deny";
+                    exchange.record.decision = crate::audit::Decision::Deny;
                     exchange.record.reason = Some("host_mismatch");
                     tracing::info!(task = %task.id, host = %host, sni = %sni, "tunnel cut: the ClientHello named another host");
                 }
@@ -178,12 +179,7 @@ pub fn spawn_tunnel<S, F>(
             });
         }
         TunnelKind::Intercept => {
-            let conn = Arc::new(ConnCtx {
-                task,
-                policy,
-                client,
-                tunnel_target: Some((host, port)),
-            });
+            let conn = Arc::new(ConnCtx::new(task, policy, client, Some((host, port))));
             tracker.spawn(async move {
                 let _slot = slot;
                 let task = conn.task.id.clone();

@@ -2,19 +2,45 @@
 //! `:authority`), parsed strictly and, inside an intercepted tunnel, checked
 //! against the CONNECT target.
 
-use super::pipeline::ConnCtx;
+use super::context::RequestCtx;
 use crate::body::RequestBody;
 use crate::error::{Reason, Refusal};
 use crate::net::authority::{host_header, Authority, PortRule};
 use crate::policy::Scheme;
 use http::{HeaderMap, Request};
 
-/// The host and port a request is for, checked against the tunnel target.
-pub fn request_destination(
-    conn: &ConnCtx,
+/// Where one request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `https` inside an intercepted tunnel, else `http`.
+    pub scheme: Scheme,
+    /// Host, normalized.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl Target {
+    /// `host[:port]` for the upstream URI.
+    pub fn authority(&self) -> String {
+        authority_for(&self.host, self.port, self.scheme)
+    }
+}
+
+/// The destination phase: the host and port `req` is for, checked against the
+/// tunnel target and written into the record.
+pub fn request_target(
+    ctx: &mut RequestCtx<'_>,
     req: &Request<RequestBody>,
-) -> Result<(String, u16), Refusal> {
-    destination(conn.tunnel_target.as_ref(), req.uri(), req.headers())
+) -> Result<Target, Refusal> {
+    let (host, port) = destination(ctx.conn.tunnel_target.as_ref(), req.uri(), req.headers())?;
+    ctx.log.record.host.clone_from(&host);
+    ctx.log.record.port = port;
+    Ok(Target {
+        scheme: ctx.conn.scheme(),
+        host,
+        port,
+    })
 }
 
 /// [`request_destination`] on the parts of the request it reads. Every

@@ -6,6 +6,7 @@
 //! `status` is what the client got: a response that never reached hyper's
 //! connection (the client went away first) is recorded with status 0.
 
+use super::splice::SpliceDone;
 use crate::audit::{Audit, RequestRecord};
 use crate::body::{BoxError, ProxyBody};
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+use tokio_util::task::TaskTracker;
 
 /// `reason` of a record whose client went away before it got any response.
 pub const CLIENT_CLOSED: &str = "client_closed";
@@ -112,6 +114,33 @@ impl Exchange {
         self.down.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Hands the upstream's `response` to the client. The record is written
+    /// when its body has been sent or dropped, or, for a WebSocket, when the
+    /// splice ends, with the bytes it moved.
+    pub fn deliver(
+        mut self,
+        mut response: Response<ProxyBody>,
+        tracker: &TaskTracker,
+    ) -> Response<ProxyBody> {
+        self.record.status = response.status().as_u16();
+        let spliced = response
+            .extensions_mut()
+            .remove::<SpliceDone>()
+            .and_then(|done| done.take());
+        let Some(done) = spliced else {
+            return self.attach(response);
+        };
+        self.answered();
+        tracker.spawn(async move {
+            if let Ok((up, down)) = done.await {
+                self.add_up(up);
+                self.add_down(down);
+            }
+            drop(self);
+        });
+        response
+    }
+
     /// Ties the record to `response`: it is written when the body has been sent
     /// or dropped.
     pub fn attach(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
@@ -159,7 +188,7 @@ impl Exchange {
         );
         // Every decision (refused CONNECTs and 407s included) passes here once.
         self.metrics
-            .request_done(record.decision, record.reason, elapsed);
+            .request_done(record.decision.as_str(), record.reason, elapsed);
         std::mem::take(record)
     }
 }
@@ -211,7 +240,7 @@ impl Body for Counted {
                 // The head went out; the body broke off (an upstream that reset,
                 // a coding that stopped decoding): the client got a cut body.
                 if let Some(exchange) = &mut self._guard {
-                    exchange.record.decision = "error";
+                    exchange.record.decision = crate::audit::Decision::Error;
                     exchange.record.reason = Some(crate::error::Reason::UpstreamError.as_str());
                 }
             }

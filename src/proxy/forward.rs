@@ -1,11 +1,13 @@
 //! Sending an allowed request upstream over a pooled, verified connection, and
 //! splicing WebSocket upgrades.
 
+use super::context::RequestCtx;
+use super::destination::Target;
 use super::headers::{
     is_websocket_upgrade, set_websocket_upgrade, strip_hop_by_hop, websocket_accept,
 };
 use super::limits::TaskEnds;
-use super::splice::{splice, SPLICE_IDLE_TIMEOUT};
+use super::splice::{splice, SpliceDone, SPLICE_IDLE_TIMEOUT};
 use super::ws_scrub::splice_scrubbed;
 use super::UPSTREAM_RESPONSE_TIMEOUT;
 use crate::body::{empty_body, stream_body, ProxyBody};
@@ -58,6 +60,32 @@ impl tower_service::Service<Uri> for BoundedConnect {
                 Err(_) => Err(Box::new(DialError::Timeout { host }) as BoxError),
             }
         })
+    }
+}
+
+/// The forward phase of the pipeline: `req` to its target, the response
+/// scrubbed as it streams back when the task has had secrets injected.
+pub async fn send(
+    ctx: &RequestCtx<'_>,
+    req: Request<ProxyBody>,
+    target: &Target,
+    scrubber: Option<Arc<Scrubber>>,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let state = ctx.state;
+    let response = state
+        .upstream
+        .forward(
+            req,
+            target.scheme,
+            &target.authority(),
+            &state.tracker,
+            scrubber.clone(),
+            (&state.task_ends, &ctx.conn.task),
+        )
+        .await?;
+    match scrubber {
+        Some(scrubber) => crate::inject::scrub_response(response, scrubber).await,
+        None => Ok(response),
     }
 }
 
@@ -185,25 +213,6 @@ impl Upstream {
                 .await?;
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body))
-    }
-}
-
-/// Bytes moved by a splice: (client to upstream, upstream to client).
-pub type SpliceBytes = tokio::sync::oneshot::Receiver<(u64, u64)>;
-
-/// Attached to the 101 response of a spliced WebSocket: yields the bytes moved
-/// (client to upstream, upstream to client) when the splice ends, so that the
-/// exchange's audit record is written then, with them.
-#[derive(Clone, Debug)]
-pub struct SpliceDone(pub Arc<std::sync::Mutex<Option<SpliceBytes>>>);
-
-impl SpliceDone {
-    /// Takes the receiver (once).
-    pub fn take(&self) -> Option<SpliceBytes> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
     }
 }
 

@@ -1,8 +1,9 @@
 //! The proxy port: authenticate the task, then CONNECT or absolute-form HTTP.
 
 use super::connect::handle_connect;
+use super::context::ConnCtx;
 use super::exchange::Exchange;
-use super::pipeline::{handle_request, ConnCtx};
+use super::pipeline::handle_request;
 use super::state::ProxyState;
 use crate::body::{ProxyBody, RequestBody};
 use crate::error::{Reason, Refusal};
@@ -81,12 +82,7 @@ async fn serve_front(
         );
         return refuse_early(&state, client, &req, Some(&task), refusal).await;
     }
-    let conn = ConnCtx {
-        task,
-        policy,
-        client,
-        tunnel_target: None,
-    };
+    let conn = ConnCtx::new(task, policy, client, None);
     handle_request(&state, &conn, req).await
 }
 
@@ -98,9 +94,8 @@ async fn transparent_http(
     client: SocketAddr,
     mut req: Request<RequestBody>,
 ) -> Response<ProxyBody> {
-    if !state.tasks.is_current(&task) {
-        let refusal = Refusal::new(Reason::ProxyAuthRequired, "this task has ended");
-        return refuse_early(&state, client, &req, None, refusal).await;
+    if let Err(ended) = state.tasks.ensure_current(&task) {
+        return refuse_early(&state, client, &req, None, ended.into()).await;
     }
     let Some(policy) = state.policies.current().get(&task.policy) else {
         let refusal = Refusal::new(
@@ -138,12 +133,7 @@ async fn transparent_http(
         }
     };
     *req.uri_mut() = uri;
-    let conn = ConnCtx {
-        task,
-        policy,
-        client,
-        tunnel_target: None,
-    };
+    let conn = ConnCtx::new(task, policy, client, None);
     handle_request(&state, &conn, req).await
 }
 

@@ -2,6 +2,7 @@
 //! proxy's file descriptors for everyone else, and so that long-lived tunnels and
 //! streams, which request rate limits never see again, are bounded too.
 
+use crate::error::{Reason, Refusal};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,24 @@ use tokio_util::sync::CancellationToken;
 /// Client connections the proxy holds at once; beyond this it stops accepting
 /// and new connections wait in the kernel's backlog.
 pub const MAX_CLIENT_CONNECTIONS: usize = 16_384;
+
+/// A task already has its policy's `max_concurrent` requests in flight.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("task {task} already has {max} requests in flight (max_concurrent)")]
+pub struct InFlightCap {
+    /// Task id.
+    pub task: String,
+    /// The cap.
+    pub max: usize,
+}
+
+impl From<InFlightCap> for Refusal {
+    fn from(cap: InFlightCap) -> Self {
+        let mut refusal = Refusal::new(Reason::RateLimited, cap.to_string());
+        refusal.retry_after = Some(1);
+        refusal
+    }
+}
 
 /// Per-task slots (tunnels, or requests in flight), at most the policy's
 /// `max_concurrent` each.
@@ -30,9 +49,13 @@ impl TaskSlots {
                 .per_task
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let entry = map
-                .entry(task.to_string())
-                .or_insert_with(|| (Arc::new(Semaphore::new(max)), max));
+            // Looked up before inserting: the task id is copied only once per task.
+            let entry = match map.get_mut(task) {
+                Some(entry) => entry,
+                None => map
+                    .entry(task.to_string())
+                    .or_insert_with(|| (Arc::new(Semaphore::new(max)), max)),
+            };
             if entry.1 != max && entry.0.available_permits() == entry.1 {
                 // The policy changed its cap and nothing is held: start afresh.
                 *entry = (Arc::new(Semaphore::new(max)), max);
@@ -40,6 +63,14 @@ impl TaskSlots {
             entry.0.clone()
         };
         semaphore.try_acquire_owned().ok()
+    }
+
+    /// [`Self::try_acquire`] for a request: no slot is 429 (`max_concurrent`).
+    pub fn acquire(&self, task: &str, max: usize) -> Result<OwnedSemaphorePermit, InFlightCap> {
+        self.try_acquire(task, max).ok_or_else(|| InFlightCap {
+            task: task.to_string(),
+            max,
+        })
     }
 
     /// Frees the state of tasks that hold nothing.

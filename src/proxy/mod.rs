@@ -4,12 +4,15 @@
 pub mod approval;
 pub mod channel;
 pub mod connect;
+pub mod context;
+pub mod decision;
 pub mod destination;
 pub mod exchange;
 pub mod fdlimit;
 pub mod forward;
 pub mod front;
 pub mod headers;
+pub mod injection;
 pub mod limits;
 pub mod passthrough;
 pub mod pipeline;

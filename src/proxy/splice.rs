@@ -186,3 +186,22 @@ mod tests {
         assert_eq!(task.await.unwrap(), (3, 0));
     }
 }
+
+/// Bytes moved by a splice: (client to upstream, upstream to client).
+pub type SpliceBytes = tokio::sync::oneshot::Receiver<(u64, u64)>;
+
+/// Attached to the 101 response of a spliced WebSocket: yields the bytes moved
+/// (client to upstream, upstream to client) when the splice ends, so that the
+/// exchange's audit record is written then, with them.
+#[derive(Clone, Debug)]
+pub struct SpliceDone(pub Arc<std::sync::Mutex<Option<SpliceBytes>>>);
+
+impl SpliceDone {
+    /// Takes the receiver (once).
+    pub fn take(&self) -> Option<SpliceBytes> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}

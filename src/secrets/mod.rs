@@ -58,6 +58,12 @@ pub enum SecretError {
     },
 }
 
+impl From<SecretError> for crate::error::Refusal {
+    fn from(err: SecretError) -> Self {
+        crate::error::Refusal::new(crate::error::Reason::SecretUnavailable, err.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@
 //! `message` `"audit checkpoint: <event>"`, no `http_request`.
 
 use super::stamp;
+use crate::audit::Decision;
 use serde_json::{json, Map, Value};
 
 /// OCSF HTTP Activity.
@@ -113,14 +114,17 @@ pub fn render_ocsf(line: &[u8]) -> Result<Vec<u8>, String> {
         let method = text("method").unwrap_or("");
         let (activity_id, activity_name) = activity(method);
         let decision = text("decision").unwrap_or("");
-        let (status_id, status) = match decision {
-            "allow" | "approved" => (1, "Success"),
+        let known = Decision::parse(decision);
+        let (status_id, status) = match known {
+            Some(d) if d.let_through() => (1, "Success"),
             _ => (2, "Failure"),
         };
-        let (action_id, action) = match decision {
-            "allow" | "approved" => (1, "Allowed"),
-            "deny" | "approval_denied" | "rate_limited" => (2, "Denied"),
-            other => (99, other),
+        let (action_id, action) = match known {
+            Some(Decision::Allow | Decision::Approved) => (1, "Allowed"),
+            Some(Decision::Deny | Decision::ApprovalDenied | Decision::RateLimited) => {
+                (2, "Denied")
+            }
+            Some(Decision::Error) | None => (99, decision),
         };
         put("activity_id", json!(activity_id));
         put("type_uid", json!(CLASS_UID * 100 + activity_id));

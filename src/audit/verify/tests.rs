@@ -77,7 +77,11 @@ fn seal(entries: &[Entry], record_mode: bool) -> Vec<String> {
                 r.path = path.clone();
                 r.query = query.clone();
                 r.status = *status;
-                r.decision = if *deny { "deny" } else { "allow" };
+                r.decision = if *deny {
+                    crate::audit::Decision::Deny
+                } else {
+                    crate::audit::Decision::Allow
+                };
                 sealer.seal(request_object(&r), record_mode).unwrap()
             }
         });
