@@ -23,5 +23,6 @@ pub mod ratelimit;
 pub mod secrets;
 pub mod task_token;
 pub mod tasks;
+pub mod text;
 pub mod tls;
 pub mod yaml;

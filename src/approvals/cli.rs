@@ -212,7 +212,10 @@ async fn execute(client: &AdminClient, command: &ApprovalsCommand) -> anyhow::Re
             }
         }
         ApprovalsCommand::Show { id, json } => {
-            let path = format!("/v1/approvals/{}", encode_segment(id));
+            let path = format!(
+                "/v1/approvals/{}",
+                crate::text::percent_encode_path_segment(id)
+            );
             let (status, answer) = client.call(Method::GET, &path, None).await?;
             if !status.is_success() {
                 return Err(refusal(client.url(), status, &answer, Some(id)));
@@ -268,7 +271,10 @@ async fn execute(client: &AdminClient, command: &ApprovalsCommand) -> anyhow::Re
 
 /// `POST /v1/approvals/{id}/{verb}`; the answer on success.
 async fn decide(client: &AdminClient, id: &str, verb: &str, body: Value) -> anyhow::Result<Value> {
-    let path = format!("/v1/approvals/{}/{verb}", encode_segment(id));
+    let path = format!(
+        "/v1/approvals/{}/{verb}",
+        crate::text::percent_encode_path_segment(id)
+    );
     let (status, answer) = client.call(Method::POST, &path, Some(body)).await?;
     if status.is_success() {
         Ok(answer)
@@ -296,20 +302,6 @@ fn refusal(url: &str, status: StatusCode, answer: &Value, id: Option<&str>) -> a
             None => anyhow!("{url} answered {status}"),
         },
     }
-}
-
-/// Percent-encodes everything but unreserved characters, so an ID stays one
-/// path segment.
-fn encode_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
 }
 
 /// `--by` when not given: `$SUDO_USER`, else `$USER`, else `cli`.
@@ -465,15 +457,7 @@ fn authority(host: &str, port: Option<u64>, scheme: Option<&str>) -> String {
         Some("http") => port == Some(80),
         _ => matches!(port, Some(443 | 80)),
     };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    match port {
-        Some(port) if !default => format!("{host}:{port}"),
-        _ => host,
-    }
+    crate::net::authority::url_authority(host, port.filter(|_| !default))
 }
 
 /// The HOST column: `host`, with `:port` unless it is the scheme's default, and
@@ -996,8 +980,11 @@ mod tests {
 
     #[test]
     fn ids_stay_one_path_segment() {
-        assert_eq!(encode_segment("a-1f2e"), "a-1f2e");
-        assert_eq!(encode_segment("../tasks?x=1"), "%2E%2E%2Ftasks%3Fx%3D1");
+        assert_eq!(crate::text::percent_encode_path_segment("a-1f2e"), "a-1f2e");
+        assert_eq!(
+            crate::text::percent_encode_path_segment("../tasks?x=1"),
+            "%2E%2E%2Ftasks%3Fx%3D1"
+        );
     }
 
     fn args(admin: Option<&str>, token_file: Option<&Path>) -> ApprovalsArgs {

@@ -447,9 +447,9 @@ impl Approvals {
             port: r.port,
             path: r.path.clone(),
             query: r.query.clone(),
-            since: crate::audit::chain::rfc3339_millis(p.since),
+            since: crate::text::rfc3339_millis(p.since),
             waited_ms: p.started.elapsed().as_millis() as u64,
-            expires_at: crate::audit::chain::rfc3339_millis(p.since + r.timeout),
+            expires_at: crate::text::rfc3339_millis(p.since + r.timeout),
             body_bytes: r.body_bytes,
             content_type: r.content_type.clone(),
         }
@@ -557,7 +557,7 @@ impl Approvals {
         );
         Ok(Some(GrantView {
             id: grant,
-            until: crate::audit::chain::rfc3339_millis(SystemTime::now() + window),
+            until: crate::text::rfc3339_millis(SystemTime::now() + window),
         }))
     }
 
@@ -661,7 +661,7 @@ fn checked(answer: &Answer) -> Result<(Option<String>, Option<String>), AnswerEr
 fn random_id(prefix: &str) -> Option<String> {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes).ok()?;
-    Some(format!("{prefix}-{}", crate::audit::chain::hex(&bytes)))
+    Some(format!("{prefix}-{}", crate::text::hex(&bytes)))
 }
 
 /// One pending hold, owned by the waiting request. Dropping it (the request

@@ -17,8 +17,8 @@
 //! which is not included. Webhook URLs themselves often carry a secret (Slack's
 //! do, in the path), so logs name only their scheme, host and port.
 
-use crate::audit::chain::rfc3339_millis;
 use crate::audit::remote::error_chain;
+use crate::text::rfc3339_millis;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
@@ -355,7 +355,12 @@ impl Delivery {
 /// The JSON message for `notice`.
 fn render_body(notice: &Notice, admin_base: Option<&str>) -> Vec<u8> {
     let action_url = |action: &str| {
-        admin_base.map(|base| format!("{base}/v1/approvals/{}/{action}", url_segment(&notice.id)))
+        admin_base.map(|base| {
+            format!(
+                "{base}/v1/approvals/{}/{action}",
+                crate::text::percent_encode_path_segment(&notice.id)
+            )
+        })
     };
     let value = serde_json::json!({
         "text": render_text(notice),
@@ -383,20 +388,14 @@ fn render_body(notice: &Notice, admin_base: Option<&str>) -> Vec<u8> {
 /// The Slack-compatible one-line message. Every interpolated value is escaped
 /// (see [`slack_escape`]): they come from the sandbox or a policy.
 fn render_text(n: &Notice) -> String {
-    let host = if n.host.contains(':') && !n.host.starts_with('[') {
-        format!("[{}]", n.host)
-    } else {
-        n.host.clone()
-    };
     let default_port = match n.scheme.as_str() {
         "https" => Some(443),
         "http" => Some(80),
         _ => None,
     };
-    let mut url = format!("{}://{host}", n.scheme);
-    if default_port != Some(n.port) {
-        url.push_str(&format!(":{}", n.port));
-    }
+    let port = (default_port != Some(n.port)).then_some(n.port);
+    let authority = crate::net::authority::url_authority(&n.host, port);
+    let mut url = format!("{}://{authority}", n.scheme);
     url.push_str(&n.path);
     if let Some(query) = &n.query {
         url.push('?');
@@ -464,20 +463,6 @@ fn escape_into(out: &mut String, chars: impl Iterator<Item = char>) {
 /// isolates).
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Percent-encodes `s` for use as one URL path segment (hold ids are plain
-/// ASCII already; this only guards the shape of the URL).
-fn url_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

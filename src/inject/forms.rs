@@ -99,7 +99,7 @@ impl std::fmt::Debug for SecretForm {
 pub fn value_forms(placeholder: &str, value: &str) -> Vec<SecretForm> {
     let raw = value.as_bytes();
     let json_escaped = Zeroizing::new(value.replace('/', "\\/"));
-    let encoded = Zeroizing::new(crate::inject::request::percent_encode_query(value));
+    let encoded = Zeroizing::new(crate::text::percent_encode_unreserved(value));
     let mut forms = vec![SecretForm::new(
         raw.to_vec(),
         placeholder.as_bytes().to_vec(),

@@ -97,7 +97,12 @@ impl<'p> InjectionPermit<'p> {
             if let Some(query) = pq.query() {
                 let encoded: Vec<(String, Zeroizing<String>)> = subs
                     .iter()
-                    .map(|(p, v)| (p.clone(), Zeroizing::new(percent_encode_query(v))))
+                    .map(|(p, v)| {
+                        (
+                            p.clone(),
+                            Zeroizing::new(crate::text::percent_encode_unreserved(v)),
+                        )
+                    })
                     .collect();
                 let refs: Vec<(String, &str)> = encoded
                     .iter()
@@ -273,19 +278,6 @@ fn replace_all(text: &[u8], subs: &[(String, &str)]) -> Option<Vec<u8>> {
         current = Some(out);
     }
     current
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub(crate) fn percent_encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub fn render_ocsf(line: &[u8]) -> Result<Vec<u8>, String> {
     let number = |k: &str| rec.get(k).and_then(Value::as_u64);
     let ts = text("ts");
     let time = ts
-        .and_then(stamp::parse_rfc3339_ms)
+        .and_then(crate::text::parse_rfc3339_ms)
         .unwrap_or_else(stamp::now_ms);
     let kind = text("type").unwrap_or("");
 
