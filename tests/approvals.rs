@@ -2,7 +2,11 @@
 //! Real `tollgate serve`, real TLS upstream, real curl as the sandbox's client,
 //! the admin API over HTTP, a real webhook listener.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

@@ -1,7 +1,11 @@
 //! The audit trail: contract fields, signatures and chain, `audit verify` against
 //! every kind of tampering, restarts, rotation, torn lines and fail-closed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

@@ -5,7 +5,10 @@
 //! All traffic goes to loopback listeners the test starts, or stays inside the
 //! sandbox namespaces the launcher creates.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

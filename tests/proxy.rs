@@ -1,7 +1,10 @@
 //! End-to-end behaviour of the proxy, driven by real clients (curl, reqwest,
 //! tungstenite) against real local upstreams.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

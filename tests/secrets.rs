@@ -1,7 +1,10 @@
 //! Placeholders swapped for secrets (env backend), bound to their rules and hosts,
 //! and scrubbed out of everything the upstream sends back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

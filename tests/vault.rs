@@ -1,7 +1,10 @@
 //! Secrets from a real OpenBao dev server: KV reads, rotation, AppRole login,
 //! dynamic tokens revoked when the task ends, and a Vault outage.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

@@ -703,7 +703,6 @@ impl Drop for Ticket<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn request(task: &str, rule: &str) -> HoldRequest {

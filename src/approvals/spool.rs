@@ -288,7 +288,6 @@ async fn create_unlinked(dir: &Path) -> std::io::Result<tokio::fs::File> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use http_body_util::Full;
 
