@@ -747,10 +747,7 @@ async fn the_proxy_runs_on_a_pkcs8_v2_key_from_an_earlier_version() {
 /// Root only: the audit file lives on a tiny tmpfs that the test fills up.
 #[tokio::test]
 async fn a_full_disk_fails_closed_with_503_and_recovers_with_the_chain_intact() {
-    if !nix_is_root() {
-        eprintln!(
-            "SKIPPED a_full_disk_fails_closed: mounting a tmpfs needs root (CI runs as root)"
-        );
+    if !common::skip::needs_root("mounting a tmpfs") {
         return;
     }
     let ca = TestCa::new("upstream test CA");
@@ -840,8 +837,7 @@ fn small_tmpfs(dir: &Path) -> Unmount {
 /// the held records land, in order, once it has room.
 #[tokio::test]
 async fn a_full_disk_with_on_failure_open_keeps_serving_and_writes_later() {
-    if !nix_is_root() {
-        eprintln!("SKIPPED a_full_disk_with_on_failure_open: mounting a tmpfs needs root (CI runs as root)");
+    if !common::skip::needs_root("mounting a tmpfs") {
         return;
     }
     let ca = TestCa::new("upstream test CA");
@@ -913,15 +909,6 @@ impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
-        .unwrap_or(false)
 }
 
 /// Every byte a syslog TCP receiver got.

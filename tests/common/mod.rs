@@ -12,6 +12,7 @@
 
 pub mod bao;
 pub mod hostile;
+pub mod skip;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
