@@ -11,6 +11,7 @@
 )]
 
 pub mod bao;
+pub mod fixture;
 pub mod hostile;
 pub mod skip;
 pub mod upstream;
