@@ -2,7 +2,14 @@
 //! the wait (register, answer, wake), what listing costs with many holds
 //! pending, and how fast a held body goes to the spool and back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! defines an undocumented pub fn"
+)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup stops the bench with its message"
+)]
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -9,7 +9,14 @@
 //! the answer back, one record at a time (no batching). `process CPU` gives the CPU
 //! time of the whole process per record, written one by one or queued in batches.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! defines an undocumented pub fn"
+)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup stops the bench with its message"
+)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;

@@ -15,7 +15,10 @@
 //! only HTTP/1.1, so tollgate pools one upstream connection per client connection),
 //! E2E_AUDIT_ONLY (set: only the audit section).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup stops the bench with its message"
+)]
 
 #[path = "../tests/common/upstream.rs"]
 mod upstream;

@@ -10,7 +10,10 @@
 //! Knobs (env): LAUNCHER_REQS (GETs per measurement, default 500),
 //! LAUNCHER_STARTS (runs of `tollgate run -- true`, default 20).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed setup stops the bench with its message"
+)]
 
 #[path = "../tests/common/upstream.rs"]
 mod upstream;

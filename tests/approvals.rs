@@ -2,11 +2,16 @@
 //! Real `tollgate serve`, real TLS upstream, real curl as the sandbox's client,
 //! the admin API over HTTP, a real webhook listener.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 
-use common::upstream::{start_upstream, TestCa, Upstream};
+use common::fixture::{ApiUpstream, Fixture};
+use common::upstream::{start_upstream, TestCa};
 use common::{
     admin_addr, admin_token, audit_records, curl, curl_raw, start_proxy, wait_record, CurlOut,
     ProxyProc, ProxySetup,
@@ -74,24 +79,13 @@ rules:
     )
 }
 
-struct Fixture {
-    proxy: ProxyProc,
-    api: Upstream,
-    base: String,
-}
-
 async fn fixture(extra_yaml: &str) -> Fixture {
-    let ca = TestCa::new("upstream test CA");
-    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
-    let mut setup = ProxySetup::with_policy("gh", &policy(api.port))
-        .trust(&ca.cert_pem)
-        .resolve("api.test", api.port);
+    let up = ApiUpstream::start(&["api.test"]).await;
+    let mut setup = up.setup("gh", &policy(up.api.port));
     setup.env = vec![("TOLLGATE_SECRET_GITHUB_TOKEN".into(), SECRET.into())];
     setup.extra_tasks = vec!["{ id: other, policy: gh, token_env: TEST_AGENT_TOKEN }".into()];
     setup.extra_yaml = extra_yaml.to_string();
-    let proxy = start_proxy(&setup);
-    let base = format!("https://api.test:{}", api.port);
-    Fixture { proxy, api, base }
+    up.serve((), setup)
 }
 
 /// Calls the admin API with the admin token.
@@ -186,7 +180,7 @@ async fn pending_gauge(proxy: &ProxyProc) -> Option<f64> {
 #[tokio::test]
 async fn an_approved_request_goes_upstream_with_the_secret_and_is_audited() {
     let f = fixture("").await;
-    let url = format!("{}/repos/acme/x/pulls/7/merge?method=squash", f.base);
+    let url = format!("{}/repos/acme/x/pulls/7/merge?method=squash", f.base());
     let call = sandbox(
         &f.proxy,
         common::TASK,
@@ -280,14 +274,14 @@ async fn an_approved_request_goes_upstream_with_the_secret_and_is_audited() {
     let again = respond(&f.proxy, &id, "deny", None).await;
     assert_eq!(again.status, 404, "{again:?}");
     // Allowed rules never wait.
-    let read = curl(&f.proxy, &[&format!("{}/repos/acme/x", f.base)]).await;
+    let read = curl(&f.proxy, &[&format!("{}/repos/acme/x", f.base())]).await;
     assert_eq!(read.status, 200);
 }
 
 #[tokio::test]
 async fn denial_and_timeout_answer_403_approval_denied_and_send_nothing() {
     let f = fixture("").await;
-    let url = format!("{}/repos/acme/x/pulls/8/merge", f.base);
+    let url = format!("{}/repos/acme/x/pulls/8/merge", f.base());
     let call = sandbox(&f.proxy, common::TASK, &["-X", "PUT", &url]);
     let id = only_hold_id(&f.proxy).await;
     let answer = respond(
@@ -326,7 +320,7 @@ async fn denial_and_timeout_answer_403_approval_denied_and_send_nothing() {
     // The `quick` rule waits 1 s, then refuses on its own.
     let out = curl(
         &f.proxy,
-        &["-X", "PUT", &format!("{}/quick/deploy", f.base)],
+        &["-X", "PUT", &format!("{}/quick/deploy", f.base())],
     )
     .await;
     assert_eq!(out.status, 403, "{out:?}");
@@ -345,7 +339,7 @@ async fn denial_and_timeout_answer_403_approval_denied_and_send_nothing() {
 #[tokio::test]
 async fn a_grant_covers_the_same_task_and_rule_for_its_window_only() {
     let f = fixture("").await;
-    let merge = |n: u32| format!("{}/repos/acme/x/pulls/{n}/merge", f.base);
+    let merge = |n: u32| format!("{}/repos/acme/x/pulls/{n}/merge", f.base());
     let first = sandbox(&f.proxy, common::TASK, &["-X", "PUT", &merge(1)]);
     let id = only_hold_id(&f.proxy).await;
     let answer = respond(
@@ -377,12 +371,12 @@ async fn a_grant_covers_the_same_task_and_rule_for_its_window_only() {
     let other_rule = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "PUT", &format!("{}/quick/x", f.base)],
+        &["-X", "PUT", &format!("{}/quick/x", f.base())],
     );
     let same_name = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "DELETE", &format!("{}/repos/acme/x", f.base)],
+        &["-X", "DELETE", &format!("{}/repos/acme/x", f.base())],
     );
     // (The `quick` hold may have timed out already; it need not be seen.)
     let holds = wait_holds_where(&f.proxy, |holds| {
@@ -418,7 +412,7 @@ async fn the_pending_cap_answers_429_and_ending_the_task_denies_its_holds() {
     let held: Vec<_> = (1..=2)
         .map(|n| {
             let (proxy_url, ca) = (proxy_url.clone(), ca.clone());
-            let url = format!("{}/repos/acme/x/pulls/{n}/merge", f.base);
+            let url = format!("{}/repos/acme/x/pulls/{n}/merge", f.base());
             tokio::spawn(async move {
                 curl_raw(&["--proxy", &proxy_url, "--cacert", &ca, "-X", "PUT", &url]).await
             })
@@ -432,7 +426,7 @@ async fn the_pending_cap_answers_429_and_ending_the_task_denies_its_holds() {
         &ca,
         "-X",
         "PUT",
-        &format!("{}/repos/acme/x/pulls/3/merge", f.base),
+        &format!("{}/repos/acme/x/pulls/3/merge", f.base()),
     ])
     .await;
     assert_eq!(third.status, 429, "{third:?}");
@@ -442,7 +436,7 @@ async fn the_pending_cap_answers_429_and_ending_the_task_denies_its_holds() {
     let other = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "PUT", &format!("{}/quick/y", f.base)],
+        &["-X", "PUT", &format!("{}/quick/y", f.base())],
     );
     assert_eq!(finished(other).await.status, 403, "held, then timed out");
 
@@ -466,7 +460,7 @@ async fn a_client_that_hangs_up_withdraws_its_hold() {
     let f = fixture("").await;
     // HTTP/2 (a stream reset) and HTTP/1.1 (the connection closes) alike.
     for (n, version) in [(9, "--http2"), (10, "--http1.1")] {
-        let url = format!("{}/repos/acme/x/pulls/{n}/merge", f.base);
+        let url = format!("{}/repos/acme/x/pulls/{n}/merge", f.base());
         let call = sandbox(
             &f.proxy,
             common::TASK,
@@ -505,7 +499,7 @@ async fn a_large_upload_waits_on_disk_and_arrives_whole() {
             "Content-Type: application/octet-stream",
             "--data-binary",
             &upload,
-            &format!("{}/upload", f.base),
+            &format!("{}/upload", f.base()),
         ],
     );
     let hold = wait_pending(&f.proxy, 1).await.remove(0);
@@ -554,7 +548,11 @@ async fn the_sandbox_cannot_answer_its_own_hold_through_the_proxy() {
     let call = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "PUT", &format!("{}/repos/a/b/pulls/1/merge", f.base)],
+        &[
+            "-X",
+            "PUT",
+            &format!("{}/repos/a/b/pulls/1/merge", f.base()),
+        ],
     );
     let id = only_hold_id(&f.proxy).await;
     // Even knowing the id and the admin address, the proxy refuses the call:
@@ -647,7 +645,7 @@ async fn a_webhook_hears_of_each_hold_and_its_approve_url_works() {
             "PUT",
             "-H",
             "Authorization: token __GITHUB_TOKEN__",
-            &format!("{}/repos/acme/x/pulls/7&x/merge", f.base),
+            &format!("{}/repos/acme/x/pulls/7&x/merge", f.base()),
         ],
     );
     let hold = wait_pending(&f.proxy, 1).await.remove(0);
@@ -719,7 +717,11 @@ async fn a_webhook_that_is_down_does_not_hold_anything_up() {
     let call = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "PUT", &format!("{}/repos/a/b/pulls/1/merge", f.base)],
+        &[
+            "-X",
+            "PUT",
+            &format!("{}/repos/a/b/pulls/1/merge", f.base()),
+        ],
     );
     let id = only_hold_id(&f.proxy).await;
     let answer = respond(&f.proxy, &id, "approve", None).await;
@@ -733,7 +735,11 @@ async fn shutting_down_denies_the_holds_and_records_them() {
     let call = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "PUT", &format!("{}/repos/a/b/pulls/5/merge", f.base)],
+        &[
+            "-X",
+            "PUT",
+            &format!("{}/repos/a/b/pulls/5/merge", f.base()),
+        ],
     );
     wait_pending(&f.proxy, 1).await;
     f.proxy.terminate();
@@ -756,7 +762,7 @@ async fn a_task_that_expires_while_waiting_is_refused_then() {
     let f = fixture("").await;
     let (task, proxy_url) = common::create_task(&f.proxy, r#"{"policy":"gh","ttl":"2s"}"#).await;
     let ca = f.proxy.ca_pem.to_str().unwrap().to_string();
-    let url = format!("{}/repos/acme/x/pulls/1/merge", f.base);
+    let url = format!("{}/repos/acme/x/pulls/1/merge", f.base());
     let out = curl_raw(&["--proxy", &proxy_url, "--cacert", &ca, "-X", "PUT", &url]).await;
     assert_eq!(out.status, 403, "{out:?}");
     assert_eq!(out.json()["error"], "approval_denied");
@@ -798,7 +804,7 @@ enum CliToken {
 #[tokio::test]
 async fn operators_answer_with_the_cli_using_a_token_file_or_the_environment() {
     let f = fixture("").await;
-    let url = format!("{}/repos/acme/web/pulls/412/merge", f.base);
+    let url = format!("{}/repos/acme/web/pulls/412/merge", f.base());
     let body = r#"{"commit_title":"__GITHUB_TOKEN__"}"#;
     let first = sandbox(
         &f.proxy,
@@ -871,7 +877,7 @@ async fn operators_answer_with_the_cli_using_a_token_file_or_the_environment() {
     let second = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "PUT", &format!("{}/quick/prod", f.base)],
+        &["-X", "PUT", &format!("{}/quick/prod", f.base())],
     );
     let id = only_hold_id(&f.proxy).await;
     let denied = approvals_cli(
@@ -920,7 +926,7 @@ async fn bodies_still_arriving_take_places_and_give_up_at_the_timeout() {
             ])
             .args(["-w", "%{http_code}", "--proxy", &proxy_url, "--cacert", &ca])
             .args(["-H", "Transfer-Encoding: chunked", "-T", "-"])
-            .args(["-X", "POST", &format!("{}/stall", f.base)])
+            .args(["-X", "POST", &format!("{}/stall", f.base())])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -938,7 +944,11 @@ async fn bodies_still_arriving_take_places_and_give_up_at_the_timeout() {
     // Yet they take the task's places: a third request is refused at once.
     let third = curl(
         &f.proxy,
-        &["-X", "PUT", &format!("{}/repos/a/b/pulls/1/merge", f.base)],
+        &[
+            "-X",
+            "PUT",
+            &format!("{}/repos/a/b/pulls/1/merge", f.base()),
+        ],
     )
     .await;
     assert_eq!(third.status, 429, "{third:?}");
@@ -959,7 +969,7 @@ async fn bodies_still_arriving_take_places_and_give_up_at_the_timeout() {
     let after = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "PUT", &format!("{}/quick/z", f.base)],
+        &["-X", "PUT", &format!("{}/quick/z", f.base())],
     );
     assert_eq!(wait_pending(&f.proxy, 1).await[0]["path"], "/quick/z");
     assert_eq!(finished(after).await.status, 403, "held, then timed out");
@@ -983,7 +993,7 @@ async fn an_approved_request_is_recorded_as_approved_even_if_the_client_leaves_e
         ])
         .arg("--cacert")
         .arg(&f.proxy.ca_pem)
-        .args(["-X", "PUT", &format!("{}/slow", f.base)])
+        .args(["-X", "PUT", &format!("{}/slow", f.base())])
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -1011,7 +1021,7 @@ async fn an_approved_request_is_recorded_as_approved_even_if_the_client_leaves_e
 async fn a_reload_that_adds_a_gate_reaches_an_open_connection() {
     let f = fixture("").await;
     let client = common::reqwest_client(&f.proxy);
-    let url = format!("{}/repos/acme/x/pulls/1", f.base);
+    let url = format!("{}/repos/acme/x/pulls/1", f.base());
     let first = client.get(&url).send().await.unwrap();
     assert_eq!(first.status(), 200);
     // The same rule now asks for approval; the kept-alive tunnel gets the news.
@@ -1064,7 +1074,7 @@ async fn edit_policy(f: &Fixture, edit: impl Fn(String) -> String) {
 #[tokio::test]
 async fn a_policy_edit_refuses_waiting_holds_and_ends_grants() {
     let f = fixture("").await;
-    let merge = |n: u32| format!("{}/repos/acme/x/pulls/{n}/merge", f.base);
+    let merge = |n: u32| format!("{}/repos/acme/x/pulls/{n}/merge", f.base());
     // A grant, then a request waiting under the same policy.
     let first = sandbox(&f.proxy, common::TASK, &["-X", "PUT", &merge(1)]);
     let id = only_hold_id(&f.proxy).await;
@@ -1074,7 +1084,7 @@ async fn a_policy_edit_refuses_waiting_holds_and_ends_grants() {
     let held = sandbox(
         &f.proxy,
         common::TASK,
-        &["-X", "PUT", &format!("{}/slow", f.base)],
+        &["-X", "PUT", &format!("{}/slow", f.base())],
     );
     wait_pending(&f.proxy, 1).await;
 

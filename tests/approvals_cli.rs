@@ -4,7 +4,10 @@
 //! to held requests are tested with the proxy, in tests of the approval gate
 //! itself.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

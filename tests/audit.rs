@@ -1,11 +1,16 @@
 //! The audit trail: contract fields, signatures and chain, `audit verify` against
 //! every kind of tampering, restarts, rotation, torn lines and fail-closed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 
-use common::upstream::{start_upstream, TestCa, Upstream};
+use common::fixture::{ApiUpstream, Fixture};
+use common::upstream::{start_upstream, TestCa};
 use common::{audit_records, curl, start_proxy, tollgate_bin, wait_record, ProxyProc, ProxySetup};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -14,13 +19,6 @@ use std::process::Command;
 use std::time::Duration;
 
 const SECRET: &str = "ghs_audit-secret-value-123";
-
-struct Fixture {
-    _ca: TestCa,
-    api: Upstream,
-    proxy: ProxyProc,
-    env: Vec<(String, String)>,
-}
 
 fn policy(port: u16) -> String {
     format!(
@@ -49,27 +47,11 @@ async fn fixture(audit_yaml: &str) -> Fixture {
 
 /// A fixture whose working directory `prepare` fills before tollgate starts.
 async fn fixture_prepared(audit_yaml: &str, prepare: impl FnOnce(&Path)) -> Fixture {
-    let ca = TestCa::new("upstream test CA");
-    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
-    let env = vec![("TOLLGATE_SECRET_TOKEN".to_string(), SECRET.to_string())];
-    let mut setup = ProxySetup::with_policy("main", &policy(api.port))
-        .trust(&ca.cert_pem)
-        .resolve("api.test", api.port);
+    let up = ApiUpstream::start(&["api.test"]).await;
+    let mut setup = up.setup("main", &policy(up.api.port));
     setup.extra_yaml = audit_yaml.to_string();
-    setup.env = env.clone();
-    let dir = common::write_setup(&setup);
-    prepare(dir.path());
-    let proxy = common::spawn_serve(dir, &setup.env);
-    Fixture {
-        _ca: ca,
-        api,
-        proxy,
-        env,
-    }
-}
-
-fn url(f: &Fixture, path: &str) -> String {
-    format!("https://api.test:{}{path}", f.api.port)
+    setup.env = vec![("TOLLGATE_SECRET_TOKEN".to_string(), SECRET.to_string())];
+    up.serve_prepared((), setup, prepare)
 }
 
 fn state(proxy: &ProxyProc) -> PathBuf {
@@ -146,7 +128,7 @@ async fn allow_and_deny_records_have_exactly_the_contract_fields_and_no_secret()
             "Authorization: Bearer __TOKEN__",
             "--data-binary",
             "hello",
-            &url(&f, "/echo?t=__TOKEN__&x=1"),
+            &f.url("/echo?t=__TOKEN__&x=1"),
         ],
     )
     .await;
@@ -156,7 +138,7 @@ async fn allow_and_deny_records_have_exactly_the_contract_fields_and_no_secret()
         "the response is scrubbed: {}",
         ok.body
     );
-    let denied = curl(&f.proxy, &[&url(&f, "/admin/users")]).await;
+    let denied = curl(&f.proxy, &[&f.url("/admin/users")]).await;
     assert_eq!(denied.status, 403);
 
     let allow = wait_record(&f.proxy, |r| r["decision"] == "allow").await;
@@ -235,7 +217,7 @@ async fn refusals_before_the_policy_are_audited_too() {
     assert_eq!(record["reason"], "no_rule");
     assert_eq!(record["decision"], "deny");
     // A bad path inside an intercepted tunnel.
-    let bad = curl(&f.proxy, &["--path-as-is", &url(&f, "/a/../admin")]).await;
+    let bad = curl(&f.proxy, &["--path-as-is", &f.url("/a/../admin")]).await;
     assert_eq!(bad.status, 400);
     let record = wait_record(&f.proxy, |r| r["reason"] == "bad_request").await;
     assert_eq!(record["path"], "/a/../admin");
@@ -245,7 +227,7 @@ async fn refusals_before_the_policy_are_audited_too() {
 async fn real_log(n: usize, audit_yaml: &str) -> (Fixture, Vec<String>) {
     let mut f = fixture(audit_yaml).await;
     for i in 0..n {
-        let out = curl(&f.proxy, &[&url(&f, &format!("/echo?i={i}"))]).await;
+        let out = curl(&f.proxy, &[&f.url(&format!("/echo?i={i}"))]).await;
         assert_eq!(out.status, 200);
     }
     stop(&mut f.proxy);
@@ -374,10 +356,11 @@ async fn restart_and_rotation_continue_the_chain() {
     };
     let before = last_seq(&first_run);
     let Fixture {
-        _ca,
+        ca: _ca,
         api,
         proxy,
         env,
+        ..
     } = f;
     let mut proxy = proxy.restart(&env);
     for i in 0..12 {
@@ -458,7 +441,10 @@ async fn a_torn_last_line_is_cut_saved_and_reported_at_start() {
     assert!(err.contains("cut short"), "{err}");
 
     let Fixture {
-        _ca, proxy, env, ..
+        ca: _ca,
+        proxy,
+        env,
+        ..
     } = f;
     let mut proxy = proxy.restart(&env);
     let start = wait_record(&proxy, |r| {
@@ -491,10 +477,10 @@ async fn a_log_without_its_shutdown_checkpoint_is_reported_unconfirmed_in_both_m
     for mode in ["record", "checkpoint"] {
         let mut f = fixture(&format!("audit:\n  sign: {mode}\n  checkpoint_every: 1h\n")).await;
         for i in 0..2 {
-            let out = curl(&f.proxy, &[&url(&f, &format!("/echo?i={i}"))]).await;
+            let out = curl(&f.proxy, &[&f.url(&format!("/echo?i={i}"))]).await;
             assert_eq!(out.status, 200, "{mode}");
         }
-        assert_eq!(curl(&f.proxy, &[&url(&f, "/admin/x")]).await.status, 403);
+        assert_eq!(curl(&f.proxy, &[&f.url("/admin/x")]).await.status, 403);
         wait_record(&f.proxy, |r| r["query"] == "i=1").await;
         wait_record(&f.proxy, |r| r["status"] == 403).await;
         let copy = f.proxy.dir.path().join(format!("copy-{mode}.jsonl"));
@@ -611,7 +597,7 @@ fn openssl(args: &[&std::ffi::OsStr]) -> std::process::Output {
 async fn openssl_reads_the_audit_key_and_checks_a_record_with_its_public_half() {
     let mut f = fixture("").await;
     assert_eq!(
-        curl(&f.proxy, &[&url(&f, "/echo?by=openssl")]).await.status,
+        curl(&f.proxy, &[&f.url("/echo?by=openssl")]).await.status,
         200
     );
     let record = wait_record(&f.proxy, |r| r["query"] == "by=openssl").await;
@@ -716,8 +702,8 @@ async fn the_proxy_runs_on_a_pkcs8_v2_key_from_an_earlier_version() {
         std::fs::write(state.join("audit.key.pub"), &pub_pem).unwrap();
     })
     .await;
-    assert_eq!(curl(&f.proxy, &[&url(&f, "/echo?v2=1")]).await.status, 200);
-    assert_eq!(curl(&f.proxy, &[&url(&f, "/admin/v2")]).await.status, 403);
+    assert_eq!(curl(&f.proxy, &[&f.url("/echo?v2=1")]).await.status, 200);
+    assert_eq!(curl(&f.proxy, &[&f.url("/admin/v2")]).await.status, 403);
     let record = wait_record(&f.proxy, |r| r["query"] == "v2=1").await;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki);
     let key_id: String = digest.as_ref()[..8]
@@ -743,10 +729,7 @@ async fn the_proxy_runs_on_a_pkcs8_v2_key_from_an_earlier_version() {
 /// Root only: the audit file lives on a tiny tmpfs that the test fills up.
 #[tokio::test]
 async fn a_full_disk_fails_closed_with_503_and_recovers_with_the_chain_intact() {
-    if !nix_is_root() {
-        eprintln!(
-            "SKIPPED a_full_disk_fails_closed: mounting a tmpfs needs root (CI runs as root)"
-        );
+    if !common::skip::needs_root("mounting a tmpfs") {
         return;
     }
     let ca = TestCa::new("upstream test CA");
@@ -836,8 +819,7 @@ fn small_tmpfs(dir: &Path) -> Unmount {
 /// the held records land, in order, once it has room.
 #[tokio::test]
 async fn a_full_disk_with_on_failure_open_keeps_serving_and_writes_later() {
-    if !nix_is_root() {
-        eprintln!("SKIPPED a_full_disk_with_on_failure_open: mounting a tmpfs needs root (CI runs as root)");
+    if !common::skip::needs_root("mounting a tmpfs") {
         return;
     }
     let ca = TestCa::new("upstream test CA");
@@ -911,15 +893,6 @@ impl Drop for Unmount {
     }
 }
 
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
-        .unwrap_or(false)
-}
-
 /// Every byte a syslog TCP receiver got.
 async fn syslog_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
     use tokio::io::AsyncReadExt;
@@ -991,7 +964,7 @@ async fn every_sink_gets_the_records_and_none_gets_a_secret() {
         &[
             "-H",
             "Authorization: Bearer __TOKEN__",
-            &url(&f, "/echo-header?k=__TOKEN__"),
+            &f.url("/echo-header?k=__TOKEN__"),
         ],
     )
     .await;

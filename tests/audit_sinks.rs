@@ -3,7 +3,10 @@
 //! refuse, or are slow, Splunk HEC envelopes, OCSF bodies, and the disk spool
 //! across close and restart.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

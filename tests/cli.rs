@@ -1,7 +1,10 @@
 //! The command line: `policy check`, `policy explain`, `ca init`, and start-up
 //! errors of `serve`, run as the real binary.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

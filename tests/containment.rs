@@ -8,7 +8,12 @@
 //! The secret value never appears in a passing run's output: failure messages
 //! show it redacted as `<VALUE[a..b]>`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 

@@ -2,8 +2,6 @@
 //! same entry point the fuzz target uses, so a crash found once stays fixed. The
 //! fuzzers themselves never run under `cargo test`; see `fuzz/README.md`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::Path;
 
 #[test]

@@ -5,7 +5,10 @@
 //! All traffic goes to loopback listeners the test starts, or stays inside the
 //! sandbox namespaces the launcher creates.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 
@@ -19,21 +22,13 @@ use std::time::{Duration, Instant};
 /// The secret the env backend holds; it must reach the upstream and nothing else.
 const SECRET: &str = "real-api-secret-7f3a";
 
-/// Whether this machine can run the launcher; says loudly why not.
+/// Whether this machine can run the launcher; when not, the test says so on
+/// stderr and is skipped (see `common::skip`).
 fn can_launch() -> bool {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let tools = ["ip", "nft"].iter().all(|tool| {
-        ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"]
-            .iter()
-            .any(|dir| Path::new(dir).join(tool).exists())
-    });
-    if !(root && tools) {
-        eprintln!(
-            "\n!!! SKIPPING launcher test: it needs root and the `ip` and `nft` tools (root={root}, tools={tools}). CI runs it as root. !!!\n"
-        );
-    }
-    root && tools
+    common::skip::needs_root_and_tools(
+        &["ip", "nft"],
+        "the launcher makes network namespaces and nftables rules",
+    )
 }
 
 /// A TLS upstream for `api.test` (and `git.test`), plus a plain one for `plain.test`.
@@ -545,7 +540,7 @@ async fn python_requests_and_node_fetch_work_in_the_sandbox() {
         assert_eq!(ran.code, Some(0), "{ran:?}");
         assert!(ran.stdout.contains("node 200"), "{ran:?}");
     } else {
-        eprintln!("\n!!! node is not installed: the node fetch part is skipped !!!\n");
+        common::skip::skipped("the node fetch part needs node");
     }
     let seen = up.tls.seen.lock().unwrap().clone();
     assert!(

@@ -1,10 +1,14 @@
 //! End-to-end behaviour of the proxy, driven by real clients (curl, reqwest,
 //! tungstenite) against real local upstreams.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 
+use common::fixture::ApiUpstream;
 use common::upstream::{start_upstream, TestCa, Upstream};
 use common::{curl, curl_raw, start_proxy, ProxyProc, ProxySetup, TASK, TOKEN};
 use std::time::Duration;
@@ -20,13 +24,15 @@ const UPSTREAM_NAMES: &[&str] = &[
     "127.0.0.1",
 ];
 
-struct Fixture {
-    ca: TestCa,
-    tls: Upstream,
+/// What this file starts besides the `api.test` upstream.
+struct More {
+    /// A plain-HTTP upstream for `plain.test`.
     plain: Upstream,
+    /// A TLS upstream for `untrusted.test` whose CA the proxy does not trust.
     untrusted: Upstream,
-    proxy: ProxyProc,
 }
+
+type Fixture = common::fixture::Fixture<More>;
 
 fn policy(tls: u16, plain: u16, untrusted: u16) -> String {
     format!(
@@ -75,31 +81,19 @@ tunnel:
 }
 
 async fn fixture() -> Fixture {
-    let ca = TestCa::new("upstream test CA");
-    let tls = start_upstream(Some(ca.server_config(UPSTREAM_NAMES))).await;
+    let up = ApiUpstream::start(UPSTREAM_NAMES).await;
+    let tls = up.api.port;
     let plain = start_upstream(None).await;
     let rogue = TestCa::new("rogue CA");
     let untrusted = start_upstream(Some(rogue.server_config(&["untrusted.test"]))).await;
-    let setup = ProxySetup::with_policy("main", &policy(tls.port, plain.port, untrusted.port))
-        .resolve("api.test", tls.port)
-        .resolve("a.wild.test", tls.port)
-        .resolve("wild.test", tls.port)
-        .resolve("pass.test", tls.port)
+    let setup = up
+        .setup("main", &policy(tls, plain.port, untrusted.port))
+        .resolve("a.wild.test", tls)
+        .resolve("wild.test", tls)
+        .resolve("pass.test", tls)
         .resolve("plain.test", plain.port)
-        .resolve("untrusted.test", untrusted.port)
-        .trust(&ca.cert_pem);
-    let proxy = start_proxy(&setup);
-    Fixture {
-        ca,
-        tls,
-        plain,
-        untrusted,
-        proxy,
-    }
-}
-
-fn api(f: &Fixture, path: &str) -> String {
-    format!("https://api.test:{}{}", f.tls.port, path)
+        .resolve("untrusted.test", untrusted.port);
+    up.serve(More { plain, untrusted }, setup)
 }
 
 fn assert_refusal(out: &common::CurlOut, status: u16, reason: &str) {
@@ -124,7 +118,7 @@ fn assert_refusal(out: &common::CurlOut, status: u16, reason: &str) {
 #[tokio::test]
 async fn missing_or_wrong_credentials_get_407() {
     let f = fixture().await;
-    let target = format!("http://plain.test:{}/echo", f.plain.port);
+    let target = format!("http://plain.test:{}/echo", f.more.plain.port);
     let none = curl_raw(&["--proxy", &format!("http://{}", f.proxy.addr), &target]).await;
     assert_refusal(&none, 407, "proxy_auth_required");
     assert_eq!(
@@ -156,12 +150,12 @@ async fn missing_or_wrong_credentials_get_407() {
         &format!("http://{TASK}:wrong@{}", f.proxy.addr),
         "--cacert",
         ca,
-        &api(&f, "/echo"),
+        &f.url("/echo"),
     ])
     .await;
     assert_eq!(connect.connect_status, 407, "{connect:?}");
     assert_eq!(
-        f.plain.hits() + f.tls.hits(),
+        f.more.plain.hits() + f.api.hits(),
         0,
         "nothing may reach an upstream"
     );
@@ -170,16 +164,16 @@ async fn missing_or_wrong_credentials_get_407() {
 #[tokio::test]
 async fn allowed_request_reaches_upstream_without_proxy_credentials() {
     let f = fixture().await;
-    let out = curl(&f.proxy, &["--http1.1", &api(&f, "/echo/x?q=1")]).await;
+    let out = curl(&f.proxy, &["--http1.1", &f.url("/echo/x?q=1")]).await;
     assert_eq!(out.status, 200, "{out:?}");
     let json = out.json();
     assert_eq!(json["path"], "/echo/x?q=1");
-    assert_eq!(json["authority"], format!("api.test:{}", f.tls.port));
+    assert_eq!(json["authority"], format!("api.test:{}", f.api.port));
     assert!(
         json["headers"].get("proxy-authorization").is_none(),
         "task token leaked upstream"
     );
-    assert_eq!(f.tls.hits(), 1);
+    assert_eq!(f.api.hits(), 1);
     // Logged when the exchange ends, which may be just after curl returns.
     let line = common::wait_log(&f.proxy, &["path=/echo/x", "status="]).await;
     let logs = f.proxy.logs().join("\n");
@@ -204,26 +198,26 @@ async fn allowed_request_reaches_upstream_without_proxy_credentials() {
 #[tokio::test]
 async fn refusals_no_rule_deny_rule_and_unlisted_method() {
     let f = fixture().await;
-    let no_rule = curl(&f.proxy, &[&api(&f, "/nothing/here")]).await;
+    let no_rule = curl(&f.proxy, &[&f.url("/nothing/here")]).await;
     assert_refusal(&no_rule, 403, "no_rule");
     assert_eq!(no_rule.json()["task"], TASK);
     assert!(no_rule.json()["rule"].is_null());
 
-    let denied = curl(&f.proxy, &[&api(&f, "/admin/users")]).await;
+    let denied = curl(&f.proxy, &[&f.url("/admin/users")]).await;
     assert_refusal(&denied, 403, "denied_by_rule");
     assert_eq!(denied.json()["rule"], "block admin");
 
-    let method = curl(&f.proxy, &["-X", "DELETE", &api(&f, "/echo")]).await;
+    let method = curl(&f.proxy, &["-X", "DELETE", &f.url("/echo")]).await;
     assert_refusal(&method, 403, "no_rule");
 
     let connect_no_rule = curl(
         &f.proxy,
-        &[&format!("https://nowhere.test:{}/", f.tls.port)],
+        &[&format!("https://nowhere.test:{}/", f.api.port)],
     )
     .await;
     assert_eq!(connect_no_rule.connect_status, 403, "{connect_no_rule:?}");
     assert_eq!(
-        f.tls.hits(),
+        f.api.hits(),
         0,
         "refused requests must not reach the upstream"
     );
@@ -241,7 +235,7 @@ async fn single_star_and_double_star_paths() {
         ("/many/x/y/z", 200),
         ("/manyx", 403),
     ] {
-        let out = curl(&f.proxy, &[&api(&f, path)]).await;
+        let out = curl(&f.proxy, &[&f.url(path)]).await;
         assert_eq!(out.status, status, "{path}: {out:?}");
     }
 }
@@ -251,7 +245,7 @@ async fn host_case_trailing_dot_and_wildcard_apex() {
     let f = fixture().await;
     let upper = curl(
         &f.proxy,
-        &[&format!("https://API.TEST:{}/echo", f.tls.port)],
+        &[&format!("https://API.TEST:{}/echo", f.api.port)],
     )
     .await;
     assert_eq!(upper.status, 200, "{upper:?}");
@@ -259,21 +253,21 @@ async fn host_case_trailing_dot_and_wildcard_apex() {
         &f.proxy,
         &[
             "-H",
-            &format!("Host: api.test.:{}", f.tls.port),
-            &format!("https://api.test.:{}/echo", f.tls.port),
+            &format!("Host: api.test.:{}", f.api.port),
+            &format!("https://api.test.:{}/echo", f.api.port),
         ],
     )
     .await;
     assert_eq!(dotted.status, 200, "{dotted:?}");
     let sub = curl(
         &f.proxy,
-        &[&format!("https://a.wild.test:{}/echo", f.tls.port)],
+        &[&format!("https://a.wild.test:{}/echo", f.api.port)],
     )
     .await;
     assert_eq!(sub.status, 200, "{sub:?}");
     let apex = curl(
         &f.proxy,
-        &[&format!("https://wild.test:{}/echo", f.tls.port)],
+        &[&format!("https://wild.test:{}/echo", f.api.port)],
     )
     .await;
     assert_eq!(
@@ -295,20 +289,20 @@ async fn ambiguous_paths_get_400_and_reach_nothing() {
         "/echo/..;/admin/x",
         "/echo/%5c",
     ] {
-        let out = curl(&f.proxy, &["--path-as-is", &api(&f, path)]).await;
+        let out = curl(&f.proxy, &["--path-as-is", &f.url(path)]).await;
         assert_refusal(&out, 400, "bad_request");
     }
     let plain = curl(
         &f.proxy,
         &[
             "--path-as-is",
-            &format!("http://plain.test:{}/a/../b", f.plain.port),
+            &format!("http://plain.test:{}/a/../b", f.more.plain.port),
         ],
     )
     .await;
     assert_refusal(&plain, 400, "bad_request");
     assert_eq!(
-        f.tls.hits() + f.plain.hits(),
+        f.api.hits() + f.more.plain.hits(),
         0,
         "the upstream saw a refused request"
     );
@@ -322,15 +316,15 @@ async fn host_header_other_than_connect_target_gets_421() {
         &[
             "--http1.1",
             "-H",
-            &format!("Host: a.wild.test:{}", f.tls.port),
-            &api(&f, "/echo"),
+            &format!("Host: a.wild.test:{}", f.api.port),
+            &f.url("/echo"),
         ],
     )
     .await;
     assert_refusal(&out, 421, "host_mismatch");
     let port = curl(
         &f.proxy,
-        &["--http1.1", "-H", "Host: api.test:1", &api(&f, "/echo")],
+        &["--http1.1", "-H", "Host: api.test:1", &f.url("/echo")],
     )
     .await;
     assert_refusal(&port, 421, "host_mismatch");
@@ -340,14 +334,14 @@ async fn host_header_other_than_connect_target_gets_421() {
         &[
             "--http2",
             "-H",
-            &format!("Host: a.wild.test:{}", f.tls.port),
-            &api(&f, "/echo"),
+            &format!("Host: a.wild.test:{}", f.api.port),
+            &f.url("/echo"),
         ],
     )
     .await;
     assert_eq!(h2.version, "2", "{h2:?}");
     assert_refusal(&h2, 421, "host_mismatch");
-    assert_eq!(f.tls.hits(), 0);
+    assert_eq!(f.api.hits(), 0);
 }
 
 #[tokio::test]
@@ -385,12 +379,15 @@ async fn untrusted_upstream_certificate_gets_502() {
     let f = fixture().await;
     let out = curl(
         &f.proxy,
-        &[&format!("https://untrusted.test:{}/echo", f.untrusted.port)],
+        &[&format!(
+            "https://untrusted.test:{}/echo",
+            f.more.untrusted.port
+        )],
     )
     .await;
     assert_refusal(&out, 502, "upstream_error");
     assert_eq!(
-        f.untrusted.hits(),
+        f.more.untrusted.hits(),
         0,
         "no request may be sent over an unverified connection"
     );
@@ -399,7 +396,7 @@ async fn untrusted_upstream_certificate_gets_502() {
 #[tokio::test]
 async fn curl_http2_negotiates_h2_end_to_end() {
     let f = fixture().await;
-    let out = curl(&f.proxy, &["--http2", &api(&f, "/echo")]).await;
+    let out = curl(&f.proxy, &["--http2", &f.url("/echo")]).await;
     assert_eq!(out.status, 200, "{out:?}");
     assert_eq!(out.version, "2", "client side should be h2: {out:?}");
     assert_eq!(
@@ -408,8 +405,8 @@ async fn curl_http2_negotiates_h2_end_to_end() {
         "upstream side negotiated h2 by ALPN"
     );
     // Several requests on one h2 connection are each matched on their own.
-    let a = api(&f, "/echo");
-    let b = api(&f, "/admin/x");
+    let a = f.url("/echo");
+    let b = f.url("/admin/x");
     let both = curl(&f.proxy, &["--http2", &a, &b]).await;
     assert!(both.headers.contains("HTTP/2 200"), "{both:?}");
     assert!(
@@ -421,7 +418,7 @@ async fn curl_http2_negotiates_h2_end_to_end() {
 #[tokio::test]
 async fn an_http1_client_gets_an_http1_upstream() {
     let f = fixture().await;
-    let out = curl(&f.proxy, &["--http1.1", &api(&f, "/echo")]).await;
+    let out = curl(&f.proxy, &["--http1.1", &f.url("/echo")]).await;
     assert_eq!(out.status, 200, "{out:?}");
     assert_eq!(
         out.json()["version"],
@@ -435,7 +432,7 @@ async fn plain_http_absolute_form_works() {
     let f = fixture().await;
     let out = curl(
         &f.proxy,
-        &[&format!("http://plain.test:{}/echo?x=1", f.plain.port)],
+        &[&format!("http://plain.test:{}/echo?x=1", f.more.plain.port)],
     )
     .await;
     assert_eq!(out.status, 200, "{out:?}");
@@ -443,7 +440,7 @@ async fn plain_http_absolute_form_works() {
     assert!(out.json()["headers"].get("proxy-authorization").is_none());
     let denied = curl(
         &f.proxy,
-        &[&format!("http://plain.test:{}/echo", f.plain.port + 1)],
+        &[&format!("http://plain.test:{}/echo", f.more.plain.port + 1)],
     )
     .await;
     assert_refusal(&denied, 403, "no_rule");
@@ -452,7 +449,7 @@ async fn plain_http_absolute_form_works() {
 #[tokio::test]
 async fn tunnel_passthrough_shows_the_upstream_certificate() {
     let f = fixture().await;
-    let url = format!("https://pass.test:{}/echo", f.tls.port);
+    let url = format!("https://pass.test:{}/echo", f.api.port);
     let upstream_ca =
         common::write_file(f.proxy.dir.path(), "only-upstream-ca.pem", &f.ca.cert_pem);
     // Trusting only the upstream's CA works: the client talks TLS with the upstream itself.
@@ -474,7 +471,7 @@ async fn tunnel_passthrough_shows_the_upstream_certificate() {
         &f.proxy.url(),
         "--cacert",
         upstream_ca.to_str().unwrap(),
-        &api(&f, "/echo"),
+        &f.url("/echo"),
     ])
     .await;
     assert_eq!(intercepted.exit, 60, "{intercepted:?}");
@@ -489,7 +486,7 @@ async fn websocket_as(
 ) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
     let auth = base64_basic(task, token);
-    let target = format!("api.test:{}", f.tls.port);
+    let target = format!("api.test:{}", f.api.port);
     tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n").as_bytes())
         .await
         .unwrap();
@@ -578,7 +575,7 @@ async fn websocket_to_a_refused_path_is_refused() {
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
             "-H",
             "Sec-WebSocket-Version: 13",
-            &api(&f, "/admin/ws"),
+            &f.url("/admin/ws"),
         ],
     )
     .await;
@@ -592,7 +589,7 @@ async fn large_download_streams_with_bounded_memory() {
     let client = common::reqwest_client(&f.proxy);
     let baseline = f.proxy.peak_rss_kib();
     let mut resp = client
-        .get(api(&f, &format!("/bytes/{SIZE}")))
+        .get(f.url(&format!("/bytes/{SIZE}")))
         .send()
         .await
         .unwrap();
@@ -638,7 +635,7 @@ async fn garbage_on_the_proxy_port_does_not_stop_good_requests() {
     }
     // Garbage inside an accepted CONNECT tunnel, instead of a TLS ClientHello.
     let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
-    let target = format!("api.test:{}", f.tls.port);
+    let target = format!("api.test:{}", f.api.port);
     tcp.write_all(
         format!(
             "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {}\r\n\r\n",
@@ -656,14 +653,14 @@ async fn garbage_on_the_proxy_port_does_not_stop_good_requests() {
     let mut buf = vec![0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
 
-    let out = curl(&f.proxy, &[&api(&f, "/echo")]).await;
+    let out = curl(&f.proxy, &[&f.url("/echo")]).await;
     assert_eq!(out.status, 200, "{out:?}");
 }
 
 #[tokio::test]
 async fn graceful_shutdown_drains_in_flight_requests() {
     let mut f = fixture().await;
-    let url = api(&f, "/slow");
+    let url = f.url("/slow");
     let proxy_url = f.proxy.url();
     let ca = f.proxy.ca_pem.to_str().unwrap().to_string();
     let slow =
@@ -693,7 +690,7 @@ async fn reqwest_client_through_the_proxy() {
     let client = common::reqwest_client(&f.proxy);
     for _ in 0..3 {
         let resp = client
-            .post(api(&f, "/echo"))
+            .post(f.url("/echo"))
             .body("payload")
             .send()
             .await
@@ -702,7 +699,7 @@ async fn reqwest_client_through_the_proxy() {
         let json: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
         assert_eq!(json["method"], "POST");
     }
-    let denied = client.get(api(&f, "/admin/x")).send().await.unwrap();
+    let denied = client.get(f.url("/admin/x")).send().await.unwrap();
     assert_eq!(denied.status(), 403);
     assert_eq!(denied.headers()["x-tollgate-reason"], "denied_by_rule");
 }
@@ -838,10 +835,10 @@ async fn method_and_url_override_headers_are_refused() {
         "X-Rewrite-URL: /admin/users",
         "X-HTTP-Method: DELETE",
     ] {
-        let out = curl(&f.proxy, &["-X", "POST", "-H", header, &api(&f, "/echo")]).await;
+        let out = curl(&f.proxy, &["-X", "POST", "-H", header, &f.url("/echo")]).await;
         assert_refusal(&out, 400, "bad_request");
     }
-    assert_eq!(f.tls.hits(), 0);
+    assert_eq!(f.api.hits(), 0);
 }
 
 #[tokio::test]
@@ -859,7 +856,7 @@ async fn forged_protocol_switch_is_not_spliced() {
     ];
     let mut args: Vec<&str> = vec!["--http1.1"];
     args.extend_from_slice(&ws_headers);
-    let url = api(&f, "/ws-forged");
+    let url = f.url("/ws-forged");
     args.push(&url);
     let out = curl(&f.proxy, &args).await;
     assert_refusal(&out, 502, "upstream_error");
@@ -869,7 +866,7 @@ async fn forged_protocol_switch_is_not_spliced() {
 async fn sni_other_than_connect_target_gets_no_certificate_for_it() {
     let f = fixture().await;
     let mut tcp = tokio::net::TcpStream::connect(f.proxy.addr).await.unwrap();
-    let target = format!("api.test:{}", f.tls.port);
+    let target = format!("api.test:{}", f.api.port);
     tcp.write_all(
         format!(
             "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {}\r\n\r\n",
@@ -890,7 +887,7 @@ async fn sni_other_than_connect_target_gets_no_certificate_for_it() {
 #[tokio::test]
 async fn tunnel_refuses_a_client_hello_for_another_host() {
     let f = fixture().await;
-    let target = format!("pass.test:{}", f.tls.port);
+    let target = format!("pass.test:{}", f.api.port);
     let connect = |sni: &'static str| {
         let target = target.clone();
         let proxy_addr = f.proxy.addr;
@@ -951,7 +948,7 @@ async fn one_task_cannot_hold_unbounded_tunnels() {
     const LIMIT: usize = 256; // the default max_concurrent
     assert_eq!(LIMIT, tollgate::policy::DEFAULT_MAX_CONCURRENT);
     let f = fixture().await;
-    let target = format!("api.test:{}", f.tls.port);
+    let target = format!("api.test:{}", f.api.port);
     let request = format!(
         "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {}\r\n\r\n",
         base64_basic(TASK, TOKEN)
@@ -976,7 +973,7 @@ async fn one_task_cannot_hold_unbounded_tunnels() {
     // Slots come back when tunnels close.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let out = curl(&f.proxy, &[&api(&f, "/echo")]).await;
+        let out = curl(&f.proxy, &[&f.url("/echo")]).await;
         if out.status == 200 {
             break;
         }
@@ -1009,7 +1006,7 @@ async fn large_upload_streams_with_bounded_memory() {
                 version,
                 "--data-binary",
                 &format!("@{}", file.display()),
-                &api(&f, "/upload"),
+                &f.url("/upload"),
             ],
         )
         .await;
@@ -1053,5 +1050,5 @@ async fn non_proxy_request_forms_get_400() {
             "{response}"
         );
     }
-    assert_eq!(f.tls.hits(), 0);
+    assert_eq!(f.api.hits(), 0);
 }

@@ -1,7 +1,5 @@
 //! Rate limits: a burst, then 429 with Retry-After, per task, refilled over time.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 mod common;
 
 use common::upstream::{start_upstream, TestCa};

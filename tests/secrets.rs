@@ -1,26 +1,31 @@
 //! Placeholders swapped for secrets (env backend), bound to their rules and hosts,
 //! and scrubbed out of everything the upstream sends back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 
-use common::upstream::{start_upstream, TestCa, Upstream};
-use common::{curl, start_proxy, ProxyProc, ProxySetup};
+use common::curl;
+use common::fixture::ApiUpstream;
+use common::upstream::{start_upstream, Upstream};
 
 /// The secret value; it must never reach the sandbox or the logs.
 const VALUE: &str = "ghp_R3alT0kenValue+/=42";
 
-struct Fixture {
-    api: Upstream,
+/// What this file starts besides `api.test`.
+struct More {
+    /// A second upstream, `other.test`, signed by the same CA.
     other: Upstream,
-    proxy: ProxyProc,
 }
 
+type Fixture = common::fixture::Fixture<More>;
+
 async fn fixture(env: Vec<(String, String)>) -> Fixture {
-    let ca = TestCa::new("upstream test CA");
-    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
-    let other = start_upstream(Some(ca.server_config(&["other.test"]))).await;
+    let up = ApiUpstream::start(&["api.test"]).await;
+    let other = start_upstream(Some(up.ca.server_config(&["other.test"]))).await;
     let yaml = format!(
         r#"name: main
 secrets:
@@ -52,24 +57,16 @@ rules:
     port: {o}
     inject: [GH_TOKEN]
 "#,
-        a = api.port,
+        a = up.api.port,
         o = other.port
     );
-    let mut setup = ProxySetup::with_policy("main", &yaml)
-        .trust(&ca.cert_pem)
-        .resolve("api.test", api.port)
-        .resolve("other.test", other.port);
+    let mut setup = up.setup("main", &yaml).resolve("other.test", other.port);
     setup.env = env;
-    let proxy = start_proxy(&setup);
-    Fixture { api, other, proxy }
+    up.serve(More { other }, setup)
 }
 
 async fn default_fixture() -> Fixture {
     fixture(vec![("TOLLGATE_SECRET_GH".into(), VALUE.into())]).await
-}
-
-fn url(f: &Fixture, path: &str) -> String {
-    format!("https://api.test:{}{}", f.api.port, path)
 }
 
 fn seen_header(up: &Upstream, name: &str) -> Vec<String> {
@@ -99,11 +96,7 @@ async fn bearer_header_is_injected_and_scrubbed_from_the_echo() {
     let f = default_fixture().await;
     let out = curl(
         &f.proxy,
-        &[
-            "-H",
-            "Authorization: Bearer __GH_TOKEN__",
-            &url(&f, "/echo"),
-        ],
+        &["-H", "Authorization: Bearer __GH_TOKEN__", &f.url("/echo")],
     )
     .await;
     assert_eq!(out.status, 200, "{out:?}");
@@ -130,7 +123,7 @@ async fn basic_credentials_and_query_are_injected() {
         &[
             "-u",
             "x-access-token:__GH_TOKEN__",
-            &url(&f, "/echo?token=__GH_TOKEN__&keep=__NOT_DECLARED__"),
+            &f.url("/echo?token=__GH_TOKEN__&keep=__NOT_DECLARED__"),
         ],
     )
     .await;
@@ -173,7 +166,7 @@ async fn echo_in_headers_and_gzip_bodies_is_scrubbed() {
         &[
             "-H",
             "Authorization: token __GH_TOKEN__",
-            &url(&f, "/echo-header?q=__GH_TOKEN__"),
+            &f.url("/echo-header?q=__GH_TOKEN__"),
         ],
     )
     .await;
@@ -192,7 +185,7 @@ async fn echo_in_headers_and_gzip_bodies_is_scrubbed() {
             "--compressed",
             "-H",
             "Authorization: Bearer __GH_TOKEN__",
-            &url(&f, "/echo-gzip"),
+            &f.url("/echo-gzip"),
         ],
     )
     .await;
@@ -215,7 +208,7 @@ async fn placeholder_where_it_may_not_go_is_refused() {
         &[
             "-H",
             "Authorization: Bearer __GH_TOKEN__",
-            &format!("https://other.test:{}/x", f.other.port),
+            &format!("https://other.test:{}/x", f.more.other.port),
         ],
     )
     .await;
@@ -224,24 +217,20 @@ async fn placeholder_where_it_may_not_go_is_refused() {
         other.header("x-tollgate-reason").as_deref(),
         Some("secret_not_allowed")
     );
-    assert_eq!(f.other.hits(), 0, "the other host saw nothing");
+    assert_eq!(f.more.other.hits(), 0, "the other host saw nothing");
 
-    let no_inject = curl(
-        &f.proxy,
-        &["-H", "X-Key: __GH_TOKEN__", &url(&f, "/plain/x")],
-    )
-    .await;
+    let no_inject = curl(&f.proxy, &["-H", "X-Key: __GH_TOKEN__", &f.url("/plain/x")]).await;
     assert_eq!(no_inject.status, 403, "{no_inject:?}");
     assert_eq!(no_inject.json()["error"], "secret_not_allowed");
     assert_eq!(no_inject.json()["rule"], "api no inject");
 
-    let in_path = curl(&f.proxy, &[&url(&f, "/echo/__GH_TOKEN__")]).await;
+    let in_path = curl(&f.proxy, &[&f.url("/echo/__GH_TOKEN__")]).await;
     assert_eq!(in_path.status, 403, "{in_path:?}");
     assert_eq!(f.api.hits(), 0, "nothing was forwarded");
 
     let undeclared = curl(
         &f.proxy,
-        &["-H", "X-Key: __SOMETHING_ELSE__", &url(&f, "/plain/x")],
+        &["-H", "X-Key: __SOMETHING_ELSE__", &f.url("/plain/x")],
     )
     .await;
     assert_eq!(
@@ -264,7 +253,7 @@ async fn inject_body_fixes_content_length_and_limits_size() {
             "Content-Type: application/json",
             "--data-binary",
             "{\"token\":\"__GH_TOKEN__\"}",
-            &url(&f, "/echo-body"),
+            &f.url("/echo-body"),
         ],
     )
     .await;
@@ -290,7 +279,7 @@ async fn inject_body_fixes_content_length_and_limits_size() {
             "Content-Type: application/json",
             "--data-binary",
             &format!("@{}", big.display()),
-            &url(&f, "/echo-body"),
+            &f.url("/echo-body"),
         ],
     )
     .await;
@@ -307,7 +296,7 @@ async fn inject_body_fixes_content_length_and_limits_size() {
             "Content-Type: application/json",
             "--data-binary",
             &format!("@{}", big.display()),
-            &url(&f, "/echo-body"),
+            &f.url("/echo-body"),
         ],
     )
     .await;
@@ -319,18 +308,14 @@ async fn missing_secret_gives_503_and_other_requests_still_work() {
     let f = fixture(vec![]).await;
     let out = curl(
         &f.proxy,
-        &[
-            "-H",
-            "Authorization: Bearer __GH_TOKEN__",
-            &url(&f, "/echo"),
-        ],
+        &["-H", "Authorization: Bearer __GH_TOKEN__", &f.url("/echo")],
     )
     .await;
     assert_eq!(out.status, 503, "{out:?}");
     assert_eq!(out.json()["error"], "secret_unavailable");
     assert!(out.json()["message"].as_str().unwrap().contains("GH_TOKEN"));
     assert_eq!(f.api.hits(), 0);
-    let plain = curl(&f.proxy, &[&url(&f, "/echo")]).await;
+    let plain = curl(&f.proxy, &[&f.url("/echo")]).await;
     assert_eq!(
         plain.status, 200,
         "requests needing no secret are unaffected: {plain:?}"
@@ -393,16 +378,12 @@ async fn a_stored_secret_handed_back_later_is_scrubbed_too() {
     let f = default_fixture().await;
     let put = curl(
         &f.proxy,
-        &[
-            "-H",
-            "Authorization: Bearer __GH_TOKEN__",
-            &url(&f, "/echo"),
-        ],
+        &["-H", "Authorization: Bearer __GH_TOKEN__", &f.url("/echo")],
     )
     .await;
     assert_eq!(put.status, 200, "{put:?}");
     // This request carries no placeholder; the upstream answers with what it stored.
-    let got = curl(&f.proxy, &["--compressed", &url(&f, "/readback")]).await;
+    let got = curl(&f.proxy, &["--compressed", &f.url("/readback")]).await;
     assert_eq!(got.status, 200, "{got:?}");
     assert_eq!(got.body, "stored: Bearer __GH_TOKEN__");
     assert_no_leak(&f, &got);

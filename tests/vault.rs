@@ -1,13 +1,17 @@
 //! Secrets from a real OpenBao dev server: KV reads, rotation, AppRole login,
 //! dynamic tokens revoked when the task ends, and a Vault outage.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 
 use common::bao::{Bao, ROOT_TOKEN};
-use common::upstream::{start_upstream, TestCa, Upstream};
-use common::{curl, start_proxy, ProxyProc, ProxySetup};
+use common::fixture::ApiUpstream;
+use common::upstream::Upstream;
+use common::{curl, ProxyProc};
 use std::time::Duration;
 
 const KV_VALUE: &str = "ghp_fromVault0001";
@@ -37,17 +41,14 @@ rules:
 }
 
 async fn setup(bao: &Bao, auth_yaml: &str) -> (Upstream, ProxyProc) {
-    let ca = TestCa::new("upstream test CA");
-    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
-    let mut setup = ProxySetup::with_policy("main", &policy(api.port))
-        .trust(&ca.cert_pem)
-        .resolve("api.test", api.port);
+    let up = ApiUpstream::start(&["api.test"]).await;
+    let mut setup = up.setup("main", &policy(up.api.port));
     setup.extra_yaml = format!(
         "secrets:\n  vault:\n    address: {}\n    auth: {auth_yaml}\n",
         bao.addr()
     );
-    let proxy = start_proxy(&setup);
-    (api, proxy)
+    let f = up.serve((), setup);
+    (f.api, f.proxy)
 }
 
 fn token_file(proxy_dir: &std::path::Path) -> String {

@@ -70,7 +70,7 @@ pub fn open(
     let mut random = [0u8; 12];
     aws_lc_rs::rand::fill(&mut random)
         .map_err(|_| std::io::Error::other("random bytes unavailable"))?;
-    let name = format!("tollgate/{}/{}", task.id, crate::audit::chain::hex(&random));
+    let name = format!("tollgate/{}/{}", task.id, crate::text::hex(&random));
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
     let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
     listener.set_nonblocking(true)?;

@@ -455,7 +455,6 @@ fn config_admin_url(listen: &str) -> Result<String, AdminError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

@@ -206,7 +206,7 @@ impl Admin {
             "id": created.task.id,
             "token": created.token,
             "proxy_url": format!("http://{}:{}@{}", created.task.id, created.token, self.proxy_addr),
-            "expires_at": crate::audit::chain::rfc3339_millis(
+            "expires_at": crate::text::rfc3339_millis(
                 std::time::UNIX_EPOCH + Duration::from_secs(created.expires_at)
             ),
             "policy": created.task.policy,
@@ -271,7 +271,7 @@ impl Admin {
             code: "random",
             message: "random bytes unavailable".into(),
         })?;
-        let id = format!("t-{}", crate::audit::chain::hex(&id_bytes));
+        let id = format!("t-{}", crate::text::hex(&id_bytes));
         let claims = Claims {
             id: id.clone(),
             policy: new.policy.clone(),

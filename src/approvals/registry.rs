@@ -330,9 +330,9 @@ impl Approvals {
         HoldView {
             id: id.to_string(),
             summary: p.request.summary.clone(),
-            since: crate::audit::chain::rfc3339_millis(p.since),
+            since: crate::text::rfc3339_millis(p.since),
             waited_ms: p.started.elapsed().as_millis() as u64,
-            expires_at: crate::audit::chain::rfc3339_millis(p.since + p.request.timeout),
+            expires_at: crate::text::rfc3339_millis(p.since + p.request.timeout),
         }
     }
 
@@ -440,7 +440,7 @@ impl Approvals {
         );
         Ok(Some(GrantView {
             id: grant,
-            until: crate::audit::chain::rfc3339_millis(SystemTime::now() + window),
+            until: crate::text::rfc3339_millis(SystemTime::now() + window),
         }))
     }
 
@@ -544,7 +544,7 @@ fn checked(answer: &Answer) -> Result<(Option<String>, Option<String>), AnswerEr
 fn random_id(prefix: &str) -> Option<String> {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes).ok()?;
-    Some(format!("{prefix}-{}", crate::audit::chain::hex(&bytes)))
+    Some(format!("{prefix}-{}", crate::text::hex(&bytes)))
 }
 
 /// One pending hold, owned by the waiting request. Dropping it (the request

@@ -220,7 +220,7 @@ impl HeldBody {
         Ok(HeldBody {
             data,
             len,
-            sha256: crate::audit::chain::hex(digest.finish().as_ref()),
+            sha256: crate::text::hex(digest.finish().as_ref()),
             preview: preview.freeze(),
         })
     }
@@ -289,7 +289,7 @@ async fn create_unlinked(dir: &Path) -> std::io::Result<tokio::fs::File> {
         let mut name = [0u8; 12];
         aws_lc_rs::rand::fill(&mut name)
             .map_err(|_| std::io::Error::other("random bytes unavailable"))?;
-        let path = dir.join(format!("held-{}.body", crate::audit::chain::hex(&name)));
+        let path = dir.join(format!("held-{}.body", crate::text::hex(&name)));
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -305,7 +305,6 @@ async fn create_unlinked(dir: &Path) -> std::io::Result<tokio::fs::File> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use http_body_util::Full;
 
@@ -415,7 +414,7 @@ mod tests {
         .await
         .unwrap();
         let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data);
-        assert_eq!(held.sha256(), crate::audit::chain::hex(expected.as_ref()));
+        assert_eq!(held.sha256(), crate::text::hex(expected.as_ref()));
         assert_eq!(held.preview().as_ref(), &data[..PREVIEW_BYTES]);
     }
 }

@@ -3,9 +3,9 @@
 
 use super::key::SigningKey;
 use super::record::SealedRecord;
+use crate::text::hex;
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `prev` of the first record.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -27,17 +27,6 @@ impl ChainHead {
             prev: GENESIS,
         }
     }
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// SHA-256.
@@ -89,25 +78,6 @@ fn plain_serde_is_canonical() -> bool {
         }
         same
     })
-}
-
-/// `2026-11-23T05:00:00.123Z`.
-pub fn rfc3339_millis(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let nanos = i128::from(since.as_secs()) * 1_000_000_000 + i128::from(since.subsec_nanos());
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
-        Err(_) => "1970-01-01T00:00:00.000Z".into(),
-    }
 }
 
 /// Assigns `seq`, `key_id` and `prev`, signs when asked, and advances the head.
@@ -166,12 +136,6 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_have_milliseconds_and_z() {
-        let at = UNIX_EPOCH + std::time::Duration::from_millis(1_795_410_000_123);
-        assert_eq!(rfc3339_millis(at), "2026-11-23T05:00:00.123Z");
-    }
 
     #[test]
     fn plain_serde_output_is_canonical_for_records() {

@@ -182,7 +182,7 @@ impl SigningKey {
 
 fn key_id_of(spki: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
-    super::chain::hex(&digest.as_ref()[..8])
+    crate::text::hex(&digest.as_ref()[..8])
 }
 
 /// A public key that checks record signatures.

@@ -5,8 +5,9 @@
 //! bytes in memory (what the fuzz target and the property tests feed them), and
 //! [`verify_files`] only reads the files and hands their bytes over.
 
-use super::chain::{canonical, hex, sha256, GENESIS};
+use super::chain::{canonical, sha256, GENESIS};
 use super::key::Verifier;
+use crate::text::hex;
 use serde_json::Value;
 use std::fmt;
 use std::path::PathBuf;

@@ -2,12 +2,13 @@
 //! file (the record of truth), then hands them to the remote sinks. Signing and
 //! disk writes never run on a request's task.
 
-use super::chain::{rfc3339_millis, Sealer};
+use super::chain::Sealer;
 use super::event::RequestRecord;
 use super::file::{FileLog, TornTail};
 use super::record::SealedRecord;
 use super::remote::RemoteSink;
 use crate::config::SignMode;
+use crate::text::rfc3339_millis;
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -42,7 +42,6 @@ pub fn sanitize_json(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use serde_json::{json, Value};
 

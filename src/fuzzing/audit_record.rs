@@ -15,11 +15,12 @@
 //! genuine record of that seq, save an unsigned last record of `sign: checkpoint`,
 //! which nothing after it vouches for and which is counted as unconfirmed.
 
-use crate::audit::chain::{canonical, hex, sha256, ChainHead, Sealer, GENESIS};
+use crate::audit::chain::{canonical, sha256, ChainHead, Sealer, GENESIS};
 use crate::audit::event::{ApprovalInfo, Decision, RequestRecord};
 use crate::audit::key::{SigningKey, Verifier};
 use crate::audit::verify::{parse_log, verify_logs, VerifyReport};
 use crate::audit::writer::request_object;
+use crate::text::hex;
 use serde_json::{Map, Value};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};

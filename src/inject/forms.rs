@@ -99,7 +99,7 @@ impl std::fmt::Debug for SecretForm {
 pub fn value_forms(placeholder: &str, value: &str) -> Vec<SecretForm> {
     let raw = value.as_bytes();
     let json_escaped = Zeroizing::new(value.replace('/', "\\/"));
-    let encoded = Zeroizing::new(percent_encode_query(value));
+    let encoded = Zeroizing::new(crate::text::percent_encode_unreserved(value));
     let mut forms = vec![SecretForm::new(
         raw.to_vec(),
         placeholder.as_bytes().to_vec(),
@@ -115,20 +115,6 @@ pub fn value_forms(placeholder: &str, value: &str) -> Vec<SecretForm> {
         }
     }
     forms
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters: a secret
-/// substituted into a query string, and its percent-encoded form.
-pub(crate) fn percent_encode_query(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! values into a request, so no code path injects without that decision.
 
 use super::basic;
-use super::forms::{percent_encode_query, Echo, SecretForm};
+use super::forms::{Echo, SecretForm};
 use crate::error::{Reason, Refusal};
 use crate::policy::model::{PlaceholderName, SecretSpec};
 use crate::policy::{Policy, Rule, Scheme};
@@ -97,7 +97,12 @@ impl<'p> InjectionPermit<'p> {
             if let Some(query) = pq.query() {
                 let encoded: Vec<(String, Zeroizing<String>)> = subs
                     .iter()
-                    .map(|(p, v)| (p.clone(), Zeroizing::new(percent_encode_query(v))))
+                    .map(|(p, v)| {
+                        (
+                            p.clone(),
+                            Zeroizing::new(crate::text::percent_encode_unreserved(v)),
+                        )
+                    })
                     .collect();
                 let refs: Vec<(String, &str)> = encoded
                     .iter()

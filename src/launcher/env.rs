@@ -211,14 +211,14 @@ pub fn write_ca_bundle(ca_pem: &str) -> std::io::Result<PathBuf> {
     let dir = bundle_dir()?;
     let path = dir.join(format!(
         "ca-bundle-{}.pem",
-        &crate::audit::chain::hex(&digest)[..16]
+        &crate::text::hex(&digest)[..16]
     ));
     if std::fs::read(&path).is_ok_and(|existing| existing == bundle.as_bytes()) {
         return Ok(path);
     }
     let mut random = [0u8; 8];
     aws_lc_rs::rand::fill(&mut random).map_err(|_| std::io::Error::other("no randomness"))?;
-    let tmp = dir.join(format!(".tmp-{}", crate::audit::chain::hex(&random)));
+    let tmp = dir.join(format!(".tmp-{}", crate::text::hex(&random)));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -78,7 +78,7 @@ impl TaskLink {
             let mut random = [0u8; 32];
             aws_lc_rs::rand::fill(&mut random)
                 .map_err(|_| LaunchError::Proxy("random bytes unavailable".into()))?;
-            crate::audit::chain::hex(&random)
+            crate::text::hex(&random)
         };
         let admin = Arc::new(Admin::new(
             state.clone(),

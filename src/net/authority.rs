@@ -153,12 +153,7 @@ impl Authority {
 
     /// `host[:port]` for a URL: the port is left out when it is `default_port`.
     pub fn for_url(host: &str, port: u16, default_port: u16) -> String {
-        let host = bracketed(host);
-        if port == default_port {
-            host.into_owned()
-        } else {
-            format!("{host}:{port}")
-        }
+        url_authority(host, (port != default_port).then_some(port))
     }
 }
 
@@ -260,9 +255,20 @@ fn parse_port(digits: &str) -> Result<u16, AuthorityError> {
     }
 }
 
-/// An IPv6 host in brackets, any other host as it is.
+/// `host[:port]` as a URL writes it: an IPv6 host in brackets, `:port` only when
+/// `port` is given.
+pub fn url_authority(host: &str, port: Option<impl fmt::Display>) -> String {
+    let host = bracketed(host);
+    match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host.into_owned(),
+    }
+}
+
+/// An IPv6 host in brackets (once: a host already in brackets stays as it is),
+/// any other host as it is.
 fn bracketed(host: &str) -> std::borrow::Cow<'_, str> {
-    if host.contains(':') {
+    if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]").into()
     } else {
         host.into()

@@ -272,7 +272,7 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
             tunnels,
             rate,
             max_concurrent,
-            digest: crate::audit::chain::hex(
+            digest: crate::text::hex(
                 &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref()
                     [..16],
             ),

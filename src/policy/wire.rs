@@ -13,17 +13,24 @@ use std::time::Duration;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyWire {
+    /// The policy's name; required, and must equal the file stem.
     pub name: Option<String>,
+    /// Free text for operators.
     #[serde(default)]
     pub description: Option<String>,
+    /// Placeholder name → where its value comes from.
     #[serde(default)]
     pub secrets: BTreeMap<PlaceholderName, SecretWire>,
+    /// What the task may reach.
     #[serde(default)]
     pub rules: Vec<RuleWire>,
+    /// Destinations passed through uninspected.
     #[serde(default)]
     pub tunnel: Vec<TunnelWire>,
+    /// A rate ceiling for the whole task.
     #[serde(default)]
     pub rate: Option<RateWire>,
+    /// At most this many requests in flight for the task.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
 }
@@ -32,12 +39,16 @@ pub struct PolicyWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretWire {
+    /// Read from Vault / OpenBao.
     #[serde(default)]
     pub vault: Option<VaultSecretWire>,
+    /// Read from `TOLLGATE_SECRET_<env>`.
     #[serde(default)]
     pub env: Option<String>,
+    /// The only hosts the value may be sent to.
     #[serde(default)]
     pub hosts: Vec<HostPattern>,
+    /// Re-fetch after this (or the lease, whichever is shorter).
     #[serde(default, with = "crate::duration::serde_str::option")]
     pub ttl: Option<Duration>,
 }
@@ -46,12 +57,17 @@ pub struct SecretWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultSecretWire {
+    /// KV v2 mount (a KV read when given).
     #[serde(default)]
     pub mount: Option<String>,
+    /// Path under the mount, or the API path of a dynamic secret.
     pub path: String,
+    /// Dotted path of the value in the answer.
     pub field: String,
+    /// HTTP method of a dynamic-secret call (default `GET`).
     #[serde(default)]
     pub method: Option<String>,
+    /// JSON body of a dynamic-secret call.
     #[serde(default)]
     pub data: Option<serde_yaml_ng::Value>,
 }
@@ -60,25 +76,36 @@ pub struct VaultSecretWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleWire {
+    /// Name in audit records and refusals.
     #[serde(default)]
     pub name: Option<String>,
+    /// Host pattern.
     pub host: HostPattern,
+    /// Port (default: 443 for https, 80 for http).
     #[serde(default)]
     pub port: Option<u16>,
+    /// Methods (default: any).
     #[serde(default)]
     pub methods: Option<Vec<RuleMethod>>,
+    /// Path patterns (default: any).
     #[serde(default)]
     pub paths: Option<Vec<PathPattern>>,
+    /// Secrets whose placeholders are swapped in.
     #[serde(default)]
     pub inject: Vec<PlaceholderName>,
+    /// Swap placeholders in the request body too.
     #[serde(default)]
     pub inject_body: bool,
+    /// Allow plain HTTP for this rule.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// A rate limit for this rule.
     #[serde(default)]
     pub rate: Option<RateWire>,
+    /// `allow` (default), `deny` or `approve`.
     #[serde(default)]
     pub action: Option<ActionWire>,
+    /// How long an `approve` request waits for an operator.
     #[serde(default, with = "crate::duration::serde_str::option")]
     pub approval_timeout: Option<Duration>,
 }
@@ -87,8 +114,11 @@ pub struct RuleWire {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionWire {
+    /// Forward the request.
     Allow,
+    /// Refuse it.
     Deny,
+    /// Hold it until an operator decides.
     Approve,
 }
 
@@ -96,7 +126,9 @@ pub enum ActionWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TunnelWire {
+    /// Host pattern.
     pub host: HostPattern,
+    /// Port (default 443).
     #[serde(default)]
     pub port: Option<u16>,
 }
@@ -105,9 +137,12 @@ pub struct TunnelWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateWire {
+    /// Requests allowed per `per`.
     pub requests: u32,
+    /// The window.
     #[serde(with = "crate::duration::serde_str")]
     pub per: Duration,
+    /// Burst size (default: `requests`).
     #[serde(default)]
     pub burst: Option<u32>,
 }

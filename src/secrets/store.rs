@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a secret without `ttl` is cached.
-pub const DEFAULT_SECRET_TTL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_SECRET_TTL: Duration = Duration::from_secs(300);
 
 /// Cache key: (scope, secret name); scope is the policy, or task and policy for
 /// dynamic secrets.

@@ -179,5 +179,5 @@ pub(crate) fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<
 fn hex_id() -> String {
     let mut bytes = [0u8; 4];
     let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::text::hex(&bytes)
 }

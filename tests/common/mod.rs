@@ -2,10 +2,18 @@
 //! directory, real upstreams, and real clients (curl, reqwest). No fixed ports; every
 //! process is killed on drop.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "each test crate uses part of the harness; a failed setup panics the test"
+)]
 
 pub mod bao;
+pub mod fixture;
 pub mod hostile;
+pub mod skip;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

@@ -2,7 +2,7 @@
 //! ALPN) or plain HTTP on 127.0.0.1 port 0, with certificates from a CA generated
 //! on the spot.
 
-#![allow(dead_code)]
+#![expect(dead_code, reason = "each test crate uses part of the harness")]
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};

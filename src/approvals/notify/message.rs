@@ -5,7 +5,7 @@
 
 use crate::approvals::api::RequestSummary;
 use crate::approvals::text::is_unsafe_to_show;
-use crate::audit::chain::rfc3339_millis;
+use crate::text::rfc3339_millis;
 use serde::Serialize;
 use std::time::SystemTime;
 
@@ -50,7 +50,12 @@ struct Message<'a> {
 /// gives the action URLs.
 pub(super) fn render_body(notice: &Notice, admin_base: Option<&str>) -> Vec<u8> {
     let action_url = |action: &str| {
-        admin_base.map(|base| format!("{base}/v1/approvals/{}/{action}", url_segment(&notice.id)))
+        admin_base.map(|base| {
+            format!(
+                "{base}/v1/approvals/{}/{action}",
+                crate::text::percent_encode_path_segment(&notice.id)
+            )
+        })
     };
     let message = Message {
         text: render_text(notice),
@@ -72,20 +77,14 @@ pub(super) fn render_body(notice: &Notice, admin_base: Option<&str>) -> Vec<u8> 
 /// (see [`slack_escape`]): they come from the sandbox or a policy.
 pub(super) fn render_text(notice: &Notice) -> String {
     let n = &notice.summary;
-    let host = if n.host.contains(':') && !n.host.starts_with('[') {
-        format!("[{}]", n.host)
-    } else {
-        n.host.clone()
-    };
     let default_port = match n.scheme.as_str() {
         "https" => Some(443),
         "http" => Some(80),
         _ => None,
     };
-    let mut url = format!("{}://{host}", n.scheme);
-    if default_port != Some(n.port) {
-        url.push_str(&format!(":{}", n.port));
-    }
+    let port = (default_port != Some(n.port)).then_some(n.port);
+    let authority = crate::net::authority::url_authority(&n.host, port);
+    let mut url = format!("{}://{authority}", n.scheme);
     url.push_str(&n.path);
     if let Some(query) = &n.query {
         url.push('?');
@@ -150,23 +149,8 @@ fn escape_into(out: &mut String, chars: impl Iterator<Item = char>) {
     }
 }
 
-/// Percent-encodes `s` for use as one URL path segment (hold ids are plain
-/// ASCII already; this only guards the shape of the URL).
-fn url_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 pub(super) mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use std::time::Duration;
 

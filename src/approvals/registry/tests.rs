@@ -1,7 +1,6 @@
 //! The registry on its own: answers reach the waiting request, the per-task cap,
 //! what a `--for` grant covers, and answers that race a timeout.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use super::*;
 
 fn request(task: &str, rule: &str) -> HoldRequest {

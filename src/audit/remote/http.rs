@@ -196,7 +196,6 @@ pub(super) fn build_body(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use serde_json::Value;
 

@@ -75,12 +75,7 @@ impl Default for SinkOptions {
 
 fn short_hash(text: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest
-        .as_ref()
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::text::hex(&digest.as_ref()[..4])
 }
 
 /// The stable name of a non-file sink (logs, spool file): `stdout`,

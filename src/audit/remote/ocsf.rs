@@ -79,7 +79,7 @@ pub fn render_ocsf(line: &[u8]) -> Result<Vec<u8>, String> {
     let number = |k: &str| rec.get(k).and_then(Value::as_u64);
     let ts = text("ts");
     let time = ts
-        .and_then(stamp::parse_rfc3339_ms)
+        .and_then(crate::text::parse_rfc3339_ms)
         .unwrap_or_else(stamp::now_ms);
     let kind = text("type").unwrap_or("");
 
@@ -283,7 +283,6 @@ pub fn render_ocsf(line: &[u8]) -> Result<Vec<u8>, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     const REQUEST: &str = r#"{"v":1,"type":"request","seq":42,"ts":"2026-11-23T05:00:00.123Z","task":"ci-42","policy":"github-reader","client":"10.200.0.2:51234","method":"GET","scheme":"https","host":"api.github.com","port":443,"path":"/repos/acme/x/pulls","query":"state=open","decision":"allow","rule":"read pulls","reason":null,"secrets":["GITHUB_TOKEN"],"status":200,"bytes_up":0,"bytes_down":5120,"duration_ms":12,"key_id":"3f9a","prev":"00","sig":"c2ln"}"#;

@@ -552,7 +552,6 @@ impl Queue {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn rec(n: u64) -> Bytes {

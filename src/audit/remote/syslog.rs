@@ -56,7 +56,7 @@ pub(super) fn message(line: &[u8], format: SinkFormat, hostname: &str, procid: &
     let body = render(format, line);
     let mut out = format!(
         "<{PRI}>1 {} {hostname} {APP_NAME} {procid} {MSG_ID} - ",
-        stamp::format_rfc3339_ms(ms)
+        crate::text::rfc3339_from_epoch_ms(ms)
     )
     .into_bytes();
     out.reserve(body.len());

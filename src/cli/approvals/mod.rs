@@ -131,7 +131,10 @@ async fn execute(client: &AdminClient, command: &ApprovalsCommand) -> Result<Str
             }
         }
         ApprovalsCommand::Show { id, json } => {
-            let path = format!("/v1/approvals/{}", encode_segment(id));
+            let path = format!(
+                "/v1/approvals/{}",
+                crate::text::percent_encode_path_segment(id)
+            );
             let (status, answer) = client.call(Method::GET, &path, None).await?;
             if !status.is_success() {
                 return Err(refusal(client.url(), status, answer, Some(id)));
@@ -194,7 +197,10 @@ async fn decide(
     verb: &str,
     answer: &Answer,
 ) -> Result<Option<Decided>, CliError> {
-    let path = format!("/v1/approvals/{}/{verb}", encode_segment(id));
+    let path = format!(
+        "/v1/approvals/{}/{verb}",
+        crate::text::percent_encode_path_segment(id)
+    );
     let body = serde_json::to_value(answer).ok();
     let (status, reply) = client.call(Method::POST, &path, body).await?;
     if status.is_success() {
@@ -223,20 +229,6 @@ fn refusal(url: &str, status: StatusCode, answer: Value, id: Option<&str>) -> Cl
                 .map(|m| sanitize(&m)),
         },
     }
-}
-
-/// Percent-encodes everything but unreserved characters, so an ID stays one
-/// path segment.
-fn encode_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
 }
 
 /// `--by` when not given: `$SUDO_USER`, else `$USER`, else `cli`.
@@ -280,8 +272,11 @@ mod tests {
 
     #[test]
     fn ids_stay_one_path_segment() {
-        assert_eq!(encode_segment("a-1f2e"), "a-1f2e");
-        assert_eq!(encode_segment("../tasks?x=1"), "%2E%2E%2Ftasks%3Fx%3D1");
+        assert_eq!(crate::text::percent_encode_path_segment("a-1f2e"), "a-1f2e");
+        assert_eq!(
+            crate::text::percent_encode_path_segment("../tasks?x=1"),
+            "%2E%2E%2Ftasks%3Fx%3D1"
+        );
     }
 
     #[test]

@@ -103,16 +103,7 @@ fn authority(host: &str, port: u16, scheme: &str) -> String {
         "http" => port == 80,
         _ => matches!(port, 443 | 80),
     };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    if default {
-        host
-    } else {
-        format!("{host}:{port}")
-    }
+    crate::net::authority::url_authority(host, (!default).then_some(port))
 }
 
 /// The HOST column: `host`, with `:port` unless it is the scheme's default, and

@@ -2,8 +2,6 @@
 //! hostile sandbox shaped: columns line up, long paths and hosts are cut in the
 //! middle, and nothing from the sandbox reaches the terminal raw.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use super::*;
 use crate::approvals::text::is_unsafe_to_show;
 
