@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod prefixed;
 pub mod splice;
 pub mod state;
+pub mod upstream;
 pub mod ws_scrub;
 
 use hyper::body::Incoming;

@@ -1,7 +1,7 @@
 //! What every connection shares: policies, tasks, the certificate issuer, the
 //! upstream pool, and the shutdown signal.
 
-use super::forward::Upstream;
+use super::upstream::Upstream;
 use crate::net::Dialer;
 use crate::policy::PolicySet;
 use crate::tasks::TaskRegistry;

@@ -30,7 +30,7 @@
 //! `message` `"audit checkpoint: <event>"`, no `http_request`.
 
 use super::stamp;
-use crate::audit::Decision;
+use crate::audit::event::Decision;
 use serde_json::{json, Map, Value};
 
 /// OCSF HTTP Activity.
