@@ -26,10 +26,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    // One pass over the (few) names present, rather than a hashed removal of
+    // every hop-by-hop name whether it is there or not.
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(name) || *name == "proxy-connection" || listed.contains(name)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
         headers.remove(name);
     }
-    headers.remove("proxy-connection");
 }
 
 /// Headers with which common frameworks let a request name another method or
@@ -46,9 +54,10 @@ const REROUTING: [&str; 5] = [
 
 /// The first header that could make the upstream act on another method or path.
 pub fn rerouting_header(headers: &HeaderMap) -> Option<&'static str> {
-    REROUTING
-        .into_iter()
-        .find(|name| headers.contains_key(*name))
+    // Names in a HeaderMap are lower case, as these are.
+    headers
+        .keys()
+        .find_map(|name| REROUTING.into_iter().find(|r| name.as_str() == *r))
 }
 
 /// The `Sec-WebSocket-Accept` a server must answer to `key` (RFC 6455 §4.2.2).

@@ -61,6 +61,25 @@ impl tower_service::Service<Uri> for BoundedConnect {
     }
 }
 
+/// `scheme://authority` followed by the request's own path and query, which
+/// is reused as it was parsed.
+fn upstream_uri(uri: &Uri, scheme: Scheme, authority: &str) -> Option<Uri> {
+    let path_and_query = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let scheme = match scheme {
+        Scheme::Https => http::uri::Scheme::HTTPS,
+        Scheme::Http => http::uri::Scheme::HTTP,
+    };
+    Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+        .ok()
+}
+
 /// Pooled upstream clients: one negotiating h2 or HTTP/1.1 by ALPN, one HTTP/1.1
 /// only for upgrades (WebSocket over h2 is a different protocol).
 #[derive(Clone, Debug)]
@@ -121,18 +140,9 @@ impl Upstream {
             .map(|key| websocket_accept(key.as_bytes()));
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        parts.uri = Uri::try_from(format!(
-            "{}://{}{}",
-            scheme.as_str(),
-            authority,
-            path_and_query
-        ))
-        .map_err(|_| Refusal::new(Reason::BadRequest, "the request target is not a valid URI"))?;
+        parts.uri = upstream_uri(&parts.uri, scheme, authority).ok_or_else(|| {
+            Refusal::new(Reason::BadRequest, "the request target is not a valid URI")
+        })?;
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_11;
@@ -288,5 +298,28 @@ fn upstream_refusal(err: &hyper_util::client::legacy::Error, authority: &str) ->
                 format!("upstream {authority} failed: {detail}"),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uris_keep_the_path_and_query_and_take_the_authority() {
+        let origin: Uri = "/a/b%2F?x=1&y".parse().unwrap();
+        let uri = upstream_uri(&origin, Scheme::Https, "api.test").unwrap();
+        assert_eq!(uri.to_string(), "https://api.test/a/b%2F?x=1&y");
+        let absolute: Uri = "http://other.test:8080/p".parse().unwrap();
+        let uri = upstream_uri(&absolute, Scheme::Http, "[::1]:8080").unwrap();
+        assert_eq!(uri.to_string(), "http://[::1]:8080/p");
+        let bare: Uri = "http://a.test".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&bare, Scheme::Http, "a.test")
+                .unwrap()
+                .to_string(),
+            "http://a.test/"
+        );
+        assert!(upstream_uri(&origin, Scheme::Http, "a b").is_none());
     }
 }
