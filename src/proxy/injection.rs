@@ -99,7 +99,17 @@ pub async fn inject(
             HeaderValue::from_static("identity"),
         );
     }
-    let body = match (buffered, rest) {
+    let body = upstream_body(ctx, buffered, rest).await?;
+    Ok((Request::from_parts(parts, body), scrubber))
+}
+
+/// The body that goes upstream, counted into the record as it goes.
+async fn upstream_body(
+    ctx: &RequestCtx<'_>,
+    buffered: Option<Vec<u8>>,
+    rest: Option<PendingBody>,
+) -> Result<ProxyBody, Refusal> {
+    Ok(match (buffered, rest) {
         (Some(bytes), _) => {
             ctx.log.add_up(bytes.len() as u64);
             full_body(bytes)
@@ -114,8 +124,7 @@ pub async fn inject(
             ctx.log.count_up(body)
         }
         _ => empty_body(),
-    };
-    Ok((Request::from_parts(parts, body), scrubber))
+    })
 }
 
 /// The permitted secrets' values, from their backends.
