@@ -31,13 +31,24 @@ impl ChainHead {
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    // Only ASCII digits were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Lower-case hex of `bytes` written to the front of `out`, which should hold
+/// `2 * bytes.len()` bytes (what does not fit is left out); the hex written.
+pub fn hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut written = 0;
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+        written += 2;
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&out[..written]).unwrap_or_default()
 }
 
 /// SHA-256.
@@ -93,20 +104,67 @@ fn plain_serde_is_canonical() -> bool {
 
 /// `2026-11-23T05:00:00.123Z`.
 pub fn rfc3339_millis(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let nanos = i128::from(since.as_secs()) * 1_000_000_000 + i128::from(since.subsec_nanos());
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
-        Err(_) => "1970-01-01T00:00:00.000Z".into(),
+    Millis::new(at).as_str().to_owned()
+}
+
+/// [`rfc3339_millis`] on the stack, for the writer's per-record `ts`.
+pub struct Millis {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Millis {
+    /// `at` in UTC to the millisecond (truncated), `1970-01-01T00:00:00.000Z` for
+    /// a time before the epoch or beyond what `time` represents.
+    pub fn new(at: SystemTime) -> Self {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let nanos = i128::from(since.as_secs()) * 1_000_000_000 + i128::from(since.subsec_nanos());
+        let mut out = Self {
+            buf: [0; 32],
+            len: 0,
+        };
+        let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+            out.push_str("1970-01-01T00:00:00.000Z");
+            return out;
+        };
+        // At or after the epoch: the year is positive.
+        out.push_number(u32::try_from(t.year()).unwrap_or(0), 4);
+        out.push_str("-");
+        out.push_number(u8::from(t.month()).into(), 2);
+        out.push_str("-");
+        out.push_number(t.day().into(), 2);
+        out.push_str("T");
+        out.push_number(t.hour().into(), 2);
+        out.push_str(":");
+        out.push_number(t.minute().into(), 2);
+        out.push_str(":");
+        out.push_number(t.second().into(), 2);
+        out.push_str(".");
+        out.push_number(t.millisecond().into(), 3);
+        out.push_str("Z");
+        out
+    }
+
+    /// The timestamp.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+        self.len += s.len();
+    }
+
+    /// `n` in decimal, zero-padded to `width` digits (at most 10 digits in all,
+    /// so 24 bytes of fixed text and a `u32` year fit the buffer).
+    fn push_number(&mut self, mut n: u32, width: usize) {
+        let digits = n.checked_ilog10().map_or(1, |d| d as usize + 1).max(width);
+        for slot in self.buf[self.len..self.len + digits].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        self.len += digits;
     }
 }
 
