@@ -1,9 +1,11 @@
 //! Sealing: sequence numbers, the hash chain and signatures over the RFC 8785
 //! canonical form.
 
+use super::event::RequestRecord;
 use super::key::SigningKey;
+use super::line::{request_object, write_request_line, Seal};
 use super::record::SealedRecord;
-use crate::text::hex;
+use crate::text::{hex, hex_into};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -61,7 +63,7 @@ pub fn canonical_own(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
     }
 }
 
-fn plain_serde_is_canonical() -> bool {
+pub(super) fn plain_serde_is_canonical() -> bool {
     static CHECKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CHECKED.get_or_init(|| {
         let probe = serde_json::json!({
@@ -84,12 +86,18 @@ fn plain_serde_is_canonical() -> bool {
 pub struct Sealer {
     key: Arc<SigningKey>,
     head: ChainHead,
+    /// Reused by [`Sealer::seal_request`] for the line it builds.
+    line: Vec<u8>,
 }
 
 impl Sealer {
     /// A sealer continuing from `head`.
     pub fn new(key: Arc<SigningKey>, head: ChainHead) -> Self {
-        Self { key, head }
+        Self {
+            key,
+            head,
+            line: Vec::with_capacity(1024),
+        }
     }
 
     /// The current head (to restore if a write fails).
@@ -129,6 +137,36 @@ impl Sealer {
         Ok(SealedRecord {
             seq,
             line: line.into(),
+        })
+    }
+
+    /// Seals one request record: the same line as [`Sealer::seal`] of its
+    /// [`request_object`], written straight from the record (no `Value` map) while
+    /// plain `serde_json` output is canonical, through that map otherwise.
+    pub fn seal_request(
+        &mut self,
+        record: &RequestRecord,
+        sign: bool,
+    ) -> Result<SealedRecord, serde_json::Error> {
+        if !plain_serde_is_canonical() {
+            return self.seal(request_object(record), sign);
+        }
+        let seq = self.head.next_seq;
+        let mut prev = [0; 64];
+        let seal = Seal {
+            seq,
+            key_id: self.key.key_id(),
+            prev: hex_into(&self.head.prev, &mut prev),
+        };
+        let key = sign.then_some(&*self.key);
+        write_request_line(record, &seal, key, &mut self.line)?;
+        self.head = ChainHead {
+            next_seq: seq + 1,
+            prev: sha256(&self.line),
+        };
+        Ok(SealedRecord {
+            seq,
+            line: bytes::Bytes::copy_from_slice(&self.line),
         })
     }
 }

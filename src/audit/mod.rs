@@ -11,6 +11,7 @@ pub mod chain;
 pub mod event;
 pub mod file;
 pub mod key;
+pub mod line;
 pub mod record;
 pub mod remote;
 pub mod verify;

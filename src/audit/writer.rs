@@ -5,6 +5,7 @@
 use super::chain::Sealer;
 use super::event::RequestRecord;
 use super::file::{FileLog, TornTail};
+pub use super::line::request_object;
 use super::record::SealedRecord;
 use super::remote::RemoteSink;
 use crate::config::SignMode;
@@ -311,15 +312,16 @@ impl Writer {
             self.backlog.push_front(Pending::Checkpoint(cp));
         }
         for pending in &self.backlog {
-            let (object, is_checkpoint) = match pending {
-                Pending::Request(record) => (request_object(record), false),
-                Pending::Checkpoint(map) => (map.clone(), true),
-            };
-            if !is_checkpoint {
-                requests += 1;
-            }
+            let is_checkpoint = matches!(pending, Pending::Checkpoint(_));
             let sign = is_checkpoint || self.sign == SignMode::Record;
-            match self.sealer.seal(object, sign) {
+            let sealed_one = match pending {
+                Pending::Request(record) => {
+                    requests += 1;
+                    self.sealer.seal_request(record, sign)
+                }
+                Pending::Checkpoint(map) => self.sealer.seal(map.clone(), sign),
+            };
+            match sealed_one {
                 Ok(record) => push_line(&mut buf, &mut sealed, record),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot serialize an audit record; skipped");
@@ -463,16 +465,4 @@ fn push_line(buf: &mut Vec<u8>, sealed: &mut Vec<SealedRecord>, record: SealedRe
     buf.extend_from_slice(&record.line);
     buf.push(b'\n');
     sealed.push(record);
-}
-
-/// The JSON object of a request record before sealing.
-pub fn request_object(record: &RequestRecord) -> Map<String, Value> {
-    let mut map = match serde_json::to_value(record) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    map.insert("v".into(), Value::from(1));
-    map.insert("type".into(), Value::from("request"));
-    map.insert("ts".into(), Value::from(rfc3339_millis(record.at)));
-    map
 }

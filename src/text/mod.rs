@@ -6,6 +6,6 @@ mod hex;
 mod percent;
 mod rfc3339;
 
-pub use hex::hex;
+pub use hex::{hex, hex_into};
 pub use percent::{percent_encode_path_segment, percent_encode_unreserved};
-pub use rfc3339::{parse_rfc3339_ms, rfc3339_from_epoch_ms, rfc3339_millis};
+pub use rfc3339::{parse_rfc3339_ms, rfc3339_from_epoch_ms, rfc3339_millis, Millis};

@@ -12,9 +12,7 @@ const EPOCH: &str = "1970-01-01T00:00:00.000Z";
 
 /// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ`; a time before 1970 as the epoch.
 pub fn rfc3339_millis(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let nanos = i128::from(since.as_secs()) * 1_000_000_000 + i128::from(since.subsec_nanos());
-    format_nanos(nanos)
+    Millis::new(at).as_str().to_owned()
 }
 
 /// Epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -44,6 +42,67 @@ fn format_nanos(nanos: i128) -> String {
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
+}
+
+/// [`rfc3339_millis`] on the stack, for the writer's per-record `ts`.
+pub struct Millis {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Millis {
+    /// `at` in UTC to the millisecond (truncated), `1970-01-01T00:00:00.000Z` for
+    /// a time before the epoch or beyond what `time` represents.
+    pub fn new(at: SystemTime) -> Self {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let nanos = i128::from(since.as_secs()) * 1_000_000_000 + i128::from(since.subsec_nanos());
+        let mut out = Self {
+            buf: [0; 32],
+            len: 0,
+        };
+        let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+            out.push_str("1970-01-01T00:00:00.000Z");
+            return out;
+        };
+        // At or after the epoch: the year is positive.
+        out.push_number(u32::try_from(t.year()).unwrap_or(0), 4);
+        out.push_str("-");
+        out.push_number(u8::from(t.month()).into(), 2);
+        out.push_str("-");
+        out.push_number(t.day().into(), 2);
+        out.push_str("T");
+        out.push_number(t.hour().into(), 2);
+        out.push_str(":");
+        out.push_number(t.minute().into(), 2);
+        out.push_str(":");
+        out.push_number(t.second().into(), 2);
+        out.push_str(".");
+        out.push_number(t.millisecond().into(), 3);
+        out.push_str("Z");
+        out
+    }
+
+    /// The timestamp.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+        self.len += s.len();
+    }
+
+    /// `n` in decimal, zero-padded to `width` digits (at most 10 digits in all,
+    /// so 24 bytes of fixed text and a `u32` year fit the buffer).
+    fn push_number(&mut self, mut n: u32, width: usize) {
+        let digits = n.checked_ilog10().map_or(1, |d| d as usize + 1).max(width);
+        for slot in self.buf[self.len..self.len + digits].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        self.len += digits;
+    }
 }
 
 #[cfg(test)]
