@@ -2,6 +2,10 @@
 //! end: the real binary, the App key in a real OpenBao (or env, or a file), a
 //! fake GitHub speaking the documented App API (tests/common/github.rs) with
 //! the real `git http-backend` behind it, and real clients (git, curl, reqwest).
+//!
+//! The fake runs on the test's own runtime, and parts of the harness block
+//! (waiting for tollgate to exit, the `bao` CLI): the tests run on a
+//! multi-threaded runtime so the fake keeps answering meanwhile.
 
 #![expect(
     clippy::unwrap_used,
@@ -284,6 +288,8 @@ fn client_as(proxy: &ProxyProc, proxy_url: &str) -> reqwest::Client {
             reqwest::Certificate::from_pem(&std::fs::read(&proxy.ca_pem).unwrap()).unwrap(),
         )
         .tls_built_in_root_certs(false)
+        // GitHub refuses API requests without a User-Agent; reqwest sends none.
+        .user_agent("agent-in-sandbox/1.0")
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
@@ -416,7 +422,7 @@ async fn clone_direct(w: &World, url: &str, dest: &Path) -> std::process::Output
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fake_github_checks_jwts_scopes_tokens_and_serves_git() {
     if !needs(&["git", "openssl"]) {
         return;
@@ -825,7 +831,7 @@ async fn the_fake_github_checks_jwts_scopes_tokens_and_serves_git() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fake_github_expires_tokens_and_serves_ghes_paths() {
     if !needs(&["openssl", "git"]) {
         return;
@@ -904,7 +910,7 @@ async fn the_fake_github_expires_tokens_and_serves_ghes_paths() {
 // End to end through tollgate.
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_clone_through_tollgate_reaches_only_the_policys_repositories() {
     if !needs(&["git", "openssl", "bao"]) {
         return;
@@ -975,6 +981,13 @@ async fn git_clone_through_tollgate_reaches_only_the_policys_repositories() {
         200
     );
 
+    // The placeholder to a host outside the secret's `hosts`: refused, and
+    // nothing minted for it.
+    let elsewhere = get(&proxy, &w.other_url()).await;
+    assert_eq!(elsewhere.status, 403, "{elsewhere:?}");
+    assert_eq!(elsewhere.json()["error"], "secret_not_allowed");
+    assert_eq!(w.other.hits(), 0);
+
     // GitHub saw exactly what the policy asks for, the documented way.
     let mints = w.gh.mints();
     assert_eq!(mints.len(), 1, "one token for the task: {mints:?}");
@@ -1003,10 +1016,35 @@ async fn git_clone_through_tollgate_reaches_only_the_policys_repositories() {
         "{mint:?}"
     );
     assert!(w.gh.stale_uses().is_empty());
+    // The App JWT as specified: RS256, `iat` a minute back, `exp` nine minutes
+    // ahead, `iss` the App id as a string.
+    use base64::Engine;
+    let jwt = w.gh.jwts().pop().unwrap();
+    let part = |i: usize| -> Value {
+        let raw = jwt.split('.').nth(i).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(raw)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(part(0)["alg"], "RS256");
+    let claims = part(1);
+    assert_eq!(claims["iss"], APP_ID.to_string(), "{claims}");
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert_eq!(exp - iat, 600, "{claims}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - 120..=now - 55).contains(&iat), "{claims} at {now}");
     // The sandbox never held the token: every git request with credentials
     // carried the real one, put there by tollgate.
     let token = mint.token.clone().unwrap();
-    use base64::Engine;
     let basic = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"))
@@ -1023,7 +1061,7 @@ async fn git_clone_through_tollgate_reaches_only_the_policys_repositories() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_minted_once_per_task_even_under_fifty_concurrent_first_requests() {
     if !needs(&["git", "openssl", "bao"]) {
         return;
@@ -1088,7 +1126,7 @@ async fn a_token_is_minted_once_per_task_even_under_fifty_concurrent_first_reque
     assert!(w.gh.stale_uses().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiring_token_is_minted_again_and_never_forwarded_expired() {
     if !needs(&["git", "openssl"]) {
         return;
@@ -1119,7 +1157,7 @@ async fn an_expiring_token_is_minted_again_and_never_forwarded_expired() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_revoked_when_their_task_ends_and_at_shutdown() {
     if !needs(&["git", "openssl", "bao"]) {
         return;
@@ -1140,6 +1178,16 @@ async fn tokens_are_revoked_when_their_task_ends_and_at_shutdown() {
     let task_token = w.gh.tokens()[1].clone();
     assert!(w.gh.revoked().is_empty());
 
+    // A task whose TTL runs out ends as well.
+    let (_, short_url) = create_task(&proxy, r#"{"policy":"coder","ttl":"2s"}"#).await;
+    assert_eq!(
+        get_as(&proxy, &short_url, &widgets, "GITHUB_TOKEN")
+            .await
+            .status,
+        200
+    );
+    let short_token = w.gh.tokens()[2].clone();
+
     assert_eq!(common::delete_task(&proxy, &id).await, 200);
     eventually(
         Duration::from_secs(10),
@@ -1153,22 +1201,32 @@ async fn tokens_are_revoked_when_their_task_ends_and_at_shutdown() {
         "the other task keeps its token"
     );
     assert_eq!(get(&proxy, &widgets).await.status, 200);
+    eventually(
+        Duration::from_secs(10),
+        "the token of a task past its TTL revoked",
+        || w.gh.revoked().contains(&short_token),
+    )
+    .await;
 
     // Static tasks end with the process.
     proxy.terminate();
-    assert!(proxy
-        .wait_exit(Duration::from_secs(20))
-        .is_some_and(|s| s.success()));
+    let exit = proxy.wait_exit(Duration::from_secs(20));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "{exit:?}\n{}",
+        proxy.logs().join("\n")
+    );
     assert!(
         w.gh.revoked().contains(&static_token),
-        "revoked at shutdown: {:?}",
-        w.gh.revoked()
+        "revoked at shutdown: {:?}\n{}",
+        w.gh.revoked(),
+        proxy.logs().join("\n")
     );
     assert!(w.gh.live_tokens().is_empty());
-    assert_eq!(w.gh.revoked().len(), 2, "each token revoked once");
+    assert_eq!(w.gh.revoked().len(), 3, "each token revoked once");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_down_gives_503_naming_the_secret_and_recovers_without_restart() {
     if !needs(&["git", "openssl", "bao"]) {
         return;
@@ -1232,7 +1290,7 @@ async fn github_down_gives_503_naming_the_secret_and_recovers_without_restart() 
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_beyond_the_apps_give_503_quoting_github() {
     if !needs(&["git", "openssl"]) {
         return;
@@ -1268,7 +1326,7 @@ async fn permissions_beyond_the_apps_give_503_quoting_github() {
     assert_eq!(plain.status, 200, "other rules keep working: {plain:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_app_key_gives_503_with_githubs_401_message() {
     if !needs(&["git", "openssl", "bao"]) {
         return;
@@ -1304,7 +1362,7 @@ async fn a_wrong_app_key_gives_503_with_githubs_401_message() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_is_looked_up_once_for_an_org_and_for_a_user() {
     if !needs(&["git", "openssl"]) {
         return;
@@ -1376,7 +1434,7 @@ async fn an_owner_is_looked_up_once_for_an_org_and_for_a_user() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ghes_api_base_with_api_v3_and_a_key_from_env() {
     if !needs(&["git", "openssl"]) {
         return;
@@ -1425,7 +1483,7 @@ async fn a_ghes_api_base_with_api_v3_and_a_key_from_env() {
     assert_eq!(shown["minted"][0]["issuer"], ghe.as_str(), "{shown}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minted_token_is_scrubbed_and_never_in_logs_audit_admin_or_metrics() {
     if !needs(&["git", "openssl", "bao"]) {
         return;
@@ -1496,9 +1554,14 @@ async fn a_minted_token_is_scrubbed_and_never_in_logs_audit_admin_or_metrics() {
     assert_eq!(minted.as_array().map(Vec::len), Some(1), "{}", shown.body);
     assert_eq!(minted[0]["name"], "GITHUB_TOKEN");
     assert_eq!(minted[0]["issuer"], w.api().as_str());
+    // The same instant GitHub answered (tollgate writes milliseconds, as for
+    // every time in the admin API).
+    let instant = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    };
     assert_eq!(
-        minted[0]["expires_at"].as_str(),
-        w.gh.mints()[0].expires_at.as_deref()
+        instant(minted[0]["expires_at"].as_str().unwrap()),
+        instant(w.gh.mints()[0].expires_at.as_deref().unwrap())
     );
     assert_no_credentials(&w, &shown.body, "the admin API");
     let listed = admin_call(&proxy, "GET", "/v1/tasks", None).await;
