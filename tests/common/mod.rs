@@ -12,6 +12,7 @@
 
 pub mod bao;
 pub mod fixture;
+pub mod github;
 pub mod hostile;
 pub mod skip;
 pub mod upstream;
