@@ -4,10 +4,10 @@ Built from authlib's server classes (Flask integration); the only glue is the
 in-memory storage authlib leaves to the application. Grants: client_credentials
 (RFC 6749 4.4), refresh_token (6, rotating: every use revokes the old one) and
 jwt_bearer (RFC 7523, Google service-account style: RS256, `aud` = token URL,
-`scope` claim). RFC 7009 revocation. Served over HTTPS on 127.0.0.1.
+`scope` claim). RFC 7009 revocation. Served over HTTPS on a loopback address.
 
 Usage: python3 server.py CONFIG.json; prints the port on stdout once listening.
-CONFIG: {"cert", "key", "port" (0: any), "host" (name in the token URL, for
+CONFIG: {"cert", "key", "bind" (default 127.0.0.1), "port" (0: any), "host" (name in the token URL, for
 `aud`), "expires_in", "clients": [{"client_id", "client_secret",
 "auth_method", "scope", "expires_in"?}], "service_accounts": [{"client_email",
 "public_key" (PEM), "private_key_id", "scope"}], "refresh_tokens":
@@ -261,7 +261,7 @@ if __name__ == "__main__":
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(CONFIG["cert"], CONFIG["key"])
     context.set_alpn_protocols(["http/1.1"])
-    httpd = make_server("127.0.0.1", PORT[0], app, threaded=True, ssl_context=context)
+    httpd = make_server(CONFIG.get("bind", "127.0.0.1"), PORT[0], app, threaded=True, ssl_context=context)
     PORT[0] = httpd.socket.getsockname()[1]
     print(PORT[0], flush=True)
     httpd.serve_forever()
