@@ -248,6 +248,10 @@ fn policy(secrets: &[String], inject: &[&str], auth_port: u16, api_port: u16) ->
         r#"name: crm
 secrets:
 {}rules:
+  - name: plain
+    host: api.test
+    port: {api_port}
+    paths: ["/plain/**"]
   - name: crm api
     host: api.crm.test
     port: {auth_port}
@@ -256,10 +260,6 @@ secrets:
     host: api.test
     port: {api_port}
     inject: [{}]
-  - name: plain
-    host: api.test
-    port: {api_port}
-    paths: ["/plain/**"]
 "#,
         secrets.concat(),
         inject.join(", "),
@@ -655,9 +655,8 @@ async fn rotated_refresh_token_is_written_back_to_openbao_and_survives_a_restart
     assert_not_leaked(&proxy, &values);
 }
 
-/// A Google service-account JSON key with a fresh RSA key (PKCS#8 PEM), and the
-/// public key PEM.
-fn service_account(dir: &Path, name: &str, key_id: &str, token_uri: &str) -> (PathBuf, String) {
+/// A fresh RSA key from `openssl genpkey`: (PKCS#8 PEM, public key PEM).
+fn rsa_key(dir: &Path, name: &str) -> (String, String) {
     let key_path = dir.join(format!("{name}.pem"));
     let status = Command::new("openssl")
         .args([
@@ -684,18 +683,22 @@ fn service_account(dir: &Path, name: &str, key_id: &str, token_uri: &str) -> (Pa
         private_key.starts_with("-----BEGIN PRIVATE KEY-----"),
         "PKCS#8"
     );
+    (private_key, String::from_utf8(public.stdout).unwrap())
+}
+
+/// A Google service-account JSON key file (`dir/name.json`) for `private_key`.
+fn service_account(dir: &Path, name: &str, private_key: &str, token_uri: &str) -> PathBuf {
     let json = json!({
         "type": "service_account",
         "project_id": "tollgate-test",
-        "private_key_id": key_id,
+        "private_key_id": "0f3c9a1be2d47c5a8e6b",
         "private_key": private_key,
         "client_email": SA_EMAIL,
         "client_id": "104729000000000000001",
         "auth_uri": "https://accounts.google.test/o/oauth2/auth",
         "token_uri": token_uri,
     });
-    let path = common::write_file(dir, &format!("{name}.json"), &json.to_string());
-    (path, String::from_utf8(public.stdout).unwrap())
+    common::write_file(dir, &format!("{name}.json"), &json.to_string())
 }
 
 #[tokio::test]
@@ -704,57 +707,54 @@ async fn jwt_bearer_with_a_google_service_account_key() {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
-    let ca = TestCa::new("oauth test CA");
-    // The port is known once the server listens, and the server needs the
-    // public key first: the key file's token_uri is informative only (the
-    // policy's token_url is what tollgate uses and signs for).
-    let (good, public) = service_account(keys.path(), "good", "key-1", "https://login.test/t");
-    let (forged, _) = service_account(keys.path(), "forged", "key-1", "https://login.test/t");
+    let (good_key, public) = rsa_key(keys.path(), "good");
+    let (forged_key, _) = rsa_key(keys.path(), "forged");
     let mut config = server_config(3600);
     config["service_accounts"] = json!([{
-        "client_email": SA_EMAIL, "public_key": public, "private_key_id": "key-1",
+        "client_email": SA_EMAIL, "public_key": public, "private_key_id": "0f3c9a1be2d47c5a8e6b",
         "scope": format!("{SA_SCOPE} https://www.googleapis.com/auth/devstorage.read_only"),
     }]);
-    let auth = AuthServer::start(&ca, config);
-    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
-    let sa = |name: &str, file: &Path| {
-        secret(
-            name,
-            &auth.token_url(),
-            &format!(
-                "grant: jwt_bearer\nservice_account: {{ file: {} }}\nscopes: [{SA_SCOPE}]",
-                file.display()
-            ),
-        )
-    };
-    let yaml = policy(
-        &[sa("GCP_TOKEN", &good), sa("GCP_FORGED", &forged)],
+    let mut good_json = PathBuf::new();
+    let f = Crm::start(
+        config,
         &["GCP_TOKEN", "GCP_FORGED"],
-        auth.port,
-        api.port,
-    );
-    let setup = ProxySetup::with_policy("crm", &yaml)
-        .trust(&ca.cert_pem)
-        .resolve("api.test", api.port)
-        .resolve("login.test", auth.port)
-        .resolve("api.crm.test", auth.port);
-    let proxy = start_proxy(&setup);
-
-    let out = curl(
-        &proxy,
-        &[
-            "-H",
-            "Authorization: Bearer __GCP_TOKEN__",
-            &auth.api("/api/whoami"),
-        ],
+        |auth| {
+            // The real key lives in OpenBao; one signed by another key under the
+            // same email and key id comes from a file.
+            good_json = service_account(keys.path(), "good", &good_key, &auth.token_url());
+            let forged = service_account(keys.path(), "forged", &forged_key, &auth.token_url());
+            let sa = |name: &str, source: &str| {
+                secret(
+                    name,
+                    &auth.token_url(),
+                    &format!("grant: jwt_bearer\nservice_account: {source}\nscopes: [{SA_SCOPE}]"),
+                )
+            };
+            vec![
+                sa(
+                    "GCP_TOKEN",
+                    "{ vault: { mount: secret, path: gcp/agent, field: key_json } }",
+                ),
+                sa("GCP_FORGED", &format!("{{ file: {} }}", forged.display())),
+            ]
+        },
+        |_| {},
     )
     .await;
-    assert_eq!(out.status, 200, "{out:?}\n{}", auth.server_log());
+    f.vault.bao.cli(&[
+        "kv",
+        "put",
+        "secret/gcp/agent",
+        &format!("key_json=@{}", good_json.display()),
+    ]);
+
+    let out = f.whoami("GCP_TOKEN").await;
+    assert_eq!(out.status, 200, "{out:?}\n{}", f.auth.server_log());
     let who = out.json();
     assert_eq!(who["client_id"], SA_EMAIL);
     assert_eq!(who["grant_type"], JWT_BEARER);
     assert_eq!(who["scope"], SA_SCOPE, "the assertion's scope claim");
-    let stats = auth.stats().await;
+    let stats = f.auth.stats().await;
     let request = &stats["token_requests"][0];
     assert_eq!(request["grant_type"], JWT_BEARER, "{stats}");
     assert_eq!(
@@ -762,28 +762,28 @@ async fn jwt_bearer_with_a_google_service_account_key() {
         "no client authentication: {stats}"
     );
 
-    // Signed by another key under the same key id and email: the server refuses.
-    let bad = curl(
-        &proxy,
-        &[
-            "-H",
-            "Authorization: Bearer __GCP_FORGED__",
-            &auth.api("/api/whoami"),
-        ],
-    )
-    .await;
+    // The server checks the signature: the forged key is refused.
+    let bad = f.whoami("GCP_FORGED").await;
     let message = assert_unavailable(&bad, "GCP_FORGED");
     assert!(message.contains("invalid_grant"), "{message}");
-    let private_key = std::fs::read_to_string(keys.path().join("good.pem")).unwrap();
-    let key_body: String = private_key.lines().nth(1).unwrap().to_string();
-    let mut values = vec![key_body];
-    values.extend(auth.issued().await.into_iter().map(|(t, _)| t));
     assert!(
         !bad.body.contains("eyJ"),
         "no JWT in the message: {}",
         bad.body
     );
-    assert_not_leaked(&proxy, &values);
+    assert_eq!(
+        f.whoami("GCP_TOKEN").await.status,
+        200,
+        "the good one is cached"
+    );
+    assert_eq!(f.auth.token_calls(JWT_BEARER).await, 2);
+
+    let mut values: Vec<String> = [&good_key, &forged_key]
+        .iter()
+        .map(|k| k.lines().nth(1).unwrap().to_string())
+        .collect();
+    values.extend(f.auth.issued().await.into_iter().map(|(t, _)| t));
+    assert_not_leaked(&f.proxy, &values);
 }
 
 #[tokio::test]
