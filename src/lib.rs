@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod inject;
 pub mod launcher;
 pub mod metrics;
+pub mod mint;
 pub mod net;
 pub mod policy;
 pub mod proxy;

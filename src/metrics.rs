@@ -2,8 +2,9 @@
 //! (OpenMetrics text).
 //!
 //! Labels hold only values from small fixed sets (decisions, reasons, reload
-//! results); never a host, path, task or secret, so the series count stays bounded
-//! and nothing secret can reach a scrape.
+//! results) or names the loaded policies declare (policy and secret names of
+//! minted credentials); never a host, path, task or secret value, so the series
+//! count stays bounded and nothing secret can reach a scrape.
 //!
 //! Each proxy ([`crate::proxy::state::ProxyState`]) has its own [`Metrics`];
 //! requests are counted where their audit record is emitted.
@@ -12,7 +13,7 @@ use crate::body::{full_body, ProxyBody};
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -45,6 +46,53 @@ struct DecisionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: &'static str,
+}
+
+/// Labels of the minted-credential counters: names from the policies, never a
+/// value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MintLabels {
+    policy: String,
+    secret: String,
+}
+
+/// Counters of minted credentials, per policy and secret name.
+#[derive(Debug, Clone, Default)]
+pub struct MintCounters {
+    mints: Family<MintLabels, Counter>,
+    failures: Family<MintLabels, Counter>,
+    hits: Family<MintLabels, Counter>,
+}
+
+impl MintCounters {
+    fn labels(policy: &str, secret: &str) -> MintLabels {
+        MintLabels {
+            policy: policy.to_string(),
+            secret: secret.to_string(),
+        }
+    }
+
+    /// Counts a credential minted.
+    pub fn minted(&self, policy: &str, secret: &str) {
+        self.mints
+            .get_or_create(&Self::labels(policy, secret))
+            .inc();
+    }
+
+    /// Counts a mint that failed.
+    pub fn failed(&self, policy: &str, secret: &str) {
+        self.failures
+            .get_or_create(&Self::labels(policy, secret))
+            .inc();
+    }
+
+    /// The counter of requests served a cached credential of `secret`: kept by
+    /// the cache entry, so a hit is one atomic add.
+    pub fn hit_counter(&self, policy: &str, secret: &str) -> Counter {
+        self.hits
+            .get_or_create(&Self::labels(policy, secret))
+            .clone()
+    }
 }
 
 type DurationFamily = Family<DecisionLabels, Histogram, fn() -> Histogram>;
@@ -114,6 +162,8 @@ pub struct Metrics {
     pub cert_cache: CacheCounters,
     /// Lookups of the secret store's cache.
     pub secret_cache: CacheCounters,
+    /// Minted credentials.
+    pub mints: MintCounters,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -175,6 +225,22 @@ impl Metrics {
             "Secret lookups that called a backend",
             secret_cache.misses.clone(),
         );
+        let mints = MintCounters::default();
+        registry.register(
+            "mints",
+            "Credentials minted (GitHub App tokens, OAuth access tokens)",
+            mints.mints.clone(),
+        );
+        registry.register(
+            "mint_failures",
+            "Mints that failed (the request got 503 secret_unavailable)",
+            mints.failures.clone(),
+        );
+        registry.register(
+            "mint_cache_hits",
+            "Requests served a minted credential from the cache",
+            mints.hits.clone(),
+        );
         let policy_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "policy_reloads",
@@ -228,6 +294,7 @@ impl Metrics {
             approvals_spooled,
             cert_cache,
             secret_cache,
+            mints,
         }
     }
 

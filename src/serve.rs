@@ -125,6 +125,14 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         ),
         leaves: LeafIssuer::new(ca, tls::leaf::DEFAULT_CACHE_CAPACITY)
             .with_cache_counters(metrics.cert_cache.clone()),
+        minter: Arc::new(crate::mint::Minter::new(
+            crate::secrets::KeyReader::new(
+                crate::secrets::EnvBackend::new(config.env_prefix.clone()),
+                vault.clone(),
+            ),
+            crate::mint::IssuerClient::new(dialer.clone(), client_tls.clone()),
+            metrics.mints.clone(),
+        )),
         upstream: Upstream::new(dialer.clone(), client_tls),
         dialer,
         shutdown,
@@ -166,10 +174,14 @@ impl Running {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, self.state.tracker.wait())
             .await
             .is_ok();
-        // Static tasks end with the proxy: their leases go with them.
+        // Static tasks end with the proxy: their leases and tokens go with them.
         let revoked = self.state.secrets.revoke_all().await;
         if revoked > 0 {
             tracing::info!(revoked, "revoked Vault leases of ended tasks");
+        }
+        let revoked = self.state.minter.revoke_all().await;
+        if revoked > 0 {
+            tracing::info!(revoked, "revoked minted tokens");
         }
         let audit = self.state.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.shutdown(Duration::from_secs(5))).await;
@@ -181,6 +193,7 @@ impl Running {
 pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let state = Arc::new(build_state(config, shutdown)?);
     tokio::spawn(forget_idle_limits(state.clone()));
+    state.minter.spawn_sweeper(state.shutdown.clone());
     crate::reload::spawn_reloaders(&state);
     let mut addrs = Vec::new();
     let connection_slots = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));

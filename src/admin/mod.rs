@@ -121,7 +121,11 @@ impl Admin {
                 reply(StatusCode::OK, json!(tasks))
             }
             (Method::GET, ["v1", "tasks", id]) => match self.task(id) {
-                Some(info) => reply(StatusCode::OK, json!(info)),
+                Some(info) => {
+                    let mut body = json!(info);
+                    body["minted"] = json!(self.state.minter.minted_for(&info.id, &info.policy));
+                    reply(StatusCode::OK, body)
+                }
                 None => not_found("no such task"),
             },
             (Method::DELETE, ["v1", "tasks", id]) => self.end_task(id).await,
@@ -371,8 +375,9 @@ impl Admin {
         self.state.tasks.revoke(id, info.expires_at);
         self.state.task_ends.end(id, info.expires_at);
         let leases = self.state.secrets.end_task(id).await;
+        let minted = self.state.minter.end_task(id).await;
         self.state.injected.forget(id);
-        tracing::info!(task = %id, leases, "task ended");
+        tracing::info!(task = %id, leases, minted, "task ended");
         true
     }
 }

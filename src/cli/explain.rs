@@ -147,10 +147,21 @@ pub fn explain(
             });
         }
     }
-    let shown = if plaintext_blocked {
+    let shown: Vec<String> = if plaintext_blocked {
         Vec::new()
     } else {
         injectable
+            .iter()
+            .map(|name| {
+                let source = policy
+                    .secrets
+                    .iter()
+                    .find(|(n, _)| n.as_str() == *name)
+                    .map(|(_, spec)| spec.source.describe())
+                    .unwrap_or_default();
+                format!("{name} ({source})")
+            })
+            .collect()
     };
     let _ = writeln!(
         report,

@@ -174,6 +174,20 @@ fn assert_policy_consistent(policy: &Policy, stem: &str, text: &str) {
                     .as_deref()
                     .is_none_or(|m| matches!(m, "GET" | "POST" | "PUT")));
             }
+            SecretSource::GithubApp(app) => {
+                assert!(app.api.starts_with("https://") && !app.api.ends_with('/'));
+                assert!(app
+                    .permissions
+                    .values()
+                    .all(|l| matches!(l.as_str(), "read" | "write" | "admin")));
+            }
+            SecretSource::OAuth2(oauth) => {
+                assert!(oauth.token_url.starts_with("https://"));
+                assert!(oauth
+                    .scopes
+                    .iter()
+                    .all(|s| !s.is_empty() && !s.contains(' ')));
+            }
         }
     }
     let lines = yaml_line_count(text);

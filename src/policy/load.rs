@@ -128,12 +128,24 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
         ));
     }
     let mut warnings = Vec::new();
+    let dir = path.parent().unwrap_or(Path::new("."));
 
     let mut secrets = std::collections::BTreeMap::new();
     for (secret_name, secret) in wire.secrets {
         let line = locate_key_in_block(text, "secrets", secret_name.as_str());
-        let spec = secret_spec(secret_name.clone(), secret)
+        let spec = secret_spec(secret_name.clone(), secret, dir)
             .map_err(|msg| FileError::at(path, line, msg))?;
+        if let SecretSource::OAuth2(oauth) = &spec.source {
+            if let super::model::OAuthGrant::RefreshToken(super::model::KeySource::Env { .. }) =
+                oauth.grant
+            {
+                warnings.push(FileError::at(
+                    path,
+                    line,
+                    format!("warning: secret `{secret_name}` reads its refresh token from the environment; a rotated one cannot be written back there"),
+                ));
+            }
+        }
         secrets.insert(secret_name, spec);
     }
 
@@ -292,49 +304,61 @@ fn tunnel_probe(tunnel: &TunnelEntry) -> String {
 fn secret_spec(
     name: super::model::PlaceholderName,
     wire: SecretWire,
+    dir: &Path,
 ) -> Result<SecretSpec, String> {
-    let source = match (wire.vault, wire.env) {
-        (Some(_), Some(_)) => {
+    let given = [
+        wire.vault.is_some(),
+        wire.env.is_some(),
+        wire.github_app.is_some(),
+        wire.oauth2.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(format!(
+            "secret `{name}` names more than one source; pick one of vault, env, github_app, oauth2"
+        ));
+    }
+    let source = if let Some(env) = wire.env {
+        if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!(
-                "secret `{name}` names both `vault` and `env`; pick one"
-            ))
+                "secret `{name}`: env name `{env}` must be letters, digits and _"
+            ));
         }
-        (None, None) => return Err(format!("secret `{name}` needs a source: `vault` or `env`")),
-        (None, Some(env)) => {
-            if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        SecretSource::Env { name: env }
+    } else if let Some(v) = wire.vault {
+        let method = v.method.map(|m| m.to_ascii_uppercase());
+        if let Some(m) = &method {
+            if !matches!(m.as_str(), "GET" | "POST" | "PUT") {
                 return Err(format!(
-                    "secret `{name}`: env name `{env}` must be letters, digits and _"
+                    "secret `{name}`: vault method `{m}` must be GET, POST or PUT"
                 ));
             }
-            SecretSource::Env { name: env }
         }
-        (Some(v), None) => {
-            let method = v.method.map(|m| m.to_ascii_uppercase());
-            if let Some(m) = &method {
-                if !matches!(m.as_str(), "GET" | "POST" | "PUT") {
-                    return Err(format!(
-                        "secret `{name}`: vault method `{m}` must be GET, POST or PUT"
-                    ));
-                }
-            }
-            if v.path.is_empty() || v.field.is_empty() {
-                return Err(format!(
-                    "secret `{name}`: vault `path` and `field` must not be empty"
-                ));
-            }
-            let data = v.data.map(serde_json::to_value).transpose().map_err(|e| {
+        if v.path.is_empty() || v.field.is_empty() {
+            return Err(format!(
+                "secret `{name}`: vault `path` and `field` must not be empty"
+            ));
+        }
+        let data =
+            v.data.map(serde_json::to_value).transpose().map_err(|e| {
                 format!("secret `{name}`: vault `data` is not JSON-compatible: {e}")
             })?;
-            SecretSource::Vault {
-                mount: v
-                    .mount
-                    .or_else(|| method.is_none().then(|| "secret".to_string())),
-                path: v.path,
-                field: v.field,
-                method,
-                data,
-            }
+        SecretSource::Vault {
+            mount: v
+                .mount
+                .or_else(|| method.is_none().then(|| "secret".to_string())),
+            path: v.path,
+            field: v.field,
+            method,
+            data,
         }
+    } else if let Some(app) = wire.github_app {
+        SecretSource::GithubApp(Box::new(minted::github_app(&name, app, dir)?))
+    } else if let Some(oauth) = wire.oauth2 {
+        SecretSource::OAuth2(Box::new(minted::oauth2(&name, oauth, dir)?))
+    } else {
+        return Err(format!(
+            "secret `{name}` needs a source: vault, env, github_app or oauth2"
+        ));
     };
     if wire.hosts.is_empty() {
         return Err(format!(
@@ -383,5 +407,6 @@ fn locate_key_in_block(text: &str, block: &str, key: &str) -> Option<usize> {
         .or(Some(start))
 }
 
+mod minted;
 #[cfg(test)]
 mod props;

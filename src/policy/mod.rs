@@ -6,6 +6,7 @@
 pub mod host;
 pub mod load;
 pub mod matcher;
+pub mod minted;
 pub mod model;
 pub mod path;
 pub mod wire;

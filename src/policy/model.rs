@@ -2,6 +2,9 @@
 //! that could be wrong with a policy file was refused while loading it.
 
 pub use super::host::HostPattern;
+pub use super::minted::{
+    ClientAuth, GithubApp, Installation, KeySource, MintScope, OAuth2, OAuthGrant,
+};
 pub use super::path::PathPattern;
 use http::Method;
 use serde::Deserialize;
@@ -148,6 +151,37 @@ pub enum SecretSource {
         /// Variable name after the prefix.
         name: String,
     },
+    /// A GitHub App installation token, minted per task.
+    GithubApp(Box<GithubApp>),
+    /// An OAuth 2.0 access token, minted per task (or policy).
+    OAuth2(Box<OAuth2>),
+}
+
+impl SecretSource {
+    /// Whether tollgate mints the value itself (per task or policy).
+    pub fn is_minted(&self) -> bool {
+        matches!(self, SecretSource::GithubApp(_) | SecretSource::OAuth2(_))
+    }
+
+    /// Where the value comes from, in a few words (never a value):
+    /// `github_app: minted per task, repos widgets, docs`.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Vault {
+                mount: Some(mount),
+                path,
+                method: None,
+                ..
+            } => format!("vault kv {mount}/{path}"),
+            SecretSource::Vault { path, method, .. } => format!(
+                "vault {} {path}: leased per task",
+                method.as_deref().unwrap_or("GET")
+            ),
+            SecretSource::Env { name } => format!("env {name}"),
+            SecretSource::GithubApp(app) => app.describe(),
+            SecretSource::OAuth2(client) => client.describe(),
+        }
+    }
 }
 
 /// A declared secret.

@@ -45,6 +45,12 @@ pub struct SecretWire {
     /// Read from `TOLLGATE_SECRET_<env>`.
     #[serde(default)]
     pub env: Option<String>,
+    /// A GitHub App installation token, minted per task.
+    #[serde(default)]
+    pub github_app: Option<GithubAppWire>,
+    /// An OAuth 2.0 access token, minted per task.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Wire>,
     /// The only hosts the value may be sent to.
     #[serde(default)]
     pub hosts: Vec<HostPattern>,
@@ -70,6 +76,129 @@ pub struct VaultSecretWire {
     /// JSON body of a dynamic-secret call.
     #[serde(default)]
     pub data: Option<serde_yaml_ng::Value>,
+}
+
+/// Where key material tollgate uses comes from: exactly one of the three.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySourceWire {
+    /// A KV v2 field in Vault / OpenBao.
+    #[serde(default)]
+    pub vault: Option<VaultKvWire>,
+    /// `$<prefix><env>`.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// A file (relative to the policy file's directory).
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// A KV v2 field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultKvWire {
+    /// KV v2 mount (default `secret`).
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// Path under the mount.
+    pub path: String,
+    /// Field of the secret.
+    pub field: String,
+}
+
+/// A `github_app` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubAppWire {
+    /// The App's id.
+    pub app_id: u64,
+    /// The installation's id.
+    #[serde(default)]
+    pub installation_id: Option<u64>,
+    /// Or the org or user that installed the App.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The App's private key.
+    #[serde(default)]
+    pub private_key: Option<KeySourceWire>,
+    /// Repository names the token reaches.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Permission name → level.
+    #[serde(default)]
+    pub permissions: BTreeMap<String, String>,
+    /// REST API base (default `https://api.github.com`).
+    #[serde(default)]
+    pub api: Option<String>,
+}
+
+/// OAuth 2.0 grants tollgate can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantWire {
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 6749 §6.
+    RefreshToken,
+    /// RFC 7523.
+    JwtBearer,
+}
+
+/// Client authentication methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthWire {
+    /// HTTP Basic.
+    ClientSecretBasic,
+    /// In the form body.
+    ClientSecretPost,
+}
+
+/// Per task or per policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PerWire {
+    /// One token per task.
+    Task,
+    /// One token per policy.
+    Policy,
+}
+
+/// An `oauth2` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Wire {
+    /// Token endpoint.
+    pub token_url: String,
+    /// The grant.
+    pub grant: GrantWire,
+    /// Client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Client secret.
+    #[serde(default)]
+    pub client_secret: Option<KeySourceWire>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthWire>,
+    /// Refresh token (grant `refresh_token`).
+    #[serde(default)]
+    pub refresh_token: Option<KeySourceWire>,
+    /// Service-account JSON key (grant `jwt_bearer`).
+    #[serde(default)]
+    pub service_account: Option<KeySourceWire>,
+    /// Scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `audience` parameter.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// RFC 7009 revocation endpoint.
+    #[serde(default)]
+    pub revocation_url: Option<String>,
+    /// `task` (default) or `policy`.
+    #[serde(default)]
+    pub per: Option<PerWire>,
 }
 
 /// One rule.

@@ -135,12 +135,15 @@ async fn fetch(
 ) -> Result<Vec<Arc<SecretValue>>, Refusal> {
     let mut values = Vec::with_capacity(permit.secrets().len());
     for spec in permit.secrets() {
-        values.push(
+        let value = if spec.source.is_minted() {
+            ctx.state.minter.get(ctx.task(), &policy.name, spec).await?
+        } else {
             ctx.state
                 .secrets
                 .get(&ctx.task().id, &policy.name, spec)
-                .await?,
-        );
+                .await?
+        };
+        values.push(value);
     }
     Ok(values)
 }

@@ -58,6 +58,8 @@ pub struct ProxyState {
     pub tracker: TaskTracker,
     /// Secret values, cached per policy.
     pub secrets: std::sync::Arc<crate::secrets::SecretStore>,
+    /// Credentials minted per task (GitHub App tokens, OAuth access tokens).
+    pub minter: std::sync::Arc<crate::mint::Minter>,
     /// Secret forms injected per task, scrubbed from all its responses.
     pub injected: crate::inject::InjectedForms,
     /// Request rate limits per task (and rule).

@@ -5,11 +5,14 @@
 //! only ever see secret *names*. This module must never format a value.
 
 mod env;
+mod keys;
 mod store;
 pub mod vault;
 
 pub use env::EnvBackend;
+pub use keys::KeyReader;
 pub use store::SecretStore;
+pub(crate) use store::DEFAULT_SECRET_TTL;
 pub use vault::VaultBackend;
 
 use std::fmt;
@@ -56,6 +59,25 @@ pub enum SecretError {
         /// What failed.
         reason: String,
     },
+    /// The issuer refused to mint, or could not be reached.
+    #[error("secret {name} could not be minted: {reason}")]
+    Minting {
+        /// Secret name.
+        name: String,
+        /// What the issuer said (its own message or error code), or what failed.
+        reason: String,
+    },
+}
+
+impl SecretError {
+    /// What went wrong, without the secret's name.
+    pub fn reason(&self) -> String {
+        match self {
+            SecretError::Missing { reason, .. }
+            | SecretError::Unavailable { reason, .. }
+            | SecretError::Minting { reason, .. } => reason.clone(),
+        }
+    }
 }
 
 impl From<SecretError> for crate::error::Refusal {

@@ -165,6 +165,10 @@ impl SecretStore {
             refresh_at: None,
         };
         match &spec.source {
+            SecretSource::GithubApp(_) | SecretSource::OAuth2(_) => Err(SecretError::Unavailable {
+                name: name.to_string(),
+                reason: "a minted secret is not stored; it is minted per task".into(),
+            }),
             SecretSource::Env { name: var } => Ok(plain(self.env.read(name, var)?)),
             SecretSource::Vault {
                 mount,

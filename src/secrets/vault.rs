@@ -167,6 +167,30 @@ impl VaultBackend {
         })
     }
 
+    /// Sets `field` of the KV v2 secret at `mount`/`path` to `value`, keeping
+    /// its other fields (a JSON merge patch; direct HTTP: vaultrs has no patch).
+    pub async fn patch_kv(
+        &self,
+        name: &str,
+        mount: &str,
+        path: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<(), SecretError> {
+        let client = self.client(name).await?;
+        let body = serde_json::json!({ "data": { field: value } });
+        let api_path = format!(
+            "{}/data/{}",
+            mount.trim_matches('/'),
+            path.trim_start_matches('/')
+        );
+        if let Err(err) = self.raw(&client, "PATCH", &api_path, Some(&body)).await {
+            self.reset().await;
+            return Err(unavailable(name, err));
+        }
+        Ok(())
+    }
+
     /// Calls a dynamic-secret endpoint and takes `field` (dotted, from the top of
     /// the response) plus the lease to revoke later. Direct HTTP: vaultrs drops
     /// `lease_id` and `lease_duration` from responses.
@@ -244,17 +268,18 @@ impl VaultBackend {
             path.trim_start_matches('/')
         );
         let http = &client.http.http;
-        let builder = match method {
-            "GET" => http.get(&url),
-            "PUT" => http.put(&url),
-            _ => http.post(&url),
+        let (builder, content_type) = match method {
+            "GET" => (http.get(&url), "application/json"),
+            "PUT" => (http.put(&url), "application/json"),
+            "PATCH" => (http.patch(&url), "application/merge-patch+json"),
+            _ => (http.post(&url), "application/json"),
         };
         let mut builder = builder
             .header("X-Vault-Token", client.settings.token.as_str())
             .timeout(VAULT_TIMEOUT);
         if let Some(data) = data {
             builder = builder
-                .header("Content-Type", "application/json")
+                .header("Content-Type", content_type)
                 .body(serde_json::to_vec(data).map_err(|e| e.to_string())?);
         }
         let response = builder.send().await.map_err(|e| e.to_string())?;

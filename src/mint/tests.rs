@@ -1,0 +1,40 @@
+use super::issued::quote_issuer;
+use super::*;
+
+#[test]
+fn issuer_words_are_quoted_without_what_was_sent() {
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.claims.signature";
+    assert_eq!(
+        quote_issuer(&format!("bad token {jwt} here"), &[jwt]),
+        "bad token [redacted] here"
+    );
+    // A secret cut off by the length limit is still redacted.
+    let long = format!("{} {}", "x".repeat(180), jwt);
+    let quoted = quote_issuer(&long, &[jwt]);
+    assert!(quoted.ends_with("[redacted]"), "{quoted}");
+    assert!(!quoted.contains("eyJhbGciOiJS"), "{quoted}");
+    assert_eq!(quote_issuer("line\nbreak\u{7}", &[]), "line break");
+    assert_eq!(quote_issuer(&"é".repeat(300), &[]).chars().count(), 200);
+}
+
+#[test]
+fn a_token_is_minted_again_a_tenth_of_its_life_before_expiry_at_most_five_minutes() {
+    let source = SecretSource::Env { name: "X".into() };
+    let mint = |life: u64| {
+        let expires_at = SystemTime::now() + Duration::from_secs(life);
+        let minted = Minted::new(
+            Fresh {
+                value: SecretValue::new("v".into()),
+                expires_at,
+            },
+            source.clone(),
+        );
+        expires_at
+            .duration_since(minted.refresh_at)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    assert!((mint(3600) - 300.0).abs() < 1.0);
+    assert!((mint(600) - 60.0).abs() < 1.0);
+    assert!((mint(10) - 1.0).abs() < 0.1);
+}

@@ -1,0 +1,247 @@
+//! Validating `github_app` and `oauth2` secret blocks.
+
+use crate::policy::minted::{
+    ClientAuth, GithubApp, Installation, KeySource, MintScope, OAuth2, OAuthGrant,
+};
+use crate::policy::model::PlaceholderName;
+use crate::policy::wire::{
+    ClientAuthWire, GithubAppWire, GrantWire, KeySourceWire, OAuth2Wire, PerWire,
+};
+use std::path::Path;
+
+/// GitHub's public API, when a `github_app` names no `api`.
+const GITHUB_API: &str = "https://api.github.com";
+
+/// A `github_app` block; `dir` is the policy file's directory.
+pub(super) fn github_app(
+    name: &PlaceholderName,
+    wire: GithubAppWire,
+    dir: &Path,
+) -> Result<GithubApp, String> {
+    let installation = match (wire.installation_id, wire.owner) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "secret `{name}`: github_app names both `installation_id` and `owner`; pick one"
+            ))
+        }
+        (None, None) => {
+            return Err(format!(
+                "secret `{name}`: github_app needs `installation_id` or `owner` (the org or user that installed the App)"
+            ))
+        }
+        (Some(id), None) => Installation::Id(id),
+        (None, Some(owner)) => {
+            if !is_github_name(&owner) {
+                return Err(format!(
+                    "secret `{name}`: github_app owner `{owner}` is not a GitHub account name"
+                ));
+            }
+            Installation::Owner(owner)
+        }
+    };
+    let Some(key) = wire.private_key else {
+        return Err(format!(
+            "secret `{name}`: github_app needs `private_key` ({{ vault: ... }}, {{ env: NAME }} or {{ file: PATH }})"
+        ));
+    };
+    let private_key = key_source(name, "private_key", key, dir)?;
+    for repo in &wire.repositories {
+        if !is_github_name(repo) || repo.contains('/') {
+            return Err(format!(
+                "secret `{name}`: github_app repository `{repo}` must be a bare repository name (no owner/)"
+            ));
+        }
+    }
+    for (permission, level) in &wire.permissions {
+        if !matches!(level.as_str(), "read" | "write" | "admin") {
+            return Err(format!(
+                "secret `{name}`: github_app permission `{permission}: {level}` must be read, write or admin"
+            ));
+        }
+        if permission.is_empty()
+            || !permission
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            return Err(format!(
+                "secret `{name}`: github_app permission `{permission}` is not a permission name such as contents"
+            ));
+        }
+    }
+    let api = https_url(name, "api", wire.api.as_deref().unwrap_or(GITHUB_API))?;
+    Ok(GithubApp {
+        app_id: wire.app_id,
+        installation,
+        private_key,
+        repositories: wire.repositories,
+        permissions: wire.permissions,
+        api: api.trim_end_matches('/').to_string(),
+    })
+}
+
+/// An `oauth2` block; `dir` is the policy file's directory.
+pub(super) fn oauth2(
+    name: &PlaceholderName,
+    wire: OAuth2Wire,
+    dir: &Path,
+) -> Result<OAuth2, String> {
+    let token_url = https_url(name, "token_url", &wire.token_url)?;
+    let revocation_url = wire
+        .revocation_url
+        .map(|url| https_url(name, "revocation_url", &url))
+        .transpose()?;
+    let client_secret = wire
+        .client_secret
+        .map(|s| key_source(name, "client_secret", s, dir))
+        .transpose()?;
+    if wire.grant != GrantWire::RefreshToken && wire.refresh_token.is_some() {
+        return Err(format!(
+            "secret `{name}`: `refresh_token` is only used by grant refresh_token"
+        ));
+    }
+    if wire.grant != GrantWire::JwtBearer && wire.service_account.is_some() {
+        return Err(format!(
+            "secret `{name}`: `service_account` is only used by grant jwt_bearer"
+        ));
+    }
+    let grant = match wire.grant {
+        GrantWire::ClientCredentials => {
+            if wire.client_id.is_none() || client_secret.is_none() {
+                return Err(format!(
+                    "secret `{name}`: grant client_credentials needs `client_id` and `client_secret`"
+                ));
+            }
+            OAuthGrant::ClientCredentials
+        }
+        GrantWire::RefreshToken => {
+            let Some(token) = wire.refresh_token else {
+                return Err(format!(
+                    "secret `{name}`: grant refresh_token needs `refresh_token` (where the refresh token is stored)"
+                ));
+            };
+            if wire.client_id.is_none() {
+                return Err(format!(
+                    "secret `{name}`: grant refresh_token needs `client_id`"
+                ));
+            }
+            OAuthGrant::RefreshToken(key_source(name, "refresh_token", token, dir)?)
+        }
+        GrantWire::JwtBearer => {
+            let Some(key) = wire.service_account else {
+                return Err(format!(
+                    "secret `{name}`: grant jwt_bearer needs `service_account` (a Google service-account JSON key)"
+                ));
+            };
+            OAuthGrant::JwtBearer(key_source(name, "service_account", key, dir)?)
+        }
+    };
+    if wire.client_auth.is_some() && client_secret.is_none() {
+        return Err(format!(
+            "secret `{name}`: `client_auth` needs a `client_secret`"
+        ));
+    }
+    for scope in &wire.scopes {
+        // RFC 6749 §3.3: scope tokens are printable ASCII without space, `"` or `\`.
+        if scope.is_empty()
+            || !scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        {
+            return Err(format!(
+                "secret `{name}`: scope `{scope}` is not a valid OAuth scope token"
+            ));
+        }
+    }
+    Ok(OAuth2 {
+        token_url,
+        grant,
+        client_id: wire.client_id,
+        client_secret,
+        client_auth: match wire.client_auth {
+            Some(ClientAuthWire::ClientSecretPost) => ClientAuth::Post,
+            Some(ClientAuthWire::ClientSecretBasic) | None => ClientAuth::Basic,
+        },
+        scopes: wire.scopes,
+        audience: wire.audience,
+        revocation_url,
+        per: match wire.per {
+            Some(PerWire::Policy) => MintScope::Policy,
+            Some(PerWire::Task) | None => MintScope::Task,
+        },
+    })
+}
+
+fn key_source(
+    name: &PlaceholderName,
+    what: &str,
+    wire: KeySourceWire,
+    dir: &Path,
+) -> Result<KeySource, String> {
+    match (wire.vault, wire.env, wire.file) {
+        (Some(v), None, None) => {
+            if v.path.is_empty() || v.field.is_empty() {
+                return Err(format!(
+                    "secret `{name}`: {what} vault `path` and `field` must not be empty"
+                ));
+            }
+            Ok(KeySource::Vault {
+                mount: v.mount.unwrap_or_else(|| "secret".to_string()),
+                path: v.path,
+                field: v.field,
+            })
+        }
+        (None, Some(env), None) => {
+            if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!(
+                    "secret `{name}`: {what} env name `{env}` must be letters, digits and _"
+                ));
+            }
+            Ok(KeySource::Env { name: env })
+        }
+        (None, None, Some(file)) => {
+            if file.as_os_str().is_empty() {
+                return Err(format!("secret `{name}`: {what} file must not be empty"));
+            }
+            Ok(KeySource::File {
+                path: dir.join(file),
+            })
+        }
+        (None, None, None) => Err(format!(
+            "secret `{name}`: {what} needs a source: {{ vault: ... }}, {{ env: NAME }} or {{ file: PATH }}"
+        )),
+        _ => Err(format!(
+            "secret `{name}`: {what} names more than one source; pick one of vault, env, file"
+        )),
+    }
+}
+
+/// An `https://` URL with a host, as written (no trailing-slash changes).
+fn https_url(name: &PlaceholderName, key: &str, raw: &str) -> Result<String, String> {
+    let uri: http::Uri = raw
+        .parse()
+        .map_err(|_| format!("secret `{name}`: {key} `{raw}` is not a URL"))?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none_or(str::is_empty) {
+        return Err(format!(
+            "secret `{name}`: {key} `{raw}` must be an https:// URL (issuers are reached over verified TLS)"
+        ));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "secret `{name}`: {key} `{raw}` must not carry credentials"
+        ));
+    }
+    Ok(raw.to_string())
+}
+
+/// Letters, digits, `-`, `_` and `.`: what GitHub account and repository names use.
+fn is_github_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s != "."
+        && s != ".."
+}
+
+#[cfg(test)]
+mod tests;

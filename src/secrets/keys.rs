@@ -1,0 +1,121 @@
+//! Key material tollgate uses itself (a GitHub App key, an OAuth client secret,
+//! a refresh token, a service-account key), read from any backend, and a
+//! rotated refresh token written back where it came from.
+
+use super::{EnvBackend, SecretError, SecretValue, VaultBackend};
+use crate::policy::model::KeySource;
+use std::io::Write as _;
+use std::sync::Arc;
+
+/// Reads [`KeySource`]s. Nothing read here is cached: key material is read when
+/// a token is minted, which is rare.
+#[derive(Debug, Clone)]
+pub struct KeyReader {
+    env: EnvBackend,
+    vault: Option<Arc<VaultBackend>>,
+}
+
+impl KeyReader {
+    /// A reader over the env backend and, when configured, Vault.
+    pub fn new(env: EnvBackend, vault: Option<Arc<VaultBackend>>) -> Self {
+        Self { env, vault }
+    }
+
+    fn vault(&self, name: &str) -> Result<&VaultBackend, SecretError> {
+        self.vault
+            .as_deref()
+            .ok_or_else(|| SecretError::Unavailable {
+                name: name.to_string(),
+                reason: "no `secrets.vault` is configured".into(),
+            })
+    }
+
+    /// The value at `source`, for the secret `name` (used in errors only).
+    pub async fn read(&self, name: &str, source: &KeySource) -> Result<SecretValue, SecretError> {
+        match source {
+            KeySource::Vault { mount, path, field } => {
+                self.vault(name)?.read_kv(name, mount, path, field).await
+            }
+            KeySource::Env { name: var } => self.env.read(name, var),
+            KeySource::File { path } => {
+                let text =
+                    tokio::fs::read_to_string(path)
+                        .await
+                        .map_err(|e| SecretError::Missing {
+                            name: name.to_string(),
+                            reason: format!("cannot read {}: {}", path.display(), e.kind()),
+                        })?;
+                let value = text.trim_end_matches(['\n', '\r']).to_string();
+                if value.is_empty() {
+                    return Err(SecretError::Missing {
+                        name: name.to_string(),
+                        reason: format!("{} is empty", path.display()),
+                    });
+                }
+                Ok(SecretValue::new(value))
+            }
+        }
+    }
+
+    /// Writes `value` back to `source` (a rotated refresh token): a KV v2 patch
+    /// of that one field, or a file replaced whole. An env variable cannot be
+    /// written; that is an error the caller logs.
+    pub async fn write_back(
+        &self,
+        name: &str,
+        source: &KeySource,
+        value: &SecretValue,
+    ) -> Result<(), SecretError> {
+        match source {
+            KeySource::Vault { mount, path, field } => {
+                self.vault(name)?
+                    .patch_kv(name, mount, path, field, value.expose())
+                    .await
+            }
+            KeySource::Env { name: var } => Err(SecretError::Unavailable {
+                name: name.to_string(),
+                reason: format!("the rotated refresh token cannot be written to env {var}"),
+            }),
+            KeySource::File { path } => {
+                let path = path.clone();
+                let value = value.clone();
+                tokio::task::spawn_blocking(move || replace_file(&path, value.expose().as_bytes()))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+                    .map_err(|reason| SecretError::Unavailable {
+                        name: name.to_string(),
+                        reason,
+                    })
+            }
+        }
+    }
+}
+
+/// Replaces `path` atomically (a sibling temp file renamed over it), readable by
+/// its owner only.
+fn replace_file(path: &std::path::Path, contents: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let fail = |e: std::io::Error| format!("cannot write {}: {}", path.display(), e.kind());
+    let mut tmp = tempfile_in(dir).map_err(fail)?;
+    tmp.1.write_all(contents).map_err(fail)?;
+    tmp.1.write_all(b"\n").map_err(fail)?;
+    tmp.1.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp.0, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp.0);
+        fail(e)
+    })
+}
+
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut random = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| std::io::Error::other("no randomness"))?;
+    let path = dir.join(format!(".tollgate-{}.tmp", crate::text::hex(&random)));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    Ok((path, file))
+}
