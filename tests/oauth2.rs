@@ -527,6 +527,26 @@ async fn echoed_access_token_is_scrubbed() {
         ])
         .await;
     assert_eq!(direct.json()["authorization"], format!("Bearer {token}"));
+    // Echoed in a response header of the other host bound to the secret.
+    let header = curl(
+        &f.proxy,
+        &[
+            "-H",
+            "Authorization: Bearer __CRM_TOKEN__",
+            &format!("https://api.test:{}/echo-header", f.api.port),
+        ],
+    )
+    .await;
+    assert_eq!(header.status, 200, "{header:?}");
+    assert_eq!(
+        header.header("x-echo-auth").as_deref(),
+        Some("Bearer __CRM_TOKEN__")
+    );
+    assert!(
+        !header.headers.contains(token.as_str()),
+        "{}",
+        header.headers
+    );
     assert_not_leaked(&f.proxy, &[token.clone(), BASIC_SECRET.to_string()]).await;
 }
 
@@ -550,7 +570,8 @@ async fn rotated_refresh_token_is_written_back_to_openbao_and_survives_a_restart
                  refresh_token: { vault: { mount: secret, path: crm/refresh, field: token } }",
             )]
         },
-        |_| {},
+        // Debug logs too: nothing secret in them either.
+        |setup| setup.env.push(("RUST_LOG".into(), "debug".into())),
     )
     .await;
     f.vault.bao.cli(&[
@@ -1253,4 +1274,126 @@ async fn the_authorization_server_grants_and_refuses_like_the_rfcs_say() {
     assert_eq!(revoke.status, 200, "{revoke:?}");
     assert_eq!(auth.whoami(&access).await.status, 401);
     assert_eq!(auth.stats().await["revoked"], json!([access]));
+}
+
+#[tokio::test]
+async fn a_token_endpoint_with_an_untrusted_certificate_gets_no_client_secret() {
+    if !python_ready() {
+        return;
+    }
+    // The authorization server's certificate comes from a CA tollgate does not
+    // trust (it trusts only the echo upstream's).
+    let impostor_ca = TestCa::new("impostor CA");
+    let auth = AuthServer::start(&impostor_ca, server_config(3600));
+    let ca = TestCa::new("oauth test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let vault = vault();
+    let yaml = policy(
+        &[client_credentials("CRM_TOKEN", &auth, "basic", "")],
+        &["CRM_TOKEN"],
+        auth.port,
+        api.port,
+    );
+    let mut setup = ProxySetup::with_policy("crm", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port)
+        .resolve("login.test", auth.port);
+    setup.extra_yaml = vault.yaml.clone();
+    let proxy = start_proxy(&setup);
+    let echo = format!("https://api.test:{}/echo", api.port);
+    let out = curl(
+        &proxy,
+        &["-H", "Authorization: Bearer __CRM_TOKEN__", &echo],
+    )
+    .await;
+    assert_unavailable(&out, "CRM_TOKEN");
+    assert_eq!(api.hits(), 0);
+    assert_eq!(
+        auth.stats().await["token_calls"],
+        json!({}),
+        "no token request reached the impostor"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_grant_serves_several_tasks_through_rotations() {
+    if !python_ready() {
+        return;
+    }
+    let mut config = server_config(3600);
+    config["refresh_tokens"] =
+        json!([{"token": SEED_REFRESH, "client_id": "basic-client", "scope": "api.read"}]);
+    let f = Crm::start(
+        config,
+        &["CRM_TOKEN"],
+        |auth| {
+            vec![secret(
+                "CRM_TOKEN",
+                &auth.token_url(),
+                "grant: refresh_token\nclient_id: basic-client\n\
+                 client_secret: { vault: { mount: secret, path: crm/oauth, field: basic } }\n\
+                 refresh_token: { vault: { mount: secret, path: crm/refresh, field: token } }",
+            )]
+        },
+        |setup| {
+            setup.extra_tasks = (1..=4)
+                .map(|i| format!("{{ id: task{i}, policy: crm, token_env: TEST_AGENT_TOKEN }}"))
+                .collect();
+        },
+    )
+    .await;
+    f.vault.bao.cli(&[
+        "kv",
+        "put",
+        "secret/crm/refresh",
+        &format!("token={SEED_REFRESH}"),
+    ]);
+    let ca = f.proxy.ca_pem.to_str().unwrap().to_string();
+    let url = f.auth.api("/api/whoami");
+    let as_task = |task: String| {
+        let proxy_url = format!("http://{task}:{TOKEN}@{}", f.proxy.addr);
+        let (ca, url) = (ca.clone(), url.clone());
+        async move {
+            curl_raw(&[
+                "--proxy",
+                &proxy_url,
+                "--cacert",
+                &ca,
+                "-H",
+                "Authorization: Bearer __CRM_TOKEN__",
+                &url,
+            ])
+            .await
+        }
+    };
+    // One task after the other: each mints with the refresh token the one
+    // before left.
+    for task in [TASK, "task1"] {
+        let out = as_task(task.to_string()).await;
+        assert_eq!(out.status, 200, "{task}: {out:?}\n{}", f.auth.stats().await);
+    }
+    // Three at once.
+    let outs = futures_util::future::join_all((2..=4).map(|i| as_task(format!("task{i}")))).await;
+    for out in outs {
+        assert_eq!(out.status, 200, "{out:?}\n{}", f.auth.stats().await);
+    }
+    let stats = f.auth.stats().await;
+    assert_eq!(stats["token_calls"]["refresh_token"], 5, "{stats}");
+    assert_eq!(stats["token_errors"], json!({}), "{stats}");
+    let live = stats["refresh_tokens"][0].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = f
+            .vault
+            .bao
+            .cli(&["kv", "get", "-field=token", "secret/crm/refresh"]);
+        if stored == live {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "OpenBao holds {stored}, live is {live}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
