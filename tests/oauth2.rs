@@ -1131,9 +1131,55 @@ async fn the_access_token_is_revoked_when_the_task_ends() {
         "the static task's token is untouched"
     );
     assert_eq!(f.auth.stats().await["revocations"], 1);
-    let mut values: Vec<String> = f.auth.issued().await.into_iter().map(|(t, _)| t).collect();
+
+    // A task whose TTL runs out: its token is revoked too.
+    let (_, short_url) = create_task(&f.proxy, r#"{"policy":"crm","ttl":"2s"}"#).await;
+    let out = curl_raw(&[
+        "--proxy",
+        &short_url,
+        "--cacert",
+        f.proxy.ca_pem.to_str().unwrap(),
+        "-H",
+        "Authorization: Bearer __CRM_TOKEN__",
+        &f.auth.api("/api/whoami"),
+    ])
+    .await;
+    assert_eq!(out.status, 200, "{out:?}");
+    let issued = f.auth.issued().await;
+    assert_eq!(issued.len(), 3);
+    let short_token = issued[2].0.clone();
+    let static_token = issued[1].0.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while f.auth.stats().await["revoked"] != json!([token, short_token]) {
+        assert!(
+            Instant::now() < deadline,
+            "the expired task's token must be revoked: {}",
+            f.auth.stats().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut values: Vec<String> = issued.into_iter().map(|(t, _)| t).collect();
     values.push(BASIC_SECRET.into());
     assert_not_leaked(&f.proxy, &values).await;
+
+    // Static tasks end at shutdown: their tokens are revoked then.
+    let Crm {
+        auth,
+        mut proxy,
+        api: _api,
+        vault: _vault,
+        setup: _setup,
+    } = f;
+    proxy.terminate();
+    assert!(proxy
+        .wait_exit(Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
+    assert_eq!(
+        auth.stats().await["revoked"],
+        json!([token, short_token, static_token]),
+        "revoked at shutdown"
+    );
 }
 
 #[tokio::test]
