@@ -38,3 +38,27 @@ fn a_token_is_minted_again_a_tenth_of_its_life_before_expiry_at_most_five_minute
     assert!((mint(600) - 60.0).abs() < 1.0);
     assert!((mint(10) - 1.0).abs() < 0.1);
 }
+
+mod quoting {
+    use super::quote_issuer;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever an issuer answers, the quote is one bounded line that does
+        /// not carry what tollgate sent (the JWT, a client secret).
+        #[test]
+        fn a_quote_never_carries_a_secret(
+            before in "[a-z\\[\\] .]{0,220}",
+            secret in "[a-z\\[\\]]{8,40}",
+            after in "[a-z\\[\\] .]{0,40}",
+            noise in "\\PC{0,50}",
+        ) {
+            for text in [format!("{before}{secret}{after}"), format!("{noise}{before}{secret}"), noise.clone()] {
+                let quoted = quote_issuer(&text, &[&secret]);
+                prop_assert!(!quoted.contains(&secret), "{quoted:?}");
+                prop_assert!(!quoted.chars().any(char::is_control));
+                prop_assert!(quoted.chars().count() <= 200 + "[redacted]".len());
+            }
+        }
+    }
+}

@@ -133,8 +133,10 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
     let mut secrets = std::collections::BTreeMap::new();
     for (secret_name, secret) in wire.secrets {
         let line = locate_key_in_block(text, "secrets", secret_name.as_str());
-        let spec = secret_spec(secret_name.clone(), secret, dir)
-            .map_err(|msg| FileError::at(path, line, msg))?;
+        let spec = secret_spec(secret_name.clone(), secret, dir).map_err(|(key, msg)| {
+            let at = key.and_then(|key| locate_under(text, line, key)).or(line);
+            FileError::at(path, at, msg)
+        })?;
         if let SecretSource::OAuth2(oauth) = &spec.source {
             if let super::model::OAuthGrant::RefreshToken(super::model::KeySource::Env { .. }) =
                 oauth.grant
@@ -305,7 +307,7 @@ fn secret_spec(
     name: super::model::PlaceholderName,
     wire: SecretWire,
     dir: &Path,
-) -> Result<SecretSpec, String> {
+) -> Result<SecretSpec, (Option<&'static str>, String)> {
     let given = [
         wire.vault.is_some(),
         wire.env.is_some(),
@@ -313,14 +315,18 @@ fn secret_spec(
         wire.oauth2.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
-        return Err(format!(
+        return Err((
+            None,
+            format!(
             "secret `{name}` names more than one source; pick one of vault, env, github_app, oauth2"
+        ),
         ));
     }
     let source = if let Some(env) = wire.env {
         if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!(
-                "secret `{name}`: env name `{env}` must be letters, digits and _"
+            return Err((
+                None,
+                format!("secret `{name}`: env name `{env}` must be letters, digits and _"),
             ));
         }
         SecretSource::Env { name: env }
@@ -328,20 +334,24 @@ fn secret_spec(
         let method = v.method.map(|m| m.to_ascii_uppercase());
         if let Some(m) = &method {
             if !matches!(m.as_str(), "GET" | "POST" | "PUT") {
-                return Err(format!(
-                    "secret `{name}`: vault method `{m}` must be GET, POST or PUT"
+                return Err((
+                    None,
+                    format!("secret `{name}`: vault method `{m}` must be GET, POST or PUT"),
                 ));
             }
         }
         if v.path.is_empty() || v.field.is_empty() {
-            return Err(format!(
-                "secret `{name}`: vault `path` and `field` must not be empty"
+            return Err((
+                None,
+                format!("secret `{name}`: vault `path` and `field` must not be empty"),
             ));
         }
-        let data =
-            v.data.map(serde_json::to_value).transpose().map_err(|e| {
-                format!("secret `{name}`: vault `data` is not JSON-compatible: {e}")
-            })?;
+        let data = v.data.map(serde_json::to_value).transpose().map_err(|e| {
+            (
+                None,
+                format!("secret `{name}`: vault `data` is not JSON-compatible: {e}"),
+            )
+        })?;
         SecretSource::Vault {
             mount: v
                 .mount
@@ -352,21 +362,27 @@ fn secret_spec(
             data,
         }
     } else if let Some(app) = wire.github_app {
-        SecretSource::GithubApp(Box::new(minted::github_app(&name, app, dir)?))
+        SecretSource::GithubApp(Box::new(
+            minted::github_app(&name, app, dir).map_err(|(k, m)| (Some(k), m))?,
+        ))
     } else if let Some(oauth) = wire.oauth2 {
-        SecretSource::OAuth2(Box::new(minted::oauth2(&name, oauth, dir)?))
+        SecretSource::OAuth2(Box::new(
+            minted::oauth2(&name, oauth, dir).map_err(|(k, m)| (Some(k), m))?,
+        ))
     } else {
-        return Err(format!(
-            "secret `{name}` needs a source: vault, env, github_app or oauth2"
+        return Err((
+            None,
+            format!("secret `{name}` needs a source: vault, env, github_app or oauth2"),
         ));
     };
     if wire.hosts.is_empty() {
-        return Err(format!(
-            "secret `{name}` has no `hosts`: list the only hosts it may ever be sent to"
+        return Err((
+            None,
+            format!("secret `{name}` has no `hosts`: list the only hosts it may ever be sent to"),
         ));
     }
     if wire.ttl.is_some_and(|t| t.is_zero()) {
-        return Err(format!("secret `{name}`: ttl must be more than zero"));
+        return Err((None, format!("secret `{name}`: ttl must be more than zero")));
     }
     Ok(SecretSpec {
         name,
@@ -392,6 +408,25 @@ fn rate_spec(wire: RateWire) -> Result<Rate, String> {
         per: wire.per,
         burst,
     })
+}
+
+/// Line of the first `key:` nested under the mapping that starts at line
+/// `start` (1-based), if there is one.
+fn locate_under(text: &str, start: Option<usize>, key: &str) -> Option<usize> {
+    let start = start?;
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let base = indent(lines.get(start.checked_sub(1)?)?);
+    let needle = format!("{key}:");
+    lines
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take_while(|(_, l)| {
+            l.trim().is_empty() || l.trim_start().starts_with('#') || indent(l) > base
+        })
+        .find(|(_, l)| l.trim_start().starts_with(&needle))
+        .map(|(i, _)| i + 1)
 }
 
 /// Line of `  NAME:` inside the top-level block `block:`.

@@ -12,60 +12,63 @@ use std::path::Path;
 /// GitHub's public API, when a `github_app` names no `api`.
 const GITHUB_API: &str = "https://api.github.com";
 
+/// A refusal: the key whose line it is about, and the message.
+pub(super) type Bad = (&'static str, String);
+
 /// A `github_app` block; `dir` is the policy file's directory.
 pub(super) fn github_app(
     name: &PlaceholderName,
     wire: GithubAppWire,
     dir: &Path,
-) -> Result<GithubApp, String> {
+) -> Result<GithubApp, Bad> {
     let installation = match (wire.installation_id, wire.owner) {
         (Some(_), Some(_)) => {
-            return Err(format!(
+            return Err(("github_app", format!(
                 "secret `{name}`: github_app names both `installation_id` and `owner`; pick one"
-            ))
+            )))
         }
         (None, None) => {
-            return Err(format!(
+            return Err(("github_app", format!(
                 "secret `{name}`: github_app needs `installation_id` or `owner` (the org or user that installed the App)"
-            ))
+            )))
         }
         (Some(id), None) => Installation::Id(id),
         (None, Some(owner)) => {
             if !is_github_name(&owner) {
-                return Err(format!(
+                return Err(("owner", format!(
                     "secret `{name}`: github_app owner `{owner}` is not a GitHub account name"
-                ));
+                )));
             }
             Installation::Owner(owner)
         }
     };
     let Some(key) = wire.private_key else {
-        return Err(format!(
+        return Err(("github_app", format!(
             "secret `{name}`: github_app needs `private_key` ({{ vault: ... }}, {{ env: NAME }} or {{ file: PATH }})"
-        ));
+        )));
     };
     let private_key = key_source(name, "private_key", key, dir)?;
     for repo in &wire.repositories {
         if !is_github_name(repo) || repo.contains('/') {
-            return Err(format!(
+            return Err(("repositories", format!(
                 "secret `{name}`: github_app repository `{repo}` must be a bare repository name (no owner/)"
-            ));
+            )));
         }
     }
     for (permission, level) in &wire.permissions {
         if !matches!(level.as_str(), "read" | "write" | "admin") {
-            return Err(format!(
+            return Err(("permissions", format!(
                 "secret `{name}`: github_app permission `{permission}: {level}` must be read, write or admin"
-            ));
+            )));
         }
         if permission.is_empty()
             || !permission
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b == b'_')
         {
-            return Err(format!(
+            return Err(("permissions", format!(
                 "secret `{name}`: github_app permission `{permission}` is not a permission name such as contents"
-            ));
+            )));
         }
     }
     let api = https_url(name, "api", wire.api.as_deref().unwrap_or(GITHUB_API))?;
@@ -80,11 +83,7 @@ pub(super) fn github_app(
 }
 
 /// An `oauth2` block; `dir` is the policy file's directory.
-pub(super) fn oauth2(
-    name: &PlaceholderName,
-    wire: OAuth2Wire,
-    dir: &Path,
-) -> Result<OAuth2, String> {
+pub(super) fn oauth2(name: &PlaceholderName, wire: OAuth2Wire, dir: &Path) -> Result<OAuth2, Bad> {
     let token_url = https_url(name, "token_url", &wire.token_url)?;
     let revocation_url = wire
         .revocation_url
@@ -95,49 +94,53 @@ pub(super) fn oauth2(
         .map(|s| key_source(name, "client_secret", s, dir))
         .transpose()?;
     if wire.grant != GrantWire::RefreshToken && wire.refresh_token.is_some() {
-        return Err(format!(
-            "secret `{name}`: `refresh_token` is only used by grant refresh_token"
+        return Err((
+            "refresh_token",
+            format!("secret `{name}`: `refresh_token` is only used by grant refresh_token"),
         ));
     }
     if wire.grant != GrantWire::JwtBearer && wire.service_account.is_some() {
-        return Err(format!(
-            "secret `{name}`: `service_account` is only used by grant jwt_bearer"
+        return Err((
+            "service_account",
+            format!("secret `{name}`: `service_account` is only used by grant jwt_bearer"),
         ));
     }
     let grant = match wire.grant {
         GrantWire::ClientCredentials => {
             if wire.client_id.is_none() || client_secret.is_none() {
-                return Err(format!(
+                return Err(("grant", format!(
                     "secret `{name}`: grant client_credentials needs `client_id` and `client_secret`"
-                ));
+                )));
             }
             OAuthGrant::ClientCredentials
         }
         GrantWire::RefreshToken => {
             let Some(token) = wire.refresh_token else {
-                return Err(format!(
+                return Err(("grant", format!(
                     "secret `{name}`: grant refresh_token needs `refresh_token` (where the refresh token is stored)"
-                ));
+                )));
             };
             if wire.client_id.is_none() {
-                return Err(format!(
-                    "secret `{name}`: grant refresh_token needs `client_id`"
+                return Err((
+                    "grant",
+                    format!("secret `{name}`: grant refresh_token needs `client_id`"),
                 ));
             }
             OAuthGrant::RefreshToken(key_source(name, "refresh_token", token, dir)?)
         }
         GrantWire::JwtBearer => {
             let Some(key) = wire.service_account else {
-                return Err(format!(
+                return Err(("grant", format!(
                     "secret `{name}`: grant jwt_bearer needs `service_account` (a Google service-account JSON key)"
-                ));
+                )));
             };
             OAuthGrant::JwtBearer(key_source(name, "service_account", key, dir)?)
         }
     };
     if wire.client_auth.is_some() && client_secret.is_none() {
-        return Err(format!(
-            "secret `{name}`: `client_auth` needs a `client_secret`"
+        return Err((
+            "client_auth",
+            format!("secret `{name}`: `client_auth` needs a `client_secret`"),
         ));
     }
     for scope in &wire.scopes {
@@ -147,8 +150,9 @@ pub(super) fn oauth2(
                 .bytes()
                 .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
         {
-            return Err(format!(
-                "secret `{name}`: scope `{scope}` is not a valid OAuth scope token"
+            return Err((
+                "scopes",
+                format!("secret `{name}`: scope `{scope}` is not a valid OAuth scope token"),
             ));
         }
     }
@@ -173,16 +177,16 @@ pub(super) fn oauth2(
 
 fn key_source(
     name: &PlaceholderName,
-    what: &str,
+    what: &'static str,
     wire: KeySourceWire,
     dir: &Path,
-) -> Result<KeySource, String> {
+) -> Result<KeySource, Bad> {
     match (wire.vault, wire.env, wire.file) {
         (Some(v), None, None) => {
             if v.path.is_empty() || v.field.is_empty() {
-                return Err(format!(
+                return Err((what, format!(
                     "secret `{name}`: {what} vault `path` and `field` must not be empty"
-                ));
+                )));
             }
             Ok(KeySource::Vault {
                 mount: v.mount.unwrap_or_else(|| "secret".to_string()),
@@ -192,42 +196,43 @@ fn key_source(
         }
         (None, Some(env), None) => {
             if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!(
+                return Err((what, format!(
                     "secret `{name}`: {what} env name `{env}` must be letters, digits and _"
-                ));
+                )));
             }
             Ok(KeySource::Env { name: env })
         }
         (None, None, Some(file)) => {
             if file.as_os_str().is_empty() {
-                return Err(format!("secret `{name}`: {what} file must not be empty"));
+                return Err((what, format!("secret `{name}`: {what} file must not be empty")));
             }
             Ok(KeySource::File {
                 path: dir.join(file),
             })
         }
-        (None, None, None) => Err(format!(
+        (None, None, None) => Err((what, format!(
             "secret `{name}`: {what} needs a source: {{ vault: ... }}, {{ env: NAME }} or {{ file: PATH }}"
-        )),
-        _ => Err(format!(
+        ))),
+        _ => Err((what, format!(
             "secret `{name}`: {what} names more than one source; pick one of vault, env, file"
-        )),
+        ))),
     }
 }
 
 /// An `https://` URL with a host, as written (no trailing-slash changes).
-fn https_url(name: &PlaceholderName, key: &str, raw: &str) -> Result<String, String> {
+fn https_url(name: &PlaceholderName, key: &'static str, raw: &str) -> Result<String, Bad> {
     let uri: http::Uri = raw
         .parse()
-        .map_err(|_| format!("secret `{name}`: {key} `{raw}` is not a URL"))?;
+        .map_err(|_| (key, format!("secret `{name}`: {key} `{raw}` is not a URL")))?;
     if uri.scheme_str() != Some("https") || uri.host().is_none_or(str::is_empty) {
-        return Err(format!(
+        return Err((key, format!(
             "secret `{name}`: {key} `{raw}` must be an https:// URL (issuers are reached over verified TLS)"
-        ));
+        )));
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err(format!(
-            "secret `{name}`: {key} `{raw}` must not carry credentials"
+        return Err((
+            key,
+            format!("secret `{name}`: {key} `{raw}` must not carry credentials"),
         ));
     }
     Ok(raw.to_string())

@@ -14,7 +14,8 @@ use proptest::sample::{select, Index};
 #[derive(Debug, Clone)]
 struct Secret {
     name: String,
-    vault: bool,
+    /// 0 env, 1 vault, 2 github_app, 3 oauth2.
+    kind: u8,
     host: &'static str,
     ttl: Option<&'static str>,
 }
@@ -64,13 +65,13 @@ const INJECT_WRONG: &[&str] = &["[lower_case]", "[1X]", "NOT_A_LIST", "[UNDECLAR
 fn generated() -> impl Strategy<Value = Generated> {
     let secret = (
         "[A-Z][A-Z0-9_]{0,8}",
-        any::<bool>(),
+        0u8..4,
         select(HOSTS),
         prop::option::of(select(&["5m", "30s", "1h"][..])),
     )
-        .prop_map(|(name, vault, host, ttl)| Secret {
+        .prop_map(|(name, kind, host, ttl)| Secret {
             name,
-            vault,
+            kind,
             host,
             ttl,
         });
@@ -150,8 +151,8 @@ fn render(policy: &Generated) -> Vec<Line> {
     for s in &policy.secrets {
         lines.push(Line::plain(format!("  {}:", s.name)));
         let owner = lines.len();
-        if s.vault {
-            lines.push(
+        match s.kind {
+            1 => lines.push(
                 Line::field(
                     4,
                     "vault",
@@ -159,9 +160,123 @@ fn render(policy: &Generated) -> Vec<Line> {
                     &["[x]", "7"],
                 )
                 .of(owner),
-            );
-        } else {
-            lines.push(
+            ),
+            2 => {
+                // Keys of the nested mapping: serde places a repeat at its first line.
+                let nested = lines.len() + 1;
+                lines.push(
+                    Line::field(4, "github_app", "    github_app:".into(), &["7", "[a]"]).of(owner),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "app_id",
+                        "      app_id: 12345".into(),
+                        &["[1]", "app", "-1"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "owner",
+                        "      owner: acme".into(),
+                        &["[acme]", "{a: b}", "\"a b\""],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "private_key",
+                        "      private_key: { vault: { path: github/app, field: private_key } }"
+                            .into(),
+                        &["[x]", "7", "{ env: K, file: k.pem }", "{}"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "repositories",
+                        "      repositories: [widgets, docs]".into(),
+                        &["widgets", "[acme/x]", "{a: b}"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "permissions",
+                        "      permissions: { contents: read, pull_requests: write }".into(),
+                        &["[read]", "{ contents: all }", "read"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "api",
+                        "      api: https://ghe.example.com/api/v3".into(),
+                        &["[a]", "http://ghe.example.com", "\"not a url\""],
+                    )
+                    .of(nested),
+                );
+            }
+            3 => {
+                let nested = lines.len() + 1;
+                lines.push(Line::field(4, "oauth2", "    oauth2:".into(), &["7", "[a]"]).of(owner));
+                lines.push(
+                    Line::field(
+                        6,
+                        "token_url",
+                        "      token_url: https://login.example.com/token".into(),
+                        &["[a]", "http://login.example.com/token"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "grant",
+                        "      grant: client_credentials".into(),
+                        &["password", "[client_credentials]", "7"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "client_id",
+                        "      client_id: agents".into(),
+                        &["[a]", "{a: b}"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "client_secret",
+                        "      client_secret: { env: CLIENT_SECRET }".into(),
+                        &["[x]", "{ env: \"a b\" }", "{}"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "scopes",
+                        "      scopes: [api.read, api.write]".into(),
+                        &["{a: b}", "[\"a b\"]"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(6, "per", "      per: policy".into(), &["tenant", "[task]"])
+                        .of(nested),
+                );
+            }
+            _ => lines.push(
                 Line::field(
                     4,
                     "env",
@@ -169,7 +284,7 @@ fn render(policy: &Generated) -> Vec<Line> {
                     &["[A]", "{a: b}"],
                 )
                 .of(owner),
-            );
+            ),
         }
         lines.push(
             Line::field(

@@ -121,42 +121,42 @@ fn broken_blocks_are_refused_with_their_line() {
     refused(
         &app("      app_id: 1\n      private_key: { env: K }\n"),
         "needs `installation_id` or `owner`",
-        3,
+        4,
     );
     refused(
         &app("      app_id: 1\n      installation_id: 2\n      owner: acme\n      private_key: { env: K }\n"),
         "both `installation_id` and `owner`",
-        3,
+        4,
     );
     refused(
         &app("      app_id: 1\n      installation_id: 2\n"),
         "needs `private_key`",
-        3,
+        4,
     );
     refused(
         &app("      app_id: 1\n      installation_id: 2\n      private_key: {}\n"),
         "private_key needs a source",
-        3,
+        7,
     );
     refused(
         &app("      app_id: 1\n      installation_id: 2\n      private_key: { env: K, file: k.pem }\n"),
         "more than one source",
-        3,
+        7,
     );
     refused(
         &app("      app_id: 1\n      installation_id: 2\n      private_key: { env: K }\n      permissions: { contents: all }\n"),
         "must be read, write or admin",
-        3,
+        8,
     );
     refused(
         &app("      app_id: 1\n      installation_id: 2\n      private_key: { env: K }\n      api: http://ghe.test/api/v3\n"),
         "must be an https:// URL",
-        3,
+        8,
     );
     refused(
         &app("      app_id: 1\n      installation_id: 2\n      private_key: { env: K }\n      repositories: [acme/widgets]\n"),
         "bare repository name",
-        3,
+        8,
     );
     // serde's own errors carry the line of the offending key.
     refused(
@@ -173,22 +173,22 @@ fn broken_blocks_are_refused_with_their_line() {
     refused(
         &oauth("      token_url: https://l.example.com/t\n      grant: client_credentials\n      client_id: a\n"),
         "needs `client_id` and `client_secret`",
-        3,
+        6,
     );
     refused(
         &oauth("      token_url: https://l.example.com/t\n      grant: jwt_bearer\n"),
         "needs `service_account`",
-        3,
+        6,
     );
     refused(
         &oauth("      token_url: https://l.example.com/t\n      grant: refresh_token\n      client_id: a\n"),
         "needs `refresh_token`",
-        3,
+        6,
     );
     refused(
         &oauth("      token_url: https://l.example.com/t\n      grant: client_credentials\n      client_id: a\n      client_secret: { env: S }\n      scopes: [\"a b\"]\n"),
         "not a valid OAuth scope",
-        3,
+        9,
     );
     refused(
         "  T:\n    env: X\n    oauth2: { token_url: \"https://l.example.com/t\", grant: jwt_bearer, service_account: { env: K } }\n    hosts: [api.example.com]\n",
