@@ -375,9 +375,9 @@ impl Admin {
         self.state.tasks.revoke(id, info.expires_at);
         self.state.task_ends.end(id, info.expires_at);
         let leases = self.state.secrets.end_task(id).await;
-        let minted = self.state.minter.end_task(id).await;
+        let minted_revoked = self.state.minter.end_task(id).await;
         self.state.injected.forget(id);
-        tracing::info!(task = %id, leases, minted, "task ended");
+        tracing::info!(task = %id, leases, minted_revoked, "task ended");
         true
     }
 }

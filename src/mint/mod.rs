@@ -247,20 +247,27 @@ impl Minter {
     }
 
     /// Revokes a token at its issuer, where the issuer allows it. Failures are
-    /// logged: the token then runs out on its own.
-    async fn revoke(&self, minted: &Minted) {
+    /// logged: the token then runs out on its own. Returns whether the issuer
+    /// confirmed.
+    async fn revoke(&self, minted: &Minted) -> bool {
         if SystemTime::now() >= minted.expires_at {
-            return;
+            return false;
         }
         let result = match &minted.source {
-            SecretSource::GithubApp(app) => github::revoke(&self.http, app, &minted.value).await,
+            SecretSource::GithubApp(app) => github::revoke(&self.http, app, &minted.value)
+                .await
+                .map(|()| true),
             SecretSource::OAuth2(client) => {
                 oauth::revoke(&self.http, &self.keys, client, &minted.value).await
             }
-            _ => Ok(()),
+            _ => Ok(false),
         };
-        if let Err(err) = result {
-            tracing::warn!(error = %err, "revoking a minted token failed; it will expire on its own");
+        match result {
+            Ok(confirmed) => confirmed,
+            Err(err) => {
+                tracing::warn!(error = %err, "revoking a minted token failed; it will expire on its own");
+                false
+            }
         }
     }
 
@@ -270,7 +277,8 @@ impl Minter {
     }
 
     /// Ends the slots of `keys`: later mints for them are revoked at once, and
-    /// their current tokens are revoked now. Returns how many tokens.
+    /// their current tokens are revoked now. Returns how many the issuers
+    /// confirmed revoked.
     async fn end_slots(&self, keys: impl Fn(&Key, &Slot) -> bool) -> usize {
         let ended: Vec<Arc<Slot>> = {
             let mut slots = self.slots();
@@ -293,22 +301,31 @@ impl Minter {
             })
             .collect();
         let revocations = tokens.iter().map(|minted| self.revoke(minted));
-        futures_util::future::join_all(revocations).await;
-        tokens.len()
+        let results = futures_util::future::join_all(revocations).await;
+        results.into_iter().filter(|revoked| *revoked).count()
     }
 
-    /// Revokes the tokens minted for `task` (it was ended). Returns how many.
+    /// Revokes the tokens minted for `task` (it was ended). Returns how many
+    /// the issuers confirmed revoked.
     pub async fn end_task(&self, task: &str) -> usize {
         let scope = format!("t{task}");
         self.end_slots(|key, _| key.0 == scope).await
     }
 
     /// Revokes every token still held (on shutdown), waiting at most a few
-    /// seconds. Returns how many.
+    /// seconds. Returns how many tokens were revoked in time.
     pub async fn revoke_all(&self) -> usize {
-        let tokens = self.slots().len();
-        let _ = tokio::time::timeout(SHUTDOWN_REVOKE_LIMIT, self.end_slots(|_, _| true)).await;
-        tokens
+        let revoke = self.end_slots(|_, _| true);
+        match tokio::time::timeout(SHUTDOWN_REVOKE_LIMIT, revoke).await {
+            Ok(revoked) => revoked,
+            Err(_) => {
+                tracing::warn!(
+                    limit_s = SHUTDOWN_REVOKE_LIMIT.as_secs(),
+                    "revoking minted tokens at shutdown did not finish in time; the rest expire on their own"
+                );
+                0
+            }
+        }
     }
 
     /// What `task` (under `policy`) has minted: names, issuers, expiries.

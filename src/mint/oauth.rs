@@ -315,14 +315,15 @@ fn oauth_error(answer: &Answer, sent: &[&str]) -> String {
 }
 
 /// Revokes an access token at the client's `revocation_url` (RFC 7009).
+/// Returns whether there was one to revoke it at.
 pub(super) async fn revoke(
     http: &IssuerClient,
     keys: &KeyReader,
     client: &OAuth2,
     token: &SecretValue,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let Some(url) = &client.revocation_url else {
-        return Ok(());
+        return Ok(false);
     };
     let credentials = read_client(keys, "revocation", client)
         .await
@@ -332,7 +333,7 @@ pub(super) async fn revoke(
     form.add("token_type_hint", "access_token");
     let answer = post_form(http, url, client, &credentials, form).await?;
     if answer.status.is_success() {
-        Ok(())
+        Ok(true)
     } else {
         Err(format!(
             "the revocation endpoint answered {}",
