@@ -329,3 +329,64 @@ fn serve_refuses_broken_policies_and_unknown_task_policies() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
 }
+
+#[test]
+fn policy_explain_names_a_minted_secret_and_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/github-app.yaml"),
+    )
+    .unwrap();
+    write_file(&dir.path().join("policies"), "github-app.yaml", &example);
+    let out = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--policy",
+            "github-app",
+            "POST",
+            "https://github.com/acme/widgets/git-upload-pack",
+            "-H",
+            "Authorization: Basic eC1hY2Nlc3MtdG9rZW46X19HSVRIVUJfVE9LRU5fXw==",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("inject: GITHUB_TOKEN (github_app: minted per task, repos widgets, docs)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn policy_check_locates_errors_in_minted_secret_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "app.yaml",
+        "name: app\nsecrets:\n  GITHUB_TOKEN:\n    github_app:\n      app_id: 1\n      private_key: { vault: { path: github/app, field: private_key } }\n    hosts: [api.github.com]\n",
+    );
+    write_file(
+        dir.path(),
+        "crm.yaml",
+        "name: crm\nsecrets:\n  CRM_TOKEN:\n    oauth2:\n      token_url: https://login.example.com/token\n      grant: password\n    hosts: [api.example.com]\n",
+    );
+    write_file(
+        dir.path(),
+        "keyless.yaml",
+        "name: keyless\nsecrets:\n  CRM_TOKEN:\n    oauth2:\n      token_url: https://login.example.com/token\n      grant: jwt_bearer\n      scopes: [a]\n    hosts: [api.example.com]\n",
+    );
+    let out = run(dir.path(), &["policy", "check", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for expected in [
+        "app.yaml:4: secret `GITHUB_TOKEN`: github_app needs `installation_id` or `owner`",
+        "crm.yaml:6:",
+        "unknown variant `password`",
+        "keyless.yaml:6: secret `CRM_TOKEN`: grant jwt_bearer needs `service_account`",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+}
