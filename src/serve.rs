@@ -129,7 +129,8 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
             crate::secrets::KeyReader::new(
                 crate::secrets::EnvBackend::new(config.env_prefix.clone()),
                 vault.clone(),
-            ),
+            )
+            .forbid(&config.own_secret_paths()),
             crate::mint::IssuerClient::new(dialer.clone(), client_tls.clone()),
             metrics.mints.clone(),
         )),

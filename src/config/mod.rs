@@ -125,6 +125,25 @@ pub struct ApprovalsConfig {
 }
 
 impl Config {
+    /// tollgate's own key material and state: the CA key, the audit key, the
+    /// admin token, Vault login files and the state directory. A policy's
+    /// `file:` key source may not name any of them (or anything under them).
+    pub fn own_secret_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![
+            self.state_dir.clone(),
+            self.ca_key.clone(),
+            self.audit.key.clone(),
+            self.admin_token_file.clone(),
+        ];
+        if let Some(vault) = &self.vault {
+            match &vault.auth {
+                VaultAuth::Token { token_file } => paths.push(token_file.clone()),
+                VaultAuth::AppRole { secret_id_file, .. } => paths.push(secret_id_file.clone()),
+            }
+        }
+        paths
+    }
+
     /// Loads `path` if given; else `./tollgate.yaml` if present; else defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
         Self::load_as(path, TaskTokens::Read)

@@ -5,6 +5,7 @@
 use super::{EnvBackend, SecretError, SecretValue, VaultBackend};
 use crate::policy::model::KeySource;
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Reads [`KeySource`]s. Nothing read here is cached: key material is read when
@@ -13,12 +14,34 @@ use std::sync::Arc;
 pub struct KeyReader {
     env: EnvBackend,
     vault: Option<Arc<VaultBackend>>,
+    /// Files (and directories) a `file:` source may not read: tollgate's own
+    /// keys, which a policy must not be able to send to an issuer.
+    forbidden: Vec<PathBuf>,
 }
 
 impl KeyReader {
     /// A reader over the env backend and, when configured, Vault.
     pub fn new(env: EnvBackend, vault: Option<Arc<VaultBackend>>) -> Self {
-        Self { env, vault }
+        Self {
+            env,
+            vault,
+            forbidden: Vec::new(),
+        }
+    }
+
+    /// Refuses `file:` sources at or under any of `paths`
+    /// ([`crate::config::Config::own_secret_paths`]).
+    pub fn forbid(mut self, paths: &[PathBuf]) -> Self {
+        self.forbidden = paths
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        self
+    }
+
+    /// Whether `path` (canonical) is one of tollgate's own key files.
+    fn is_forbidden(&self, path: &Path) -> bool {
+        self.forbidden.iter().any(|own| path.starts_with(own))
     }
 
     fn vault(&self, name: &str) -> Result<&VaultBackend, SecretError> {
@@ -38,8 +61,26 @@ impl KeyReader {
             }
             KeySource::Env { name: var } => self.env.read(name, var),
             KeySource::File { path } => {
+                // SECURITY: through symlinks too, a policy may not make tollgate
+                // read its own CA key or tokens and hand them to an issuer.
+                let real =
+                    tokio::fs::canonicalize(path)
+                        .await
+                        .map_err(|e| SecretError::Missing {
+                            name: name.to_string(),
+                            reason: format!("cannot read {}: {}", path.display(), e.kind()),
+                        })?;
+                if self.is_forbidden(&real) {
+                    return Err(SecretError::Unavailable {
+                        name: name.to_string(),
+                        reason: format!(
+                            "{} is one of tollgate's own key files or state; a policy may not read it",
+                            path.display()
+                        ),
+                    });
+                }
                 let text =
-                    tokio::fs::read_to_string(path)
+                    tokio::fs::read_to_string(&real)
                         .await
                         .map_err(|e| SecretError::Missing {
                             name: name.to_string(),
@@ -77,6 +118,12 @@ impl KeyReader {
                 reason: format!("the rotated refresh token cannot be written to env {var}"),
             }),
             KeySource::File { path } => {
+                if std::fs::canonicalize(path).is_ok_and(|real| self.is_forbidden(&real)) {
+                    return Err(SecretError::Unavailable {
+                        name: name.to_string(),
+                        reason: format!("{} is one of tollgate's own files", path.display()),
+                    });
+                }
                 let path = path.clone();
                 let value = value.clone();
                 tokio::task::spawn_blocking(move || replace_file(&path, value.expose().as_bytes()))
@@ -118,4 +165,53 @@ fn tempfile_in(dir: &std::path::Path) -> std::io::Result<(std::path::PathBuf, st
         .mode(0o600)
         .open(&path)?;
     Ok((path, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(forbidden: &[PathBuf]) -> KeyReader {
+        KeyReader::new(EnvBackend::new("TOLLGATE_KEYS_TEST_"), None).forbid(forbidden)
+    }
+
+    #[tokio::test]
+    async fn a_file_source_cannot_read_tollgates_own_keys_even_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(state.join("task.key"), "own").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("ca.key"), "ca").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("app.pem"), "app key\n").unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(dir.path().join("ca.key"), dir.path().join("innocent.pem"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let keys = reader(&[state.clone(), dir.path().join("ca.key")]);
+        let file = |p: PathBuf| KeySource::File { path: p };
+        for refused in [
+            state.join("task.key"),
+            dir.path().join("ca.key"),
+            dir.path().join("innocent.pem"),
+            dir.path().join("state/../ca.key"),
+        ] {
+            let err = keys.read("T", &file(refused.clone())).await.err();
+            let err = err.unwrap_or_else(|| panic!("{} was read", refused.display()));
+            assert!(err.to_string().contains("tollgate's own"), "{err}");
+        }
+        let ok = keys.read("T", &file(dir.path().join("app.pem"))).await;
+        assert_eq!(
+            ok.map(|v| v.expose().to_string()).ok().as_deref(),
+            Some("app key")
+        );
+        let rotated = SecretValue::new("r2".into());
+        assert!(keys
+            .write_back("T", &file(dir.path().join("ca.key")), &rotated)
+            .await
+            .is_err());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ca.key"))
+                .ok()
+                .as_deref(),
+            Some("ca")
+        );
+    }
 }
