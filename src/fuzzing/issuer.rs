@@ -21,7 +21,7 @@
 //! file's error never quotes the file (at most its PEM label, when that is one).
 
 use crate::mint::answer::{self, AnswerError, ServiceAccountError};
-use crate::mint::issued::quote_issuer;
+use crate::mint::issued::{quote_issuer, MAX_QUOTE};
 use crate::mint::jwt::{is_pem_label, RsaSigner, MAX_LABEL};
 use http::StatusCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -35,9 +35,6 @@ pub const STATUSES: [u16; 16] = [
 const NOW_SECS: u64 = 1_750_000_000;
 /// The `fallback` life of OAuth answers without `expires_in`.
 const FALLBACK: Duration = Duration::from_secs(300);
-/// Longest quote: 200 characters, each secret piece of 8 or more grown to
-/// `[redacted]` (10), and one more at the end.
-const MAX_QUOTE: usize = 200 * 10 / 8 + 10;
 /// Longest whole error: two quotes and the words around them.
 const MAX_ERROR: usize = 2 * MAX_QUOTE + 80;
 
