@@ -2,8 +2,9 @@
 //! installation looked up by owner once, the token minted for the policy's
 //! repositories and permissions, and revoked with `DELETE /installation/token`.
 
+use super::answer::{github_installation_id, github_refusal, github_token};
 use super::http::{Answer, IssuerClient};
-use super::issued::{quote_issuer, Fresh};
+use super::issued::Fresh;
 use super::jwt::RsaSigner;
 use crate::policy::model::{GithubApp, Installation, KeySource};
 use crate::secrets::{KeyReader, SecretError, SecretValue};
@@ -20,8 +21,6 @@ const IAT_BACKDATE: u64 = 60;
 const JWT_LIFETIME: u64 = 540;
 /// A cached JWT is signed again once less than this is left.
 const JWT_RESIGN_BEFORE: Duration = Duration::from_secs(60);
-/// Token lifetime assumed when GitHub's answer gives none (GitHub's is 1 h).
-const DEFAULT_TOKEN_LIFE: Duration = Duration::from_secs(3600);
 
 type JwtKey = (String, u64, KeySource);
 
@@ -113,7 +112,7 @@ impl Apps {
                 .await
                 .map_err(|e| minting(name, e))?;
             if answer.status == StatusCode::OK {
-                let id = answer.json()["id"].as_u64().ok_or_else(|| {
+                let id = github_installation_id(&answer.body).ok_or_else(|| {
                     minting(
                         name,
                         format!("GitHub's answer for {url} has no installation id"),
@@ -163,27 +162,16 @@ impl Apps {
         )
         .await
         .map_err(|e| minting(name, e))?;
-        if !answer.status.is_success() {
-            if answer.status == StatusCode::UNAUTHORIZED {
-                self.forget_jwt(app);
-            }
-            return Err(refused(name, &answer, &jwt));
+        if answer.status == StatusCode::UNAUTHORIZED {
+            self.forget_jwt(app);
         }
-        let json = answer.json();
-        let token = json["token"]
-            .as_str()
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| minting(name, "GitHub's answer has no usable token"))?;
-        let expires_at = json["expires_at"]
-            .as_str()
-            .and_then(crate::text::parse_rfc3339_ms)
-            .and_then(|ms| u64::try_from(ms).ok())
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
-            .unwrap_or_else(|| SystemTime::now() + DEFAULT_TOKEN_LIFE);
-        Ok(Fresh {
-            value: SecretValue::new(token.to_string()),
-            expires_at,
-        })
+        github_token(
+            answer.status,
+            &answer.body,
+            &[jwt.expose()],
+            SystemTime::now(),
+        )
+        .map_err(|e| minting(name, e.to_string()))
     }
 }
 
@@ -235,13 +223,7 @@ fn refused(name: &str, answer: &Answer, jwt: &SecretValue) -> SecretError {
 }
 
 fn refused_text(answer: &Answer, jwt: &SecretValue) -> String {
-    let json = answer.json();
-    let message = json["message"].as_str().unwrap_or("no message");
-    format!(
-        "GitHub answered {}: {}",
-        answer.status.as_u16(),
-        quote_issuer(message, &[jwt.expose()])
-    )
+    github_refusal(answer.status, &answer.body, &[jwt.expose()]).to_string()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

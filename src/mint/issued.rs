@@ -17,7 +17,7 @@ pub fn quote_issuer(text: &str, secrets: &[&str]) -> String {
     let mut text: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
+        .take(MAX_QUOTE)
         .collect();
     for secret in secrets.iter().filter(|s| s.len() >= 8) {
         if text.contains(secret) {
@@ -37,5 +37,17 @@ pub fn quote_issuer(text: &str, secrets: &[&str]) -> String {
             }
         }
     }
-    text.trim().to_string()
+    // `[redacted]` can be longer than what it replaced (a secret of 8 bytes
+    // may be 2 characters): cut again, so the quote keeps its bound.
+    let text = text.trim();
+    if text.chars().count() <= MAX_QUOTE {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(MAX_QUOTE - 1).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
 }
+
+/// Longest quote, in characters.
+pub const MAX_QUOTE: usize = 200;

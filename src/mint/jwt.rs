@@ -25,16 +25,23 @@ impl RsaSigner {
     pub fn from_pem(pem_text: &str) -> Result<Self, String> {
         let block = pem::parse(pem_text.trim())
             .map_err(|_| "the private key is not a PEM block".to_string())?;
-        let key = match block.tag() {
-            "RSA PRIVATE KEY" => RsaKeyPair::from_der(block.contents()),
-            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(block.contents()),
-            other => {
-                return Err(format!(
-                    "the private key is a PEM `{other}` block, not an RSA private key"
-                ))
+        let key =
+            match block.tag() {
+                "RSA PRIVATE KEY" => RsaKeyPair::from_der(block.contents()),
+                "PRIVATE KEY" => RsaKeyPair::from_pkcs8(block.contents()),
+                other if is_pem_label(other) => {
+                    return Err(format!(
+                        "the private key is a PEM `{other}` block, not an RSA private key"
+                    ))
+                }
+                // The parser takes anything up to `-----` as the label, lines of the
+                // key included: such a "label" is not quoted.
+                _ => return Err(
+                    "the private key is a PEM block with a malformed label, not an RSA private key"
+                        .to_string(),
+                ),
             }
-        }
-        .map_err(|e| format!("the private key is not a usable RSA key: {e}"))?;
+            .map_err(|e| format!("the private key is not a usable RSA key: {e}"))?;
         Ok(Self { key })
     }
 
@@ -57,6 +64,17 @@ impl RsaSigner {
         Ok(token)
     }
 }
+
+/// Whether a PEM block's label is one worth quoting: short, one line, printable
+/// (RFC 7468 §3 labels are printable ASCII, such as `CERTIFICATE`).
+pub fn is_pem_label(label: &str) -> bool {
+    (1..=MAX_LABEL).contains(&label.len())
+        && label.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && label.trim() == label
+}
+
+/// Longest PEM label quoted in an error.
+pub const MAX_LABEL: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -107,6 +125,14 @@ mod tests {
             assert!(err.contains("private key"), "{err}");
             assert!(!err.contains("AAAA"));
         }
+        // A broken BEGIN line makes the parser read key lines as the label.
+        let err = RsaSigner::from_pem(
+            "-----BEGIN X\nMIIEsecretline\n-----\n-----END X\nMIIEsecretline\n-----",
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("malformed label"), "{err}");
+        assert!(!err.contains("MIIE"), "{err}");
         let garbage = pem::encode(&pem::Pem::new("RSA PRIVATE KEY", vec![1, 2, 3]));
         assert!(RsaSigner::from_pem(&garbage).is_err());
     }

@@ -7,9 +7,10 @@
 //! requests find it missing or stale, one mints while the rest wait for it.
 //! A token whose re-mint fails keeps serving until it expires, never after.
 
+pub mod answer;
 mod github;
 pub mod http;
-mod issued;
+pub mod issued;
 pub mod jwt;
 mod oauth;
 

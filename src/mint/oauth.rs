@@ -4,9 +4,9 @@
 //! assertion), with `client_secret_basic` or `client_secret_post`, and RFC 7009
 //! revocation.
 
+use super::answer::{oauth_token, service_account};
 use super::http::{Answer, IssuerClient};
-use super::issued::{quote_issuer, Fresh};
-use super::jwt::RsaSigner;
+use super::issued::Fresh;
 use crate::policy::model::{ClientAuth, KeySource, OAuth2, OAuthGrant};
 use crate::secrets::{KeyReader, SecretError, SecretValue};
 use crate::text::percent_encode_unreserved as form_encode;
@@ -109,33 +109,19 @@ impl Clients {
         if let Some(secret) = &credentials.secret {
             quoted.push(secret.expose());
         }
-        if !answer.status.is_success() {
-            return Err(minting(name, oauth_error(&answer, &quoted)));
+        let answer = oauth_token(
+            answer.status,
+            &answer.body,
+            &quoted,
+            SystemTime::now(),
+            fallback,
+        )
+        .map_err(|e| minting(name, e.to_string()))?;
+        if let (Some(source), Some(rotated)) = (refresh_source, &answer.refresh_token) {
+            self.keep_rotated(keys, name, source, rotated.expose(), &sent)
+                .await;
         }
-        let json = answer.json();
-        let token = json["access_token"]
-            .as_str()
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                minting(
-                    name,
-                    "the token endpoint's answer has no usable access_token",
-                )
-            })?;
-        let life = match &json["expires_in"] {
-            serde_json::Value::Number(n) => n.as_u64(),
-            serde_json::Value::String(s) => s.parse().ok(),
-            _ => None,
-        }
-        .map(Duration::from_secs)
-        .unwrap_or(fallback);
-        if let (Some(source), Some(rotated)) = (refresh_source, json["refresh_token"].as_str()) {
-            self.keep_rotated(keys, name, source, rotated, &sent).await;
-        }
-        Ok(Fresh {
-            value: SecretValue::new(token.to_string()),
-            expires_at: SystemTime::now() + life,
-        })
+        Ok(answer.fresh)
     }
 
     fn refresh_lock(&self, source: &KeySource) -> Arc<tokio::sync::Mutex<()>> {
@@ -212,35 +198,17 @@ async fn assertion(
     source: &KeySource,
 ) -> Result<SecretValue, SecretError> {
     let text = keys.read(name, source).await?;
-    // Parsed as a Value first: serde's typed errors could quote the key.
-    let json: serde_json::Value = serde_json::from_str(text.expose()).map_err(|e| {
-        minting(
-            name,
-            format!(
-                "the service-account key ({source}) is not JSON (line {})",
-                e.line()
-            ),
-        )
-    })?;
-    let field = |key: &str| json[key].as_str().filter(|v| !v.is_empty());
-    let (Some(email), Some(pem)) = (field("client_email"), field("private_key")) else {
-        return Err(minting(
-            name,
-            format!("the service-account key ({source}) needs client_email and private_key"),
-        ));
-    };
-    let signer = RsaSigner::from_pem(pem)
-        .map_err(|e| minting(name, format!("the service-account key ({source}): {e}")))?;
+    let account = service_account(text.expose()).map_err(|e| minting(name, e.describe(source)))?;
     let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
-    if let Some(kid) = field("private_key_id") {
-        header["kid"] = kid.into();
+    if let Some(kid) = &account.key_id {
+        header["kid"] = kid.as_str().into();
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let mut claims = serde_json::json!({
-        "iss": email,
+        "iss": account.email,
         "aud": client.token_url,
         "iat": now,
         "exp": now + ASSERTION_LIFETIME,
@@ -248,7 +216,8 @@ async fn assertion(
     if !client.scopes.is_empty() {
         claims["scope"] = client.scopes.join(" ").into();
     }
-    signer
+    account
+        .signer
         .sign(&header, &claims)
         .map(SecretValue::new)
         .map_err(|e| minting(name, e))
@@ -293,25 +262,6 @@ async fn post_form(
         .body(Full::new(body))
         .map_err(|_| format!("{url} is not a usable URL"))?;
     http.send(req).await
-}
-
-/// The endpoint's refusal: status, the OAuth `error` code and its description.
-fn oauth_error(answer: &Answer, sent: &[&str]) -> String {
-    let json = answer.json();
-    let status = answer.status.as_u16();
-    match json["error"].as_str() {
-        Some(code) => {
-            let code = quote_issuer(code, sent);
-            match json["error_description"].as_str() {
-                Some(text) => format!(
-                    "the token endpoint answered {status} {code}: {}",
-                    quote_issuer(text, sent)
-                ),
-                None => format!("the token endpoint answered {status} {code}"),
-            }
-        }
-        None => format!("the token endpoint answered HTTP {status} without an OAuth error"),
-    }
 }
 
 /// Revokes an access token at the client's `revocation_url` (RFC 7009).

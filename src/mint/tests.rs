@@ -15,6 +15,14 @@ fn issuer_words_are_quoted_without_what_was_sent() {
     assert!(!quoted.contains("eyJhbGciOiJS"), "{quoted}");
     assert_eq!(quote_issuer("line\nbreak\u{7}", &[]), "line break");
     assert_eq!(quote_issuer(&"é".repeat(300), &[]).chars().count(), 200);
+    // Redaction that lengthens the text does not break the bound (found by
+    // the `issuer` fuzz target: 8-byte secrets of 2 characters each).
+    let secret = "\u{10000}\u{10001}";
+    let quoted = quote_issuer(&secret.repeat(100), &[secret]);
+    assert_eq!(quoted.chars().count(), 200, "{quoted}");
+    assert!(quoted.starts_with("[redacted][redacted]") && quoted.ends_with('…'));
+    let quoted = quote_issuer(&"12345678 ".repeat(30), &["12345678"]);
+    assert!(quoted.chars().count() <= 200, "{quoted}");
 }
 
 #[test]
@@ -57,7 +65,7 @@ mod quoting {
                 let quoted = quote_issuer(&text, &[&secret]);
                 prop_assert!(!quoted.contains(&secret), "{quoted:?}");
                 prop_assert!(!quoted.chars().any(char::is_control));
-                prop_assert!(quoted.chars().count() <= 200 + "[redacted]".len());
+                prop_assert!(quoted.chars().count() <= super::super::issued::MAX_QUOTE);
             }
         }
     }
