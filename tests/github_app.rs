@@ -1158,6 +1158,22 @@ async fn an_expiring_token_is_minted_again_and_never_forwarded_expired() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_has_already_expired_is_refused_not_forwarded() {
+    if !needs(&["git", "openssl"]) {
+        return;
+    }
+    // A GitHub whose clock runs behind: every token it hands out has expired.
+    let mut w = World::start(|spec| spec.token_life = Duration::ZERO).await;
+    let proxy = w.proxy(KeySource::Env).await;
+    let widgets = w.url("api.github.test", "/repos/acme/widgets");
+    for _ in 0..2 {
+        let out = get(&proxy, &widgets).await;
+        assert_unavailable(&out, "GITHUB_TOKEN", "already expired");
+    }
+    assert!(w.gh.stale_uses().is_empty(), "{:?}", w.gh.stale_uses());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_revoked_when_their_task_ends_and_at_shutdown() {
     if !needs(&["git", "openssl", "bao"]) {
         return;

@@ -228,7 +228,21 @@ impl Minter {
         }
     }
 
+    /// Mints once. A token that has expired already (an `expires_at` in the
+    /// past, `expires_in: 0`) is refused rather than minted again on every
+    /// request.
     async fn mint(&self, spec: &SecretSpec) -> Result<Fresh, SecretError> {
+        let fresh = self.mint_from_issuer(spec).await?;
+        if fresh.expires_at <= SystemTime::now() {
+            return Err(SecretError::Minting {
+                name: spec.name.as_str().to_string(),
+                reason: "the issuer handed out a token that has already expired; check the clocks of tollgate and the issuer".into(),
+            });
+        }
+        Ok(fresh)
+    }
+
+    async fn mint_from_issuer(&self, spec: &SecretSpec) -> Result<Fresh, SecretError> {
         let name = spec.name.as_str();
         match &spec.source {
             SecretSource::GithubApp(app) => {
