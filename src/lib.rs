@@ -24,6 +24,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod secrets;
 pub mod serve;
+pub mod sigv4;
 pub mod task_token;
 pub mod tasks;
 pub mod text;

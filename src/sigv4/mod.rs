@@ -1,0 +1,31 @@
+//! AWS Signature Version 4 (header form): reading the `Authorization` header a
+//! client signed with, rebuilding the canonical request it signed, and signing
+//! it (the checks and the re-signing of issue 15 build on this).
+//!
+//! `auth` parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`;
+//! `canonical` builds the canonical request and the string to sign, with S3's
+//! rule for paths (as sent) and every other service's (normalized, then encoded
+//! again); `sign` derives signing keys (cached per date, region and service) and
+//! computes signatures. Nothing here does I/O.
+
+pub mod auth;
+pub mod canonical;
+pub mod sign;
+
+pub use auth::{parse_authorization, Authorization, Scope};
+pub use canonical::{canonical_request, string_to_sign, CanonicalInput};
+pub use sign::{signature, SigningKeys};
+
+/// Why a SigV4 header could not be read. Messages never quote a signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigV4Error {
+    /// Not `AWS4-HMAC-SHA256 …`: another algorithm (SigV4a, SigV2) or none.
+    #[error("unsupported signing algorithm `{0}`")]
+    Algorithm(String),
+    /// A part is missing or malformed.
+    #[error("malformed SigV4 Authorization header: {0}")]
+    Malformed(&'static str),
+}
+
+#[cfg(test)]
+mod tests;

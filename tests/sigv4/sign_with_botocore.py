@@ -1,0 +1,54 @@
+"""Signs a set of requests with botocore's own SigV4 signers (the code every
+boto3 client runs) and prints them as JSON lines, for tests/sigv4.rs to check
+that tollgate computes the same canonical request and signature.
+
+Each line: method, url, headers (as sent, including Authorization), service,
+the secret used, and the payload hash botocore signed.
+"""
+
+import json
+import sys
+
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+CREDS = Credentials("__AWS__", SECRET)
+TOKEN_CREDS = Credentials("__AWS__", SECRET, token="__AWS__")
+
+CASES = [
+    # (service, region, method, url, headers, body, credentials)
+    ("s3", "us-east-1", "GET", "https://bucket.s3.amazonaws.com/key%20with%20space/a+b?list-type=2&prefix=a%2Fb&max-keys=5", {}, b"", CREDS),
+    ("s3", "eu-west-1", "PUT", "https://s3.eu-west-1.amazonaws.com/bucket/dir//./x~y.txt", {"Content-Type": "text/plain", "X-Amz-Meta-Note": "  two   spaces  "}, b"hello", TOKEN_CREDS),
+    ("s3", "us-east-1", "GET", "https://bucket.s3.amazonaws.com/?versions&delimiter=%2F&encoding-type=url", {}, b"", CREDS),
+    ("sqs", "us-west-2", "POST", "https://sqs.us-west-2.amazonaws.com/123456789012/queue", {"Content-Type": "application/x-www-form-urlencoded"}, b"Action=SendMessage&MessageBody=hi", CREDS),
+    ("iam", "us-east-1", "GET", "https://iam.amazonaws.com/?Action=ListUsers&Version=2010-05-08", {}, b"", CREDS),
+    ("execute-api", "us-east-1", "GET", "https://abc.execute-api.us-east-1.amazonaws.com/prod/a%2Fb/c%20d/../e?z=1&a=%C3%A9&a=0", {"X-Custom": "a\tb"}, b"", TOKEN_CREDS),
+    ("dynamodb", "us-east-1", "POST", "https://dynamodb.us-east-1.amazonaws.com/", {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.ListTables"}, b"{}", TOKEN_CREDS),
+]
+
+
+def main():
+    for service, region, method, url, headers, body, creds in CASES:
+        request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
+        signer = S3SigV4Auth if service == "s3" else SigV4Auth
+        signer(creds, service, region).add_auth(request)
+        prepared = request.prepare()
+        payload_hash = prepared.headers.get("X-Amz-Content-SHA256")
+        if payload_hash is None:
+            import hashlib
+            payload_hash = hashlib.sha256(body).hexdigest()
+        print(json.dumps({
+            "service": service,
+            "method": prepared.method,
+            "url": prepared.url,
+            "headers": [[k, v if isinstance(v, str) else v.decode()] for k, v in prepared.headers.items()],
+            "payload_hash": payload_hash,
+            "secret": creds.secret_key,
+        }))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
