@@ -178,3 +178,176 @@ fn a_request_changed_after_signing_does_not_verify() {
         }
     }
 }
+
+/// botocore's presigned URLs, made at one instant with the placeholder and with
+/// real temporary credentials.
+fn presigned_by_botocore() -> Option<Vec<serde_json::Value>> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sigv4/sign_with_botocore.py"
+    );
+    let out = std::process::Command::new("python3")
+        .args([script, "presign"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => Some(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        ),
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named 'botocore'") => {
+            common::skip::skipped("needs python3 with botocore (.ci/run installs it)");
+            None
+        }
+        Ok(out) => panic!("{}", String::from_utf8_lossy(&out.stderr)),
+        Err(err) => {
+            common::skip::skipped(&format!("needs python3: {err}"));
+            None
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    tollgate::text::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
+/// The signature of a presigned `query` (without `X-Amz-Signature`).
+fn presigned_signature(
+    method: &str,
+    url: &str,
+    query: &str,
+    scope: &tollgate::sigv4::Scope,
+    amz_date: &str,
+    secret: &str,
+) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let (host, path_and_query) = rest.split_at(rest.find('/').unwrap());
+    let path = path_and_query
+        .split_once('?')
+        .map_or(path_and_query, |(p, _)| p);
+    let payload = if scope.service == "s3" {
+        "UNSIGNED-PAYLOAD".to_string()
+    } else {
+        sha256_hex(b"")
+    };
+    let canonical = canonical_request(&CanonicalInput {
+        method,
+        path,
+        query,
+        headers: &HeaderMap::new(),
+        host,
+        signed_headers: &["host".to_string()],
+        payload_hash: &payload,
+        service: &scope.service,
+        exclude_query: &["X-Amz-Signature"],
+    })
+    .unwrap();
+    let keys = SigningKeys::default();
+    signature(
+        &keys.key(secret, scope),
+        &string_to_sign(amz_date, scope, &canonical),
+    )
+}
+
+#[test]
+fn a_presigned_url_is_checked_and_signed_again_exactly_as_botocore_would() {
+    let Some(cases) = presigned_by_botocore() else {
+        return;
+    };
+    assert!(cases.len() >= 3);
+    for case in &cases {
+        let method = case["method"].as_str().unwrap();
+        let url = case["placeholder"].as_str().unwrap();
+        let (base, query) = url.split_once('?').unwrap();
+        let presigned = tollgate::sigv4::parse_presigned(query).unwrap().unwrap();
+        assert_eq!(presigned.scope.access_key, "__AWS__");
+        assert!(presigned.has_token);
+        // The sandbox's signature checks out with the placeholder as the secret.
+        let check = presigned_signature(
+            method,
+            url,
+            query,
+            &presigned.scope,
+            &presigned.amz_date,
+            "__AWS__",
+        );
+        assert_eq!(check, presigned.signature, "{url}");
+        // A changed query does not.
+        let tampered = query.replacen("X-Amz-Expires=", "X-Amz-Expires=1", 1);
+        let changed = presigned_signature(
+            method,
+            url,
+            &tampered,
+            &presigned.scope,
+            &presigned.amz_date,
+            "__AWS__",
+        );
+        assert_ne!(changed, presigned.signature);
+        // Signed again with the real credentials: byte for byte botocore's URL.
+        let real = tollgate::sigv4::Scope {
+            access_key: case["real_key"].as_str().unwrap().into(),
+            ..presigned.scope.clone()
+        };
+        let requeried = tollgate::sigv4::requery(
+            query,
+            &real,
+            Some(case["real_token"].as_str().unwrap()),
+            presigned.expires,
+        );
+        let sig = presigned_signature(
+            method,
+            url,
+            &requeried,
+            &real,
+            &presigned.amz_date,
+            case["real_secret"].as_str().unwrap(),
+        );
+        assert_eq!(
+            format!("{base}?{requeried}&X-Amz-Signature={sig}"),
+            case["real"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn malformed_presigning_parameters_are_refused() {
+    let good = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=__AWS__%2F20261205%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261205T080000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=".to_string() + &"a".repeat(64);
+    assert!(tollgate::sigv4::parse_presigned(&good).unwrap().is_some());
+    assert!(tollgate::sigv4::parse_presigned("a=1&b=2")
+        .unwrap()
+        .is_none());
+    for (broken, why) in [
+        (
+            good.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256"),
+            "unsupported",
+        ),
+        (
+            good.replace("X-Amz-Expires=900", "X-Amz-Expires=604801"),
+            "604800",
+        ),
+        (
+            good.replace("X-Amz-Date=20261205", "X-Amz-Date=20261204"),
+            "does not match",
+        ),
+        (
+            good.clone() + "&X-Amz-Signature=" + &"b".repeat(64),
+            "repeated",
+        ),
+        (
+            good.replace(
+                "X-Amz-SignedHeaders=host",
+                "X-Amz-SignedHeaders=x-amz-date%3Bhost",
+            ),
+            "sorted",
+        ),
+        (
+            good.replace("&X-Amz-Credential=", "&X-Amz-Nothing="),
+            "no X-Amz-Credential",
+        ),
+    ] {
+        let err = tollgate::sigv4::parse_presigned(&broken).err().unwrap();
+        assert!(err.to_string().contains(why), "{broken}: {err}");
+    }
+}

@@ -6,14 +6,19 @@
 //! `canonical` builds the canonical request and the string to sign, with S3's
 //! rule for paths (as sent) and every other service's (normalized, then encoded
 //! again); `sign` derives signing keys (cached per date, region and service) and
-//! computes signatures. Nothing here does I/O.
+//! computes signatures; `presigned` reads and rewrites the query form; `keyid`
+//! finds real-looking access key ids. Nothing here does I/O.
 
 pub mod auth;
 pub mod canonical;
+pub mod keyid;
+pub mod presigned;
 pub mod sign;
 
 pub use auth::{parse_authorization, Authorization, Scope};
 pub use canonical::{canonical_request, string_to_sign, CanonicalInput};
+pub use keyid::find_access_key_id;
+pub use presigned::{parse_presigned, requery, Presigned};
 pub use sign::{signature, SigningKeys};
 
 /// Why a SigV4 header could not be read. Messages never quote a signature.

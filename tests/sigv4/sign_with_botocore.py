@@ -29,7 +29,50 @@ CASES = [
 ]
 
 
+# Presigned URLs: the sandbox presigns with the placeholder (whose secret key is
+# the placeholder itself); the same URL presigned with real temporary
+# credentials at the same instant is what tollgate must produce.
+PLACEHOLDER = Credentials("__AWS__", "__AWS__", token="__AWS__")
+REAL = Credentials("ASIAEXAMPLEREAL00001", "real/secret+key0123456789abcdefghijklm", token="IQoJb3JpZ2luX2VjE//real+session/token==")
+
+PRESIGN = [
+    ("s3", "us-east-1", "GET", "https://bucket.s3.amazonaws.com/reports/2026%20q4.csv?versionId=3HL4kqtJ&response-content-type=text%2Fcsv", 900),
+    ("s3", "eu-west-1", "PUT", "https://s3.eu-west-1.amazonaws.com/bucket/upload/a~b.bin", 3600),
+    ("sqs", "us-west-2", "GET", "https://sqs.us-west-2.amazonaws.com/123456789012/queue?Action=ReceiveMessage", 300),
+]
+
+
+def presign():
+    import datetime as _dt
+    from botocore.auth import S3SigV4QueryAuth, SigV4QueryAuth
+
+    class Fixed(_dt.datetime):
+        @classmethod
+        def utcnow(cls):
+            return cls(2026, 12, 5, 8, 0, 0)
+
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 5, 8, 0, 0, tzinfo=tz)
+
+    _dt.datetime = Fixed
+    for service, region, method, url, expires in PRESIGN:
+        out = {"service": service, "method": method}
+        for name, creds in (("placeholder", PLACEHOLDER), ("real", REAL)):
+            request = AWSRequest(method=method, url=url)
+            signer = S3SigV4QueryAuth if service == "s3" else SigV4QueryAuth
+            signer(creds, service, region, expires=expires).add_auth(request)
+            out[name] = request.prepare().url
+        out["real_key"] = REAL.access_key
+        out["real_secret"] = REAL.secret_key
+        out["real_token"] = REAL.token
+        print(json.dumps(out))
+
+
 def main():
+    if sys.argv[1:] == ["presign"]:
+        presign()
+        return
     for service, region, method, url, headers, body, creds in CASES:
         request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
         signer = S3SigV4Auth if service == "s3" else SigV4Auth
