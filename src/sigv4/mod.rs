@@ -6,11 +6,13 @@
 //! `canonical` builds the canonical request and the string to sign, with S3's
 //! rule for paths (as sent) and every other service's (normalized, then encoded
 //! again); `sign` derives signing keys (cached per date, region and service) and
-//! computes signatures; `presigned` reads and rewrites the query form; `keyid`
+//! computes signatures; `chunked` re-signs `aws-chunked` bodies as they stream;
+//! `presigned` reads and rewrites the query form; `keyid`
 //! finds real-looking access key ids. Nothing here does I/O.
 
 pub mod auth;
 pub mod canonical;
+pub mod chunked;
 pub mod keyid;
 pub mod presigned;
 pub mod sign;
