@@ -550,15 +550,13 @@ async fn echoed_access_token_is_scrubbed() {
     assert_not_leaked(&f.proxy, &[token.clone(), BASIC_SECRET.to_string()]).await;
 }
 
-#[tokio::test]
-async fn rotated_refresh_token_is_written_back_to_openbao_and_survives_a_restart() {
-    if !python_ready() {
-        return;
-    }
+/// A server with one seeded refresh token for `basic-client`, and tollgate with
+/// `CRM_TOKEN` minted by the refresh_token grant from OpenBao.
+async fn refresh_grant_crm(tweak: impl FnOnce(&mut ProxySetup)) -> Crm {
     let mut config = server_config(3600);
     config["refresh_tokens"] =
         json!([{"token": SEED_REFRESH, "client_id": "basic-client", "scope": "api.read"}]);
-    let f = Crm::start(
+    Crm::start(
         config,
         &["CRM_TOKEN"],
         |auth| {
@@ -570,10 +568,18 @@ async fn rotated_refresh_token_is_written_back_to_openbao_and_survives_a_restart
                  refresh_token: { vault: { mount: secret, path: crm/refresh, field: token } }",
             )]
         },
-        // Debug logs too: nothing secret in them either.
-        |setup| setup.env.push(("RUST_LOG".into(), "debug".into())),
+        tweak,
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn rotated_refresh_token_is_written_back_to_openbao_and_survives_a_restart() {
+    if !python_ready() {
+        return;
+    }
+    // Debug logs too: nothing secret in them either.
+    let f = refresh_grant_crm(|setup| setup.env.push(("RUST_LOG".into(), "debug".into()))).await;
     f.vault.bao.cli(&[
         "kv",
         "put",
@@ -1366,27 +1372,11 @@ async fn a_refresh_token_grant_serves_several_tasks_through_rotations() {
     if !python_ready() {
         return;
     }
-    let mut config = server_config(3600);
-    config["refresh_tokens"] =
-        json!([{"token": SEED_REFRESH, "client_id": "basic-client", "scope": "api.read"}]);
-    let f = Crm::start(
-        config,
-        &["CRM_TOKEN"],
-        |auth| {
-            vec![secret(
-                "CRM_TOKEN",
-                &auth.token_url(),
-                "grant: refresh_token\nclient_id: basic-client\n\
-                 client_secret: { vault: { mount: secret, path: crm/oauth, field: basic } }\n\
-                 refresh_token: { vault: { mount: secret, path: crm/refresh, field: token } }",
-            )]
-        },
-        |setup| {
-            setup.extra_tasks = (1..=4)
-                .map(|i| format!("{{ id: task{i}, policy: crm, token_env: TEST_AGENT_TOKEN }}"))
-                .collect();
-        },
-    )
+    let f = refresh_grant_crm(|setup| {
+        setup.extra_tasks = (1..=4)
+            .map(|i| format!("{{ id: task{i}, policy: crm, token_env: TEST_AGENT_TOKEN }}"))
+            .collect();
+    })
     .await;
     f.vault.bao.cli(&[
         "kv",

@@ -29,43 +29,55 @@ struct Signed {
     secret: String,
 }
 
-/// Requests signed by botocore, or `None` (after a loud skip) without it.
-fn signed_by_botocore() -> Option<Vec<Signed>> {
+/// The JSON lines `tests/sigv4/sign_with_botocore.py ARGS` prints, or `None`
+/// (after a loud skip) without python3 or botocore.
+fn run_botocore(args: &[&str]) -> Option<Vec<serde_json::Value>> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/sigv4/sign_with_botocore.py"
     );
-    let out = std::process::Command::new("python3").arg(script).output();
-    let out = match out {
-        Ok(out) if out.status.success() => out,
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => Some(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        ),
         Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named 'botocore'") => {
             common::skip::skipped("needs python3 with botocore (.ci/run installs it)");
-            return None;
+            None
         }
         Ok(out) => panic!("{}", String::from_utf8_lossy(&out.stderr)),
         Err(err) => {
             common::skip::skipped(&format!("needs python3: {err}"));
-            return None;
+            None
         }
-    };
-    let text = String::from_utf8(out.stdout).unwrap();
+    }
+}
+
+/// Requests signed by botocore.
+fn signed_by_botocore() -> Option<Vec<Signed>> {
+    let lines = run_botocore(&[])?;
     Some(
-        text.lines()
-            .map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                Signed {
-                    service: v["service"].as_str().unwrap().into(),
-                    method: v["method"].as_str().unwrap().into(),
-                    url: v["url"].as_str().unwrap().into(),
-                    headers: v["headers"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
-                        .collect(),
-                    payload_hash: v["payload_hash"].as_str().unwrap().into(),
-                    secret: v["secret"].as_str().unwrap().into(),
-                }
+        lines
+            .iter()
+            .map(|v| Signed {
+                service: v["service"].as_str().unwrap().into(),
+                method: v["method"].as_str().unwrap().into(),
+                url: v["url"].as_str().unwrap().into(),
+                headers: v["headers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
+                    .collect(),
+                payload_hash: v["payload_hash"].as_str().unwrap().into(),
+                secret: v["secret"].as_str().unwrap().into(),
             })
             .collect(),
     )
@@ -182,31 +194,7 @@ fn a_request_changed_after_signing_does_not_verify() {
 /// botocore's presigned URLs, made at one instant with the placeholder and with
 /// real temporary credentials.
 fn presigned_by_botocore() -> Option<Vec<serde_json::Value>> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/sigv4/sign_with_botocore.py"
-    );
-    let out = std::process::Command::new("python3")
-        .args([script, "presign"])
-        .output();
-    match out {
-        Ok(out) if out.status.success() => Some(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect(),
-        ),
-        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named 'botocore'") => {
-            common::skip::skipped("needs python3 with botocore (.ci/run installs it)");
-            None
-        }
-        Ok(out) => panic!("{}", String::from_utf8_lossy(&out.stderr)),
-        Err(err) => {
-            common::skip::skipped(&format!("needs python3: {err}"));
-            None
-        }
-    }
+    run_botocore(&["presign"])
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -31,13 +31,6 @@ pub(super) struct Apps {
     installations: Mutex<HashMap<(String, u64, String), u64>>,
 }
 
-fn minting(name: &str, reason: impl Into<String>) -> SecretError {
-    SecretError::Minting {
-        name: name.to_string(),
-        reason: reason.into(),
-    }
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -61,7 +54,7 @@ impl Apps {
         }
         let pem = keys.read(name, &app.private_key).await?;
         let signer = RsaSigner::from_pem(pem.expose()).map_err(|e| {
-            minting(
+            SecretError::minting(
                 name,
                 format!("the GitHub App key ({}): {e}", app.private_key),
             )
@@ -76,7 +69,7 @@ impl Apps {
                     "iss": app.app_id.to_string(),
                 }),
             )
-            .map_err(|e| minting(name, e))?;
+            .map_err(|e| SecretError::minting(name, e))?;
         let jwt = Arc::new(SecretValue::new(jwt));
         let until = UNIX_EPOCH + Duration::from_secs(now + JWT_LIFETIME);
         lock(&self.jwts).insert(key, (jwt.clone(), until));
@@ -110,10 +103,10 @@ impl Apps {
             let url = format!("{}/{kind}/{owner}/installation", app.api);
             let answer = call(http, Method::GET, &url, jwt.expose(), None)
                 .await
-                .map_err(|e| minting(name, e))?;
+                .map_err(|e| SecretError::minting(name, e))?;
             if answer.status == StatusCode::OK {
                 let id = github_installation_id(&answer.body).ok_or_else(|| {
-                    minting(
+                    SecretError::minting(
                         name,
                         format!("GitHub's answer for {url} has no installation id"),
                     )
@@ -127,7 +120,7 @@ impl Apps {
             last = Some(answer);
         }
         let detail = last.map(|a| refused_text(&a, jwt)).unwrap_or_default();
-        Err(minting(
+        Err(SecretError::minting(
             name,
             format!("the App is not installed for {owner} ({detail})"),
         ))
@@ -161,7 +154,7 @@ impl Apps {
             Some(serde_json::Value::Object(body).to_string()),
         )
         .await
-        .map_err(|e| minting(name, e))?;
+        .map_err(|e| SecretError::minting(name, e))?;
         if answer.status == StatusCode::UNAUTHORIZED {
             self.forget_jwt(app);
         }
@@ -171,7 +164,7 @@ impl Apps {
             &[jwt.expose()],
             SystemTime::now(),
         )
-        .map_err(|e| minting(name, e.to_string()))
+        .map_err(|e| SecretError::minting(name, e.to_string()))
     }
 }
 
@@ -219,7 +212,7 @@ async fn call(
 
 /// GitHub's refusal: its status and its own `message`.
 fn refused(name: &str, answer: &Answer, jwt: &SecretValue) -> SecretError {
-    minting(name, refused_text(answer, jwt))
+    SecretError::minting(name, refused_text(answer, jwt))
 }
 
 fn refused_text(answer: &Answer, jwt: &SecretValue) -> String {

@@ -234,10 +234,10 @@ impl Minter {
     async fn mint(&self, spec: &SecretSpec) -> Result<Fresh, SecretError> {
         let fresh = self.mint_from_issuer(spec).await?;
         if fresh.expires_at <= SystemTime::now() {
-            return Err(SecretError::Minting {
-                name: spec.name.as_str().to_string(),
-                reason: "the issuer handed out a token that has already expired; check the clocks of tollgate and the issuer".into(),
-            });
+            return Err(SecretError::minting(
+                spec.name.as_str(),
+                "the issuer handed out a token that has already expired; check the clocks of tollgate and the issuer",
+            ));
         }
         Ok(fresh)
     }

@@ -35,13 +35,6 @@ pub(super) struct Clients {
     rotated: Mutex<HashMap<KeySource, Arc<SecretValue>>>,
 }
 
-fn minting(name: &str, reason: impl Into<String>) -> SecretError {
-    SecretError::Minting {
-        name: name.to_string(),
-        reason: reason.into(),
-    }
-}
-
 /// A form body being built; zeroed on drop, since it carries credentials.
 #[derive(Default)]
 struct Form(Zeroizing<String>);
@@ -104,7 +97,7 @@ impl Clients {
         }
         let answer = post_form(http, &client.token_url, client, &credentials, form)
             .await
-            .map_err(|e| minting(name, e))?;
+            .map_err(|e| SecretError::minting(name, e))?;
         let mut quoted: Vec<&str> = sent.iter().map(|s| s.expose()).collect();
         if let Some(secret) = &credentials.secret {
             quoted.push(secret.expose());
@@ -116,7 +109,7 @@ impl Clients {
             SystemTime::now(),
             fallback,
         )
-        .map_err(|e| minting(name, e.to_string()))?;
+        .map_err(|e| SecretError::minting(name, e.to_string()))?;
         if let (Some(source), Some(rotated)) = (refresh_source, &answer.refresh_token) {
             self.keep_rotated(keys, name, source, rotated.expose(), &sent)
                 .await;
@@ -198,7 +191,8 @@ async fn assertion(
     source: &KeySource,
 ) -> Result<SecretValue, SecretError> {
     let text = keys.read(name, source).await?;
-    let account = service_account(text.expose()).map_err(|e| minting(name, e.describe(source)))?;
+    let account = service_account(text.expose())
+        .map_err(|e| SecretError::minting(name, e.describe(source)))?;
     let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
     if let Some(kid) = &account.key_id {
         header["kid"] = kid.as_str().into();
@@ -220,7 +214,7 @@ async fn assertion(
         .signer
         .sign(&header, &claims)
         .map(SecretValue::new)
-        .map_err(|e| minting(name, e))
+        .map_err(|e| SecretError::minting(name, e))
 }
 
 /// POSTs a form with the client's authentication.

@@ -70,6 +70,14 @@ pub enum SecretError {
 }
 
 impl SecretError {
+    /// A mint that failed for the secret `name`.
+    pub fn minting(name: &str, reason: impl Into<String>) -> Self {
+        SecretError::Minting {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
     /// What went wrong, without the secret's name.
     pub fn reason(&self) -> String {
         match self {

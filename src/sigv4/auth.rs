@@ -122,11 +122,7 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, SigV4Error> {
         return Err(SigV4Error::Malformed("SignedHeaders is not sorted"));
     }
     let signature = signature.ok_or(SigV4Error::Malformed("no Signature"))?;
-    if signature.len() != 64
-        || !signature
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if !super::is_signature(signature) {
         return Err(SigV4Error::Malformed(
             "Signature is not 64 lower-case hex digits",
         ));

@@ -187,11 +187,7 @@ fn parse_header(line: &[u8]) -> Result<(usize, String), ChunkError> {
     if size > MAX_CHUNK {
         return Err(ChunkError::TooLarge);
     }
-    if signature.len() != 64
-        || !signature
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if !super::is_signature(signature) {
         return Err(ChunkError::Malformed(
             "a chunk signature is not 64 lower-case hex digits",
         ));

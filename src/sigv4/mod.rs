@@ -23,6 +23,11 @@ pub use keyid::find_access_key_id;
 pub use presigned::{parse_presigned, requery, Presigned};
 pub use sign::{signature, SigningKeys};
 
+/// Whether `s` has the form of a SigV4 signature: 64 lower-case hex digits.
+fn is_signature(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Why a SigV4 header could not be read. Messages never quote a signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigV4Error {

@@ -4,14 +4,8 @@
 
 use super::auth::Scope;
 use super::SigV4Error;
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-
-/// Bytes left unencoded in query values: `A-Z a-z 0-9 - _ . ~`.
-const VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+use crate::text::percent_encode_unreserved;
+use percent_encoding::percent_decode_str;
 
 /// Longest `X-Amz-Expires` SigV4 allows: seven days.
 pub const MAX_EXPIRES: u64 = 7 * 24 * 3600;
@@ -106,11 +100,7 @@ pub fn parse_presigned(query: &str) -> Result<Option<Presigned>, SigV4Error> {
         ));
     }
     let signature = signature.ok_or(SigV4Error::Malformed("no X-Amz-Signature"))?;
-    if signature.len() != 64
-        || !signature
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if !super::is_signature(&signature) {
         return Err(SigV4Error::Malformed(
             "X-Amz-Signature is not 64 lower-case hex digits",
         ));
@@ -142,12 +132,12 @@ pub fn requery(query: &str, credential: &Scope, token: Option<&str>, expires: u6
         match key {
             "X-Amz-Signature" => {}
             "X-Amz-Credential" => {
-                out.push(format!("{key}={}", utf8_percent_encode(&credential, VALUE)))
+                out.push(format!("{key}={}", percent_encode_unreserved(&credential)))
             }
             "X-Amz-Expires" => out.push(format!("{key}={expires}")),
             "X-Amz-Security-Token" => {
                 if let Some(token) = token {
-                    out.push(format!("{key}={}", utf8_percent_encode(token, VALUE)));
+                    out.push(format!("{key}={}", percent_encode_unreserved(token)));
                     token_written = true;
                 }
             }
@@ -157,7 +147,7 @@ pub fn requery(query: &str, credential: &Scope, token: Option<&str>, expires: u6
     if let (Some(token), false) = (token, token_written) {
         out.push(format!(
             "X-Amz-Security-Token={}",
-            utf8_percent_encode(token, VALUE)
+            percent_encode_unreserved(token)
         ));
     }
     out.join("&")
