@@ -11,6 +11,8 @@ pub mod config;
 pub mod issuer;
 pub mod path;
 pub mod scrub;
+pub mod sigv4;
+pub mod sigv4_chunked;
 pub mod task_token;
 pub mod websocket;
 
@@ -19,7 +21,7 @@ pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and of its
 /// folder of saved inputs under `fuzz/regressions/`.
-pub const TARGETS: [Target; 9] = [
+pub const TARGETS: [Target; 11] = [
     ("audit_record", audit_record::run),
     ("authority", authority::run),
     ("basic", basic::run),
@@ -27,6 +29,8 @@ pub const TARGETS: [Target; 9] = [
     ("issuer", issuer::run),
     ("path", path::run),
     ("scrub", scrub::run),
+    ("sigv4", sigv4::run),
+    ("sigv4_chunked", sigv4_chunked::run),
     ("task_token", task_token::run),
     ("websocket", websocket::run),
 ];
