@@ -10,7 +10,6 @@
 
 #![expect(
     clippy::unwrap_used,
-    clippy::panic,
     reason = "a test fails loudly on an unexpected value"
 )]
 
@@ -144,8 +143,7 @@ impl Aws {
     /// the placeholder (and `more` environment, e.g. a session token).
     async fn sign(
         &self,
-        service: &str,
-        region: &str,
+        [service, region]: [&str; 2],
         method: &str,
         url: &str,
         body: &str,
@@ -556,7 +554,7 @@ async fn sts_session_token_replaces_the_placeholder_and_is_scrubbed_from_echoes(
     // Authorization, the real session token) back in its body.
     let url = format!("https://echo.moto.test:{}/echo?x=1", aws.echo.port);
     let headers = aws
-        .sign("s3", "us-east-1", "GET", &url, "", json!({}), &token_env)
+        .sign(["s3", "us-east-1"], "GET", &url, "", json!({}), &token_env)
         .await;
     let out = aws.send("GET", &url, &headers, "").await;
     assert_eq!(out.status, 200, "{out:?}");
@@ -583,8 +581,7 @@ async fn sts_session_token_replaces_the_placeholder_and_is_scrubbed_from_echoes(
     let header_echo = format!("https://echo.moto.test:{}/echo-header", aws.echo.port);
     let headers = aws
         .sign(
-            "s3",
-            "us-east-1",
+            ["s3", "us-east-1"],
             "GET",
             &header_echo,
             "",
@@ -687,8 +684,7 @@ async fn a_body_or_header_changed_after_signing_is_refused_and_never_reaches_aws
     let signed_body = send("pay 10 EUR");
     let headers = aws
         .sign(
-            "sqs",
-            "us-east-1",
+            ["sqs", "us-east-1"],
             "POST",
             &format!("{sqs_url}/"),
             &signed_body,
@@ -762,8 +758,7 @@ async fn real_keys_foreign_regions_and_services_are_refused() {
     let url = format!("{base}/?note=1");
     let headers = aws
         .sign(
-            "s3",
-            "us-east-1",
+            ["s3", "us-east-1"],
             "GET",
             &url,
             "",
@@ -778,7 +773,7 @@ async fn real_keys_foreign_regions_and_services_are_refused() {
     );
     let url = format!("{base}/?leak=AKIAIOSFODNN7EXAMPLE");
     let headers = aws
-        .sign("s3", "us-east-1", "GET", &url, "", json!({}), &[])
+        .sign(["s3", "us-east-1"], "GET", &url, "", json!({}), &[])
         .await;
     assert_refused(
         &aws.send("GET", &url, &headers, "").await,
