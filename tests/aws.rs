@@ -781,6 +781,32 @@ async fn real_keys_foreign_regions_and_services_are_refused() {
         "secret_not_allowed",
     );
 
+    // A payload variant tollgate does not re-sign (ECDSA streaming, SigV4a's) is
+    // refused by name rather than passed on unsigned.
+    let variant = "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD";
+    let out = curl(
+        &aws.proxy,
+        &[
+            "--aws-sigv4",
+            provider,
+            "--user",
+            "__AWS__:__AWS__",
+            "-H",
+            &format!("x-amz-content-sha256: {variant}"),
+            "-X",
+            "PUT",
+            "--data-binary",
+            "0;chunk-signature=00\r\n\r\n",
+            &format!("{base}/bucket/key"),
+        ],
+    )
+    .await;
+    let body = assert_refused(&out, 400, "bad_request");
+    assert!(
+        body["message"].as_str().unwrap().contains(variant),
+        "{body}"
+    );
+
     // A region outside `regions`.
     let out = curl_sigv4(&aws, "eu-west-1", "s3", &[&format!("{base}/")], b"").await;
     let body = assert_refused(&out, 403, "no_rule");

@@ -82,7 +82,7 @@ def sqs(args):
     sqs = client("sqs", args)
     url = sqs.create_queue(QueueName=args["queue"])["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody=args["message"])
-    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
     return {"queue_url": url, "received": [m["Body"] for m in got.get("Messages", [])]}
 
 
