@@ -153,6 +153,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
             .with_cache_counters(metrics.secret_cache.clone()),
         ),
         metrics,
+        sigv4_keys: crate::sigv4::SigningKeys::default(),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod passthrough;
 pub mod pipeline;
 pub mod prefixed;
+pub mod signing;
 pub mod splice;
 pub mod state;
 pub mod upstream;
