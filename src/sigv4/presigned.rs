@@ -31,7 +31,9 @@ fn param(query: &str, name: &str) -> Result<Option<String>, SigV4Error> {
     let mut found = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key == name {
+        // SECURITY: by the decoded name, as the canonical query reads it: an
+        // encoded `X-Amz-Signatur%65` is the signature too.
+        if percent_decode_str(key).decode_utf8_lossy() == name {
             if found.is_some() {
                 return Err(SigV4Error::Malformed("a presigning parameter is repeated"));
             }
@@ -128,8 +130,9 @@ pub fn requery(query: &str, credential: &Scope, token: Option<&str>, expires: u6
     let mut out: Vec<String> = Vec::new();
     let mut token_written = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-        match key {
+        let raw = pair.split_once('=').map_or(pair, |(k, _)| k);
+        let key = percent_decode_str(raw).decode_utf8_lossy();
+        match &*key {
             "X-Amz-Signature" => {}
             "X-Amz-Credential" => {
                 out.push(format!("{key}={}", percent_encode_unreserved(&credential)))
