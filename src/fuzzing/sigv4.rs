@@ -245,11 +245,22 @@ fn request(text: &str) {
         session_token: text.contains("token").then_some("real+token/=="),
         expires_at: None,
     };
-    // The Host the request leaves with: its own authority when it has one.
-    let upstream = parts
+    // The Host the request leaves with: its own authority (which the
+    // signature covers when it has no Host header); none, no request.
+    let Some(upstream) = parts
         .uri
         .authority()
-        .map_or("bucket.s3.test".to_string(), |a| a.as_str().to_string());
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+    else {
+        return;
+    };
     let Ok(reseeded) = signed.resign(&mut parts, &upstream, &creds, EMPTY_SHA256, &keys) else {
         return;
     };
