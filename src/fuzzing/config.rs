@@ -188,6 +188,16 @@ fn assert_policy_consistent(policy: &Policy, stem: &str, text: &str) {
                     .iter()
                     .all(|s| !s.is_empty() && !s.contains(' ')));
             }
+            SecretSource::Aws(aws) => {
+                for item in aws.regions.iter().chain(&aws.services) {
+                    assert!(!item.is_empty() && !item.contains(['/', ' ', '*']));
+                }
+                if let crate::policy::model::AwsCredentials::Vault { mount, role } =
+                    &aws.credentials
+                {
+                    assert!(!mount.contains('/') && !role.contains('/'));
+                }
+            }
         }
     }
     let lines = yaml_line_count(text);

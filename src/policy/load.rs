@@ -313,12 +313,13 @@ fn secret_spec(
         wire.env.is_some(),
         wire.github_app.is_some(),
         wire.oauth2.is_some(),
+        wire.aws.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
         return Err((
             None,
             format!(
-            "secret `{name}` names more than one source; pick one of vault, env, github_app, oauth2"
+            "secret `{name}` names more than one source; pick one of vault, env, github_app, oauth2, aws"
         ),
         ));
     }
@@ -369,10 +370,14 @@ fn secret_spec(
         SecretSource::OAuth2(Box::new(
             minted::oauth2(&name, oauth, dir).map_err(|(k, m)| (Some(k), m))?,
         ))
+    } else if let Some(aws) = wire.aws {
+        SecretSource::Aws(Box::new(
+            minted::aws(&name, aws, dir).map_err(|(k, m)| (Some(k), m))?,
+        ))
     } else {
         return Err((
             None,
-            format!("secret `{name}` needs a source: vault, env, github_app or oauth2"),
+            format!("secret `{name}` needs a source: vault, env, github_app, oauth2 or aws"),
         ));
     };
     if wire.hosts.is_empty() {

@@ -129,6 +129,72 @@ pub struct OAuth2 {
     pub revocation_url: Option<String>,
     /// Per task or per policy.
     pub per: MintScope,
+    /// The emulated metadata service that hands out this token's placeholder.
+    pub metadata: Option<MetadataFlavor>,
+}
+
+/// Which emulated metadata service hands out an `oauth2` placeholder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataFlavor {
+    /// GCP (`Metadata-Flavor: Google`).
+    Gcp,
+    /// Azure IMDS (`Metadata: true`).
+    Azure,
+}
+
+/// Where real AWS credentials come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AwsCredentials {
+    /// The AWS secrets engine of Vault / OpenBao: `{mount}/sts/{role}`, else
+    /// `{mount}/creds/{role}`, leased per task.
+    Vault {
+        /// Mount of the engine.
+        mount: String,
+        /// Role name.
+        role: String,
+    },
+    /// A long-lived access key.
+    Static {
+        /// The access key id.
+        access_key_id: KeySource,
+        /// The secret access key.
+        secret_access_key: KeySource,
+    },
+}
+
+/// An `aws` secret: tollgate checks the sandbox's SigV4 signature (made with
+/// the placeholder as key) and signs the request again with these credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Aws {
+    /// Where the credentials come from.
+    pub credentials: AwsCredentials,
+    /// Regions it may sign for; empty: any.
+    pub regions: Vec<String>,
+    /// Services it may sign for; empty: any.
+    pub services: Vec<String>,
+}
+
+impl Aws {
+    /// `policy explain`'s account: `aws: vault aws/agent-s3, leased per task, regions us-east-1`.
+    pub fn describe(&self) -> String {
+        let mut text = match &self.credentials {
+            AwsCredentials::Vault { mount, role } => {
+                format!("aws: vault {mount}/{role}, leased per task")
+            }
+            AwsCredentials::Static { access_key_id, .. } => {
+                format!("aws: static key from {access_key_id}")
+            }
+        };
+        if !self.regions.is_empty() {
+            text.push_str(", regions ");
+            text.push_str(&self.regions.join(" "));
+        }
+        if !self.services.is_empty() {
+            text.push_str(", services ");
+            text.push_str(&self.services.join(" "));
+        }
+        text
+    }
 }
 
 impl GithubApp {

@@ -3,7 +3,8 @@
 
 pub use super::host::HostPattern;
 pub use super::minted::{
-    ClientAuth, GithubApp, Installation, KeySource, MintScope, OAuth2, OAuthGrant,
+    Aws, AwsCredentials, ClientAuth, GithubApp, Installation, KeySource, MetadataFlavor, MintScope,
+    OAuth2, OAuthGrant,
 };
 pub use super::path::PathPattern;
 use http::Method;
@@ -155,12 +156,17 @@ pub enum SecretSource {
     GithubApp(Box<GithubApp>),
     /// An OAuth 2.0 access token, minted per task (or policy).
     OAuth2(Box<OAuth2>),
+    /// AWS credentials tollgate re-signs SigV4 requests with, per task.
+    Aws(Box<Aws>),
 }
 
 impl SecretSource {
     /// Whether tollgate mints the value itself (per task or policy).
     pub fn is_minted(&self) -> bool {
-        matches!(self, SecretSource::GithubApp(_) | SecretSource::OAuth2(_))
+        matches!(
+            self,
+            SecretSource::GithubApp(_) | SecretSource::OAuth2(_) | SecretSource::Aws(_)
+        )
     }
 
     /// Where the value comes from, in a few words (never a value):
@@ -180,6 +186,7 @@ impl SecretSource {
             SecretSource::Env { name } => format!("env {name}"),
             SecretSource::GithubApp(app) => app.describe(),
             SecretSource::OAuth2(client) => client.describe(),
+            SecretSource::Aws(aws) => aws.describe(),
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct SecretWire {
     /// An OAuth 2.0 access token, minted per task.
     #[serde(default)]
     pub oauth2: Option<OAuth2Wire>,
+    /// AWS credentials that tollgate signs with (SigV4 re-signing).
+    #[serde(default)]
+    pub aws: Option<AwsWire>,
     /// The only hosts the value may be sent to.
     #[serde(default)]
     pub hosts: Vec<HostPattern>,
@@ -199,6 +202,59 @@ pub struct OAuth2Wire {
     /// `task` (default) or `policy`.
     #[serde(default)]
     pub per: Option<PerWire>,
+    /// Hand this token's placeholder out in the emulated metadata service.
+    #[serde(default)]
+    pub metadata: Option<MetadataWire>,
+}
+
+/// Which emulated metadata service hands out an `oauth2` placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataWire {
+    /// GCP's `computeMetadata/v1`.
+    Gcp,
+    /// Azure's IMDS `metadata/identity/oauth2/token`.
+    Azure,
+}
+
+/// An `aws` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsWire {
+    /// Where the real credentials come from.
+    pub credentials: AwsCredentialsWire,
+    /// Regions the credentials may sign for (empty: any).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Services the credentials may sign for (empty: any).
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// `{ vault: { mount, role } }`, or static keys from any key source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsCredentialsWire {
+    /// The AWS secrets engine of Vault / OpenBao.
+    #[serde(default)]
+    pub vault: Option<AwsVaultWire>,
+    /// A static access key id.
+    #[serde(default)]
+    pub access_key_id: Option<KeySourceWire>,
+    /// Its secret access key.
+    #[serde(default)]
+    pub secret_access_key: Option<KeySourceWire>,
+}
+
+/// A role of the AWS secrets engine.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsVaultWire {
+    /// Mount of the engine (default `aws`).
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// Role name.
+    pub role: String,
 }
 
 /// One rule.

@@ -165,10 +165,12 @@ impl SecretStore {
             refresh_at: None,
         };
         match &spec.source {
-            SecretSource::GithubApp(_) | SecretSource::OAuth2(_) => Err(SecretError::Unavailable {
-                name: name.to_string(),
-                reason: "a minted secret is not stored; it is minted per task".into(),
-            }),
+            SecretSource::GithubApp(_) | SecretSource::OAuth2(_) | SecretSource::Aws(_) => {
+                Err(SecretError::Unavailable {
+                    name: name.to_string(),
+                    reason: "a minted secret is not stored; it is minted per task".into(),
+                })
+            }
             SecretSource::Env { name: var } => Ok(plain(self.env.read(name, var)?)),
             SecretSource::Vault {
                 mount,

@@ -1,11 +1,13 @@
 //! Validating `github_app` and `oauth2` secret blocks.
 
 use crate::policy::minted::{
-    ClientAuth, GithubApp, Installation, KeySource, MintScope, OAuth2, OAuthGrant,
+    Aws, AwsCredentials, ClientAuth, GithubApp, Installation, KeySource, MetadataFlavor, MintScope,
+    OAuth2, OAuthGrant,
 };
 use crate::policy::model::PlaceholderName;
 use crate::policy::wire::{
-    ClientAuthWire, GithubAppWire, GrantWire, KeySourceWire, OAuth2Wire, PerWire,
+    AwsWire, ClientAuthWire, GithubAppWire, GrantWire, KeySourceWire, MetadataWire, OAuth2Wire,
+    PerWire,
 };
 use std::path::Path;
 
@@ -172,7 +174,80 @@ pub(super) fn oauth2(name: &PlaceholderName, wire: OAuth2Wire, dir: &Path) -> Re
             Some(PerWire::Policy) => MintScope::Policy,
             Some(PerWire::Task) | None => MintScope::Task,
         },
+        metadata: wire.metadata.map(|m| match m {
+            MetadataWire::Gcp => MetadataFlavor::Gcp,
+            MetadataWire::Azure => MetadataFlavor::Azure,
+        }),
     })
+}
+
+/// An `aws` block; `dir` is the policy file's directory.
+pub(super) fn aws(name: &PlaceholderName, wire: AwsWire, dir: &Path) -> Result<Aws, Bad> {
+    let c = wire.credentials;
+    let credentials = match (c.vault, c.access_key_id, c.secret_access_key) {
+        (Some(v), None, None) => {
+            let mount = v.mount.unwrap_or_else(|| "aws".to_string());
+            for (what, value) in [("mount", &mount), ("role", &v.role)] {
+                if !is_path_segment(value) {
+                    return Err(("credentials", format!(
+                        "secret `{name}`: aws credentials vault {what} `{value}` must be one path segment (letters, digits, - _ .)"
+                    )));
+                }
+            }
+            AwsCredentials::Vault {
+                mount,
+                role: v.role,
+            }
+        }
+        (None, Some(id), Some(secret)) => AwsCredentials::Static {
+            access_key_id: key_source(name, "access_key_id", id, dir)?,
+            secret_access_key: key_source(name, "secret_access_key", secret, dir)?,
+        },
+        (None, None, None) => {
+            return Err(("credentials", format!(
+                "secret `{name}`: aws credentials need {{ vault: {{ mount, role }} }} or {{ access_key_id, secret_access_key }}"
+            )))
+        }
+        (Some(_), _, _) => {
+            return Err(("credentials", format!(
+                "secret `{name}`: aws credentials name both a vault role and static keys; pick one"
+            )))
+        }
+        _ => {
+            return Err(("credentials", format!(
+                "secret `{name}`: static aws credentials need both `access_key_id` and `secret_access_key`"
+            )))
+        }
+    };
+    for (key, list) in [("regions", &wire.regions), ("services", &wire.services)] {
+        for item in list {
+            let valid = !item.is_empty()
+                && item.len() <= 64
+                && item
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid {
+                return Err((key, format!(
+                    "secret `{name}`: aws {key} entry `{item}` must be lower-case letters, digits and - (as in us-east-1 or s3)"
+                )));
+            }
+        }
+    }
+    Ok(Aws {
+        credentials,
+        regions: wire.regions,
+        services: wire.services,
+    })
+}
+
+/// One segment of a Vault API path: nothing that could climb or add segments.
+fn is_path_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn key_source(

@@ -14,7 +14,7 @@ use proptest::sample::{select, Index};
 #[derive(Debug, Clone)]
 struct Secret {
     name: String,
-    /// 0 env, 1 vault, 2 github_app, 3 oauth2.
+    /// 0 env, 1 vault, 2 github_app, 3 oauth2, 4 aws.
     kind: u8,
     host: &'static str,
     ttl: Option<&'static str>,
@@ -65,7 +65,7 @@ const INJECT_WRONG: &[&str] = &["[lower_case]", "[1X]", "NOT_A_LIST", "[UNDECLAR
 fn generated() -> impl Strategy<Value = Generated> {
     let secret = (
         "[A-Z][A-Z0-9_]{0,8}",
-        0u8..4,
+        0u8..5,
         select(HOSTS),
         prop::option::of(select(&["5m", "30s", "1h"][..])),
     )
@@ -274,6 +274,52 @@ fn render(policy: &Generated) -> Vec<Line> {
                 lines.push(
                     Line::field(6, "per", "      per: policy".into(), &["tenant", "[task]"])
                         .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "metadata",
+                        "      metadata: azure".into(),
+                        &["aws", "[gcp]"],
+                    )
+                    .of(nested),
+                );
+            }
+            4 => {
+                let nested = lines.len() + 1;
+                lines.push(Line::field(4, "aws", "    aws:".into(), &["7", "[a]"]).of(owner));
+                lines.push(
+                    Line::field(
+                        6,
+                        "credentials",
+                        "      credentials: { vault: { mount: aws, role: agent-s3 } }".into(),
+                        &[
+                            "[x]",
+                            "7",
+                            "{}",
+                            "{ vault: { role: a/b } }",
+                            "{ access_key_id: { env: A } }",
+                        ],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "regions",
+                        "      regions: [us-east-1, eu-west-1]".into(),
+                        &["us-east-1", "[US_EAST]", "{a: b}"],
+                    )
+                    .of(nested),
+                );
+                lines.push(
+                    Line::field(
+                        6,
+                        "services",
+                        "      services: [s3, sqs]".into(),
+                        &["s3", "[\"s 3\"]", "[\"*\"]"],
+                    )
+                    .of(nested),
                 );
             }
             _ => lines.push(

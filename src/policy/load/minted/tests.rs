@@ -1,5 +1,5 @@
 use crate::policy::model::{
-    ClientAuth, Installation, KeySource, MintScope, OAuthGrant, SecretSource,
+    AwsCredentials, ClientAuth, Installation, KeySource, MintScope, OAuthGrant, SecretSource,
 };
 use crate::policy::parse_policy;
 use std::path::Path;
@@ -218,5 +218,75 @@ rules:
             .iter()
             .any(|w| w.message.contains("cannot be written back")),
         "{warnings:?}"
+    );
+}
+
+#[test]
+fn aws_blocks() {
+    let source = load(
+        "  T:
+    aws:
+      credentials: { vault: { role: agent-s3 } }
+      regions: [us-east-1]
+      services: [s3, sqs]
+    hosts: [\"*.amazonaws.com\"]
+",
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let SecretSource::Aws(aws) = source else {
+        panic!("{source:?}")
+    };
+    assert_eq!(
+        aws.credentials,
+        AwsCredentials::Vault {
+            mount: "aws".into(),
+            role: "agent-s3".into()
+        }
+    );
+    assert_eq!(
+        aws.describe(),
+        "aws: vault aws/agent-s3, leased per task, regions us-east-1, services s3 sqs"
+    );
+
+    let source = load(
+        "  T:
+    aws:
+      credentials:
+        access_key_id: { env: AKID }
+        secret_access_key: { vault: { path: aws/static, field: secret } }
+    hosts: [\"*.amazonaws.com\"]
+",
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        matches!(&source, SecretSource::Aws(aws) if matches!(aws.credentials, AwsCredentials::Static { .. })),
+        "{source:?}"
+    );
+
+    let aws = |body: &str| format!("  T:\n    aws:\n{body}    hosts: [s3.amazonaws.com]\n");
+    refused(
+        &aws("      credentials: { access_key_id: { env: A } }\n"),
+        "need both",
+        5,
+    );
+    refused(
+        &aws("      credentials: { vault: { role: \"../sys\" } }\n"),
+        "one path segment",
+        5,
+    );
+    refused(
+        &aws("      credentials: { vault: { role: r }, access_key_id: { env: A }, secret_access_key: { env: B } }\n"),
+        "pick one",
+        5,
+    );
+    refused(
+        &aws("      credentials: { vault: { role: r } }\n      regions: [\"us-east-1\", \"*\"]\n"),
+        "aws regions entry `*`",
+        6,
+    );
+    refused(
+        &aws("      credentials: { vault: { role: r } }\n      services: [S3]\n"),
+        "aws services entry `S3`",
+        6,
     );
 }
