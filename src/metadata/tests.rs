@@ -469,3 +469,86 @@ fn a_service_account_key_gives_its_email_and_project() {
     assert_eq!(parse_service_account(r#"{"project_id":"p"}"#), None);
     assert_eq!(parse_service_account("not json"), None);
 }
+
+#[test]
+fn the_offer_is_what_the_policy_declares() {
+    let text = r#"name: p
+secrets:
+  AWS:
+    aws:
+      credentials: { vault: { role: agent-s3 } }
+      regions: [us-east-1]
+    hosts: ["*.amazonaws.com"]
+  AWS_WIDE:
+    aws:
+      credentials: { vault: { role: other } }
+      regions: [us-east-1, eu-west-1]
+    hosts: ["*.amazonaws.com"]
+  AZURE_TOKEN:
+    oauth2:
+      token_url: https://login.test/token
+      grant: client_credentials
+      client_id: c
+      client_secret: { env: AZ }
+      metadata: azure
+    hosts: [management.azure.com]
+  GCP_SA:
+    oauth2:
+      token_url: https://oauth2.googleapis.test/token
+      grant: jwt_bearer
+      service_account: { file: /keys/sa.json }
+      scopes: [https://www.googleapis.com/auth/cloud-platform]
+    hosts: [storage.googleapis.com]
+  GCP_TOKEN:
+    oauth2:
+      token_url: https://oauth2.googleapis.test/token
+      grant: client_credentials
+      client_id: c
+      client_secret: { env: GC }
+      scopes: [s1, s2]
+      metadata: gcp
+    hosts: [storage.googleapis.com]
+  PLAIN:
+    env: PLAIN
+    hosts: [api.test]
+rules:
+  - host: api.test
+"#;
+    let (policy, _) = crate::policy::parse_policy(std::path::Path::new("/p/p.yaml"), text)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let offer = Offer::from_policy(&policy);
+    assert_eq!(
+        offer.aws,
+        vec![
+            AwsRole {
+                name: "AWS".into(),
+                placeholder: "__AWS__".into(),
+                region: Some("us-east-1".into()),
+            },
+            AwsRole {
+                name: "AWS_WIDE".into(),
+                placeholder: "__AWS_WIDE__".into(),
+                region: None,
+            },
+        ]
+    );
+    assert_eq!(offer.aws_region(), Some("us-east-1"));
+    assert_eq!(
+        offer.azure,
+        Some(AzureIdentity {
+            placeholder: "__AZURE_TOKEN__".into()
+        })
+    );
+    // Not jwt_bearer itself: the identity comes from the policy's jwt_bearer key.
+    assert_eq!(
+        offer.gcp,
+        Some(GcpAccount {
+            placeholder: "__GCP_TOKEN__".into(),
+            scopes: vec!["s1".into(), "s2".into()],
+            secret: "GCP_SA".into(),
+            key: Some(KeySource::File {
+                path: "/keys/sa.json".into()
+            }),
+        })
+    );
+}
