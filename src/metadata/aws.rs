@@ -87,8 +87,15 @@ fn open_session(ask: &Ask<'_>, caller: &Caller<'_>, key: &SessionKey) -> Reply {
     let Some(ttl) = ttl else {
         return Reply::new(StatusCode::BAD_REQUEST, TEXT, "Bad Request");
     };
-    Reply::new(StatusCode::OK, TEXT, key.issue(caller.task, caller.now, ttl))
-        .with(http::HeaderName::from_static(TTL_HEADER), HeaderValue::from(ttl))
+    Reply::new(
+        StatusCode::OK,
+        TEXT,
+        key.issue(caller.task, caller.now, ttl),
+    )
+    .with(
+        http::HeaderName::from_static(TTL_HEADER),
+        HeaderValue::from(ttl),
+    )
 }
 
 /// The role's credentials: the placeholder in every field, as botocore reads them.

@@ -39,7 +39,9 @@ pub const CREDENTIAL_LIFE: Duration = Duration::from_secs(3600);
 pub fn is_metadata_target(host: &str, port: u16) -> bool {
     port == 80
         && (host == GOOGLE_METADATA_HOST
-            || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip == METADATA_ADDRESS))
+            || host
+                .parse::<Ipv4Addr>()
+                .is_ok_and(|ip| ip == METADATA_ADDRESS))
 }
 
 /// Which service a path belongs to.
@@ -116,7 +118,11 @@ impl MetadataService {
     /// The email and project id of `account`'s service-account key, read once
     /// through `keys` and kept (they are not secret). `None` when there is no
     /// key or it cannot be read now (logged; tried again next time).
-    pub async fn gcp_identity(&self, keys: &KeyReader, account: &GcpAccount) -> Option<GcpIdentity> {
+    pub async fn gcp_identity(
+        &self,
+        keys: &KeyReader,
+        account: &GcpAccount,
+    ) -> Option<GcpIdentity> {
         let source = account.key.as_ref()?;
         if let Some(known) = self.lock().get(source) {
             return Some(known.clone());

@@ -87,7 +87,13 @@ impl Imds {
             now: self.now,
             expires: credentials_expire(self.now, None),
         };
-        answer(&self.offer, self.identity.as_ref(), &ask, &caller, &self.key)
+        answer(
+            &self.offer,
+            self.identity.as_ref(),
+            &ask,
+            &caller,
+            &self.key,
+        )
     }
 
     fn token(&self, ttl: &str) -> String {
@@ -123,7 +129,10 @@ fn only_plain_http_port_80_to_the_metadata_names_is_metadata() {
     assert!(is_metadata_target("metadata.google.internal", 80));
     assert!(!is_metadata_target("169.254.169.254", 8080));
     assert!(!is_metadata_target("169.254.169.253", 80));
-    assert!(!is_metadata_target("metadata.google.internal.evil.test", 80));
+    assert!(!is_metadata_target(
+        "metadata.google.internal.evil.test",
+        80
+    ));
     assert!(!is_metadata_target("api.test", 80));
 }
 
@@ -188,7 +197,16 @@ fn imdsv1_and_foreign_or_stale_tokens_get_401() {
 #[test]
 fn token_requests_need_a_ttl_in_range_and_no_forwarding() {
     let imds = Imds::new(offer());
-    for ttl in ["0", "21601", "-1", "abc", "", "+60", "60 ", "999999999999999999999"] {
+    for ttl in [
+        "0",
+        "21601",
+        "-1",
+        "abc",
+        "",
+        "+60",
+        "60 ",
+        "999999999999999999999",
+    ] {
         let reply = imds.send(&req(
             Method::PUT,
             "/latest/api/token",
@@ -316,7 +334,10 @@ fn gcp_answers_google_auths_requests_with_the_flavor_header() {
     assert_eq!(info.header("content-type"), Some("application/json"));
     let info = json(&info);
     assert_eq!(info["email"], "agent@proj.iam.gserviceaccount.com");
-    assert_eq!(info["scopes"][0], "https://www.googleapis.com/auth/cloud-platform");
+    assert_eq!(
+        info["scopes"][0],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
 
     for account in ["default", "agent@proj.iam.gserviceaccount.com"] {
         let token = imds.send(&google(&format!(
@@ -332,7 +353,10 @@ fn gcp_answers_google_auths_requests_with_the_flavor_header() {
     let email = imds.send(&google(&format!("{root}/default/email")));
     assert_eq!(email.body, "agent@proj.iam.gserviceaccount.com");
     let project = imds.send(&google("/computeMetadata/v1/project/project-id"));
-    assert_eq!((project.status.as_u16(), project.body.as_str()), (200, "proj"));
+    assert_eq!(
+        (project.status.as_u16(), project.body.as_str()),
+        (200, "proj")
+    );
 }
 
 #[test]
@@ -343,7 +367,10 @@ fn gcp_without_the_header_is_403_and_other_paths_404() {
         &[][..],
         &[("metadata-flavor", "google")],
         &[("metadata-flavor", "Google "), ("x", "y")],
-        &[("metadata-flavor", "Google"), ("x-forwarded-for", "10.0.0.7")],
+        &[
+            ("metadata-flavor", "Google"),
+            ("x-forwarded-for", "10.0.0.7"),
+        ],
         &[("metadata", "true")],
     ] {
         let reply = imds.send(&req(Method::GET, token, headers));
@@ -402,8 +429,19 @@ fn azure_answers_msals_token_request() {
     assert_eq!(body["expires_in"], "3600", "a string, as Azure sends it");
     assert_eq!(body["resource"], "https://vault.azure.net");
     assert_eq!(body["token_type"], "Bearer");
-    let on: u64 = body["expires_on"].as_str().unwrap_or("").parse().unwrap_or(0);
-    assert_eq!(on, imds.now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 3600);
+    let on: u64 = body["expires_on"]
+        .as_str()
+        .unwrap_or("")
+        .parse()
+        .unwrap_or(0);
+    assert_eq!(
+        on,
+        imds.now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + 3600
+    );
 }
 
 #[test]
@@ -420,7 +458,11 @@ fn azure_without_the_header_is_400_and_other_paths_404() {
         assert_eq!(reply.status, 400, "{headers:?}");
         assert!(!reply.body.contains("__AZURE_TOKEN__"));
     }
-    for bad in ["resource=https://management.azure.com/", "api-version=2018-02-01", "api-version=2018-02-01&resource="] {
+    for bad in [
+        "resource=https://management.azure.com/",
+        "api-version=2018-02-01",
+        "api-version=2018-02-01&resource=",
+    ] {
         let reply = imds.send(&azure(bad, &[("metadata", "true")]));
         assert_eq!(reply.status, 400, "{bad}");
     }
@@ -439,7 +481,12 @@ fn azure_without_the_header_is_400_and_other_paths_404() {
 #[test]
 fn paths_of_no_service_are_404() {
     let imds = Imds::new(offer());
-    for path in ["/openstack/latest/meta_data.json", "/metadata", "/computeMetadata", "/x"] {
+    for path in [
+        "/openstack/latest/meta_data.json",
+        "/metadata",
+        "/computeMetadata",
+        "/x",
+    ] {
         assert_eq!(imds.send(&google(path)).status, 404, "{path}");
     }
 }
