@@ -339,3 +339,126 @@ fn malformed_presigning_parameters_are_refused() {
         assert!(err.to_string().contains(why), "{broken}: {err}");
     }
 }
+
+/// Parts of a request as botocore sent it to `url`, in origin form (as it
+/// arrives inside an intercepted tunnel), with its Host header.
+fn parts_of(
+    method: &str,
+    url: &str,
+    headers: &serde_json::Value,
+) -> (http::request::Parts, String) {
+    let uri: http::Uri = url.parse().unwrap();
+    let host = uri.authority().unwrap().to_string();
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().unwrap().as_str())
+        .header("host", host.as_str());
+    for pair in headers.as_array().unwrap() {
+        builder = builder.header(pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+    }
+    (builder.body(()).unwrap().into_parts().0, host)
+}
+
+fn header_of(headers: &serde_json::Value, name: &str) -> Option<String> {
+    headers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|p| p[1].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_request_signed_with_the_placeholder_is_signed_again_exactly_as_botocore_signs_with_real_credentials(
+) {
+    let Some(cases) = run_botocore(&["resign"]) else {
+        return;
+    };
+    assert!(cases.len() >= 5);
+    let keys = SigningKeys::default();
+    for case in &cases {
+        let method = case["method"].as_str().unwrap();
+        let body = case["body"].as_str().unwrap().as_bytes();
+        let placeholder = &case["placeholder"];
+        let body_sha256 = tollgate::text::hex(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body).as_ref(),
+        );
+        for kind in ["real", "static"] {
+            let (mut parts, host) = parts_of(
+                method,
+                placeholder["url"].as_str().unwrap(),
+                &placeholder["headers"],
+            );
+            let signed = tollgate::sigv4::Signed::read(&parts).unwrap().unwrap();
+            assert_eq!(signed.scope().access_key, "__AWS__");
+            signed
+                .verify(&parts, "__AWS__", &body_sha256, &keys)
+                .unwrap_or_else(|e| panic!("{method} {}: {e}", placeholder["url"]));
+            // The same request under another secret key does not verify.
+            assert!(signed
+                .verify(&parts, "__OTHER__", &body_sha256, &keys)
+                .is_err());
+
+            let real = &case[kind];
+            let creds = tollgate::sigv4::Credentials {
+                access_key_id: real["key"].as_str().unwrap(),
+                secret_access_key: real["secret"].as_str().unwrap(),
+                session_token: real["token"].as_str(),
+                expires_at: None,
+            };
+            signed
+                .resign(&mut parts, &host, &creds, &body_sha256, &keys)
+                .unwrap();
+            let got = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            assert_eq!(
+                got("authorization"),
+                header_of(&real["headers"], "authorization"),
+                "{kind} {method} {}",
+                placeholder["url"]
+            );
+            assert_eq!(
+                got("x-amz-security-token"),
+                header_of(&real["headers"], "x-amz-security-token"),
+                "{kind}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_presigned_request_is_read_checked_and_signed_again_into_botocores_url() {
+    let Some(cases) = presigned_by_botocore() else {
+        return;
+    };
+    let keys = SigningKeys::default();
+    for case in &cases {
+        let method = case["method"].as_str().unwrap();
+        let url = case["placeholder"].as_str().unwrap();
+        let (mut parts, host) = parts_of(method, url, &serde_json::json!([]));
+        let signed = tollgate::sigv4::Signed::read(&parts).unwrap().unwrap();
+        let empty = sha256_hex(b"");
+        signed
+            .verify(&parts, "__AWS__", &empty, &keys)
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let creds = tollgate::sigv4::Credentials {
+            access_key_id: case["real_key"].as_str().unwrap(),
+            secret_access_key: case["real_secret"].as_str().unwrap(),
+            session_token: case["real_token"].as_str(),
+            expires_at: None,
+        };
+        signed
+            .resign(&mut parts, &host, &creds, &empty, &keys)
+            .unwrap();
+        let real: http::Uri = case["real"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            parts.uri.path_and_query().unwrap().as_str(),
+            real.path_and_query().unwrap().as_str(),
+            "{url}"
+        );
+    }
+}

@@ -19,6 +19,16 @@ use crate::error::{Reason, Refusal};
 use http::{header, Response};
 use std::sync::Arc;
 
+/// Scrubs the answer to a HEAD request: its reason phrase and headers. Its
+/// Content-Length and Content-Encoding describe the body a GET would get
+/// (clients read an object's size there), so they stay.
+pub fn scrub_head(response: Response<ProxyBody>, scrubber: &Scrubber) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+    scrubber.scrub_headers(&mut parts.headers);
+    Response::from_parts(parts, body)
+}
+
 /// Scrubs a response to a request that carried injected secrets: the reason
 /// phrase, headers, and the body streamed (decompressed first when the upstream
 /// compressed it anyway).
@@ -140,6 +150,19 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.reason, Reason::UpstreamError);
         assert!(err.message.contains("does not decode"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_head_answer_keeps_its_length_and_loses_secrets_in_headers() {
+        let mut r = response(&["gzip"], Vec::new());
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, "1234".parse().unwrap());
+        r.headers_mut()
+            .insert("x-echo", "token s3cr3t".parse().unwrap());
+        let r = scrub_head(r, &scrubber());
+        assert_eq!(r.headers()[header::CONTENT_LENGTH], "1234");
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(r.headers()["x-echo"], "token __T__");
     }
 
     #[tokio::test]

@@ -24,12 +24,39 @@ pub const MAX_INJECT_BODY: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct InjectionPermit<'p> {
     secrets: Vec<&'p SecretSpec>,
+    /// The `aws` secret whose placeholder signed the request, with the
+    /// signature that was found to hold.
+    signed: Option<(&'p SecretSpec, Option<crate::sigv4::request::Verified>)>,
 }
 
 impl<'p> InjectionPermit<'p> {
     /// The secrets the request carries placeholders for.
     pub fn secrets(&self) -> &[&'p SecretSpec] {
         &self.secrets
+    }
+
+    /// The `aws` secret whose placeholder the request carries: the request is
+    /// checked and signed again rather than having its placeholder replaced.
+    pub fn signer(&self) -> Option<&'p SecretSpec> {
+        self.signed.as_ref().map(|(spec, _)| *spec)
+    }
+
+    /// Records the sandbox's signature, checked.
+    pub fn set_verified(&mut self, verified: crate::sigv4::request::Verified) {
+        if let Some((_, slot)) = &mut self.signed {
+            *slot = Some(verified);
+        }
+    }
+
+    /// The checked signature, to sign again with the real credentials.
+    pub fn take_verified(&mut self) -> Option<crate::sigv4::request::Verified> {
+        self.signed.as_mut().and_then(|(_, v)| v.take())
+    }
+
+    /// Whether every secret to inject is an `aws` one (signed with, never
+    /// written into the request).
+    pub fn only_signs(&self) -> bool {
+        self.secrets.iter().all(|s| is_aws(s))
     }
 
     /// Whether nothing is to be injected.
@@ -52,12 +79,14 @@ impl<'p> InjectionPermit<'p> {
         body: Option<&mut Vec<u8>>,
         values: &[Arc<SecretValue>],
     ) -> Result<Vec<SecretForm>, Refusal> {
-        let subs: Vec<(String, &str)> = self
+        // An `aws` secret's placeholder stays: the request is signed again.
+        let (secrets, subs): (Vec<&SecretSpec>, Vec<(String, &str)>) = self
             .secrets
             .iter()
             .zip(values)
-            .map(|(spec, value)| (spec.name.placeholder(), value.expose()))
-            .collect();
+            .filter(|(spec, _)| !is_aws(spec))
+            .map(|(spec, value)| (*spec, (spec.name.placeholder(), value.expose())))
+            .unzip();
         let mut rewritten = Vec::new();
 
         for (name, value) in parts.headers.iter_mut() {
@@ -73,7 +102,7 @@ impl<'p> InjectionPermit<'p> {
             let replaced = match in_basic {
                 Some(encoded) => Some(encoded),
                 None => {
-                    refuse_unfit_for_header(&self.secrets, &subs, original, name)?;
+                    refuse_unfit_for_header(&secrets, &subs, original, name)?;
                     replace_all(original, &subs).map(Zeroizing::new)
                 }
             };
@@ -189,7 +218,10 @@ pub fn check_request<'p>(
 ) -> Result<InjectionPermit<'p>, Refusal> {
     let mut secrets: Vec<&'p SecretSpec> = Vec::new();
     if policy.secrets.is_empty() {
-        return Ok(InjectionPermit { secrets });
+        return Ok(InjectionPermit {
+            secrets,
+            signed: None,
+        });
     }
     let refuse = |name: &PlaceholderName, why: &str| {
         Refusal::new(
@@ -240,7 +272,24 @@ pub fn check_request<'p>(
         }
         secrets.push(spec);
     }
-    Ok(InjectionPermit { secrets })
+    let mut signers = secrets.iter().filter(|s| is_aws(s));
+    let signed = signers.next().map(|spec| (*spec, None));
+    if let Some(second) = signers.next() {
+        return Err(Refusal::new(
+            Reason::BadRequest,
+            format!(
+                "the request carries the placeholders of two aws secrets ({} and {}); a request is signed with one",
+                signed.as_ref().map_or("", |(s, _)| s.name.as_str()),
+                second.name
+            ),
+        ));
+    }
+    Ok(InjectionPermit { secrets, signed })
+}
+
+/// Whether `spec` is an `aws` secret (used to sign, never written in).
+fn is_aws(spec: &SecretSpec) -> bool {
+    matches!(spec.source, crate::policy::model::SecretSource::Aws(_))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -115,6 +115,7 @@ pub fn github_token(
     Ok(Fresh {
         value: SecretValue::new(token.to_string()),
         expires_at,
+        lease: None,
     })
 }
 
@@ -176,6 +177,7 @@ pub fn oauth_token(
         fresh: Fresh {
             value: SecretValue::new(token.to_string()),
             expires_at,
+            lease: None,
         },
         refresh_token: json["refresh_token"]
             .as_str()

@@ -9,6 +9,8 @@ pub struct Fresh {
     pub value: SecretValue,
     /// When the issuer said it expires.
     pub expires_at: SystemTime,
+    /// The Vault lease to revoke when it is no longer used.
+    pub lease: Option<crate::secrets::vault::Lease>,
 }
 
 /// An issuer's own words, made safe to quote: one line, at most 200

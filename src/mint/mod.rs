@@ -8,6 +8,7 @@
 //! A token whose re-mint fails keeps serving until it expires, never after.
 
 pub mod answer;
+mod aws;
 mod github;
 pub mod http;
 pub mod issued;
@@ -40,6 +41,8 @@ struct Minted {
     refresh_at: SystemTime,
     /// What it was minted from: a policy edit that changes it mints anew.
     source: SecretSource,
+    /// The Vault lease it came with, revoked with it.
+    lease: Option<crate::secrets::vault::Lease>,
 }
 
 impl Minted {
@@ -52,6 +55,7 @@ impl Minted {
             refresh_at: fresh.expires_at - margin,
             expires_at: fresh.expires_at,
             source,
+            lease: fresh.lease,
         }
     }
 }
@@ -118,6 +122,7 @@ pub struct Minter {
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
     github: github::Apps,
     oauth: oauth::Clients,
+    aws: aws::Roles,
     counters: MintCounters,
 }
 
@@ -137,6 +142,7 @@ impl Minter {
             slots: Mutex::default(),
             github: github::Apps::default(),
             oauth: oauth::Clients::default(),
+            aws: aws::Roles::default(),
             counters,
         }
     }
@@ -260,6 +266,10 @@ impl Minter {
                     .mint(&self.http, &self.keys, name, client, fallback)
                     .await
             }
+            SecretSource::Aws(aws) => {
+                let fallback = spec.ttl.unwrap_or(crate::secrets::DEFAULT_SECRET_TTL);
+                self.aws.mint(&self.keys, name, aws, fallback).await
+            }
             _ => Err(SecretError::Unavailable {
                 name: name.to_string(),
                 reason: "not a minted secret".into(),
@@ -271,6 +281,16 @@ impl Minter {
     /// logged: the token then runs out on its own. Returns whether the issuer
     /// confirmed.
     async fn revoke(&self, minted: &Minted) -> bool {
+        if let Some(lease) = &minted.lease {
+            // A lease outlives what tollgate cached: revoke it even past that.
+            return match self.keys.vault("lease") {
+                Ok(vault) => {
+                    vault.revoke(lease).await;
+                    true
+                }
+                Err(_) => false,
+            };
+        }
         if SystemTime::now() >= minted.expires_at {
             return false;
         }
@@ -404,6 +424,12 @@ fn issuer(source: &SecretSource) -> String {
     match source {
         SecretSource::GithubApp(app) => app.api.clone(),
         SecretSource::OAuth2(client) => client.token_url.clone(),
+        SecretSource::Aws(aws) => match &aws.credentials {
+            crate::policy::model::AwsCredentials::Vault { mount, role } => {
+                format!("vault {mount}/{role}")
+            }
+            crate::policy::model::AwsCredentials::Static { .. } => "static key".to_string(),
+        },
         _ => String::new(),
     }
 }

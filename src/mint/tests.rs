@@ -34,6 +34,7 @@ fn a_token_is_minted_again_a_tenth_of_its_life_before_expiry_at_most_five_minute
             Fresh {
                 value: SecretValue::new("v".into()),
                 expires_at,
+                lease: None,
             },
             source.clone(),
         );

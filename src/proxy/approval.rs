@@ -217,7 +217,7 @@ fn hold_request(
     deadline: Instant,
 ) -> HoldRequest {
     let (body_bytes, body_sha256, body_preview) = match body {
-        PendingBody::Buffered(bytes) if !bytes.is_empty() => (
+        PendingBody::Buffered(bytes) | PendingBody::Hashed(bytes) if !bytes.is_empty() => (
             bytes.len() as u64,
             Some(crate::text::hex(
                 aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref(),

@@ -19,6 +19,7 @@ pub async fn send(
     scrubber: Option<Arc<Scrubber>>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let state = ctx.state;
+    let head = req.method() == http::Method::HEAD;
     let response = state
         .upstream
         .forward(
@@ -31,6 +32,7 @@ pub async fn send(
         )
         .await?;
     match scrubber {
+        Some(scrubber) if head => Ok(crate::inject::scrub_head(response, &scrubber)),
         Some(scrubber) => crate::inject::scrub_response(response, scrubber).await,
         None => Ok(response),
     }

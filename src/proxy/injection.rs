@@ -5,6 +5,7 @@
 
 use super::context::RequestCtx;
 use super::destination::Target;
+use super::signing;
 use crate::body::{empty_body, full_body, stream_body, ProxyBody, RequestBody};
 use crate::error::{Reason, Refusal};
 use crate::inject::{self, InjectionPermit, Scrubber};
@@ -24,6 +25,9 @@ pub enum PendingBody {
     Streamed(RequestBody),
     /// Read whole while its request waited for approval.
     Held(crate::approvals::spool::HeldBody),
+    /// Read whole to hash it for a SigV4 signature (at most
+    /// [`super::signing::MAX_HASHED_BODY`]); nothing is injected into it.
+    Hashed(Vec<u8>),
 }
 
 /// A request checked for its placeholders: its head, its body and what may
@@ -32,16 +36,27 @@ pub type Checked<'p> = (Parts, PendingBody, InjectionPermit<'p>);
 
 /// First half: binds the placeholders the request carries to the rule (403
 /// `secret_not_allowed`), reading the body first when an `inject_body` rule
-/// may inject into it. Nothing is fetched yet.
+/// may inject into it, and checks the SigV4 signature a request made with an
+/// `aws` secret's placeholder ([`signing`]). Nothing is fetched yet.
 pub async fn check<'p>(
     policy: &'p Policy,
     rule: &Rule,
     target: &Target,
     req: Request<RequestBody>,
+    keys: &crate::sigv4::SigningKeys,
 ) -> Result<Checked<'p>, Refusal> {
     let (parts, body) = req.into_parts();
-    let body = if rule.inject_body && is_textual(&parts.headers) {
-        PendingBody::Buffered(read_limited(&parts.headers, body).await?)
+    signing::refuse_foreign_key_ids(policy, &parts)?;
+    let mut body = if rule.inject_body && is_textual(&parts.headers) {
+        PendingBody::Buffered(
+            read_limited(
+                &parts.headers,
+                body,
+                inject::MAX_INJECT_BODY,
+                "an inject_body rule",
+            )
+            .await?,
+        )
     } else {
         PendingBody::Streamed(body)
     };
@@ -49,8 +64,27 @@ pub async fn check<'p>(
         PendingBody::Buffered(bytes) => Some(bytes.as_slice()),
         _ => None,
     };
-    let permit =
+    let mut permit =
         inject::check_request(policy, rule, &target.host, target.scheme, &parts, buffered)?;
+    if let Some(signed) = signing::read(&parts, &permit)? {
+        body = match (&signed.payload, body) {
+            (crate::sigv4::Payload::Body, PendingBody::Streamed(stream)) => PendingBody::Hashed(
+                read_limited(
+                    &parts.headers,
+                    stream,
+                    signing::MAX_HASHED_BODY,
+                    "a SigV4-signed body whose hash tollgate computes (declare x-amz-content-sha256, or use UNSIGNED-PAYLOAD or aws-chunked, for larger ones)",
+                )
+                .await?,
+            ),
+            (_, other) => other,
+        };
+        let whole = match &body {
+            PendingBody::Buffered(bytes) | PendingBody::Hashed(bytes) => Some(bytes.as_slice()),
+            _ => None,
+        };
+        signing::verify(&parts, signed, whole, &mut permit, keys)?;
+    }
     Ok((parts, body, permit))
 }
 
@@ -60,13 +94,15 @@ pub async fn check<'p>(
 pub async fn inject(
     ctx: &mut RequestCtx<'_>,
     policy: &Policy,
-    (mut parts, body, permit): Checked<'_>,
+    target: &Target,
+    (mut parts, body, mut permit): Checked<'_>,
 ) -> Result<(Request<ProxyBody>, Option<Arc<Scrubber>>), Refusal> {
     let (mut buffered, rest) = match body {
         PendingBody::Buffered(bytes) => (Some(bytes), None),
         other => (None, Some(other)),
     };
     let mut scrubber = ctx.state.injected.scrubber(&ctx.task().id);
+    let mut signer = None;
     if !permit.is_empty() {
         // An ended task's leases are being revoked: fetching now would make one
         // nobody ends.
@@ -78,6 +114,13 @@ pub async fn inject(
             .iter()
             .map(|s| s.name.as_str().to_string())
             .collect();
+        let only_signs = permit.only_signs();
+        if let (Some(verified), Some(spec)) = (permit.take_verified(), permit.signer()) {
+            let at = permit.secrets().iter().position(|s| s.name == spec.name);
+            signer = at
+                .and_then(|i| values.get(i).cloned())
+                .map(|v| (verified, v));
+        }
         let rewritten = permit.apply(&mut parts, buffered.as_mut(), &values)?;
         ctx.log.record.secrets = names;
         if !rewritten.is_empty() {
@@ -88,9 +131,13 @@ pub async fn inject(
             .map(Arc::new);
         }
         // SECURITY: a secret must not be fetched in parts (`bytes=0-19`, then
-        // `bytes=20-`) and put together again in the sandbox.
-        parts.headers.remove(header::RANGE);
-        parts.headers.remove(header::IF_RANGE);
+        // `bytes=20-`) and put together again in the sandbox. AWS credentials
+        // are only signed with, never written into a request to be echoed,
+        // and S3 downloads need their ranges.
+        if !only_signs {
+            parts.headers.remove(header::RANGE);
+            parts.headers.remove(header::IF_RANGE);
+        }
     }
     if scrubber.is_some() {
         // An uncompressed answer can be scrubbed as it streams.
@@ -99,7 +146,25 @@ pub async fn inject(
             HeaderValue::from_static("identity"),
         );
     }
+    let Some((verified, value)) = signer else {
+        let body = upstream_body(ctx, buffered, rest).await?;
+        return Ok((Request::from_parts(parts, body), scrubber));
+    };
+    // Last: any header changed after this would break the new signature.
+    let whole = match (&buffered, &rest) {
+        (Some(bytes), _) | (None, Some(PendingBody::Hashed(bytes))) => Some(bytes.clone()),
+        _ => None,
+    };
     let body = upstream_body(ctx, buffered, rest).await?;
+    let body = signing::resign(
+        &mut parts,
+        &target.authority(),
+        verified,
+        &value,
+        whole.as_deref(),
+        body,
+        &ctx.state.sigv4_keys,
+    )?;
     Ok((Request::from_parts(parts, body), scrubber))
 }
 
@@ -115,6 +180,10 @@ async fn upstream_body(
             full_body(bytes)
         }
         (None, Some(PendingBody::Streamed(body))) => ctx.log.count_up(stream_body(body)),
+        (None, Some(PendingBody::Hashed(bytes))) => {
+            ctx.log.add_up(bytes.len() as u64);
+            full_body(bytes)
+        }
         (None, Some(PendingBody::Held(held))) => {
             // Reading back what was spooled: whatever fails here is the spool's.
             let body = held
@@ -159,7 +228,22 @@ fn remember(
         .secrets()
         .iter()
         .zip(values)
-        .flat_map(|(spec, value)| inject::value_forms(&spec.name.placeholder(), value.expose()))
+        .flat_map(|(spec, value)| {
+            let placeholder = spec.name.placeholder();
+            match crate::sigv4::Credentials::parse(value.expose()) {
+                // Each part of AWS credentials is scrubbed on its own.
+                Some(creds)
+                    if matches!(spec.source, crate::policy::model::SecretSource::Aws(_)) =>
+                {
+                    [creds.access_key_id, creds.secret_access_key]
+                        .into_iter()
+                        .chain(creds.session_token)
+                        .flat_map(|part| inject::value_forms(&placeholder, part))
+                        .collect::<Vec<_>>()
+                }
+                _ => inject::value_forms(&placeholder, value.expose()),
+            }
+        })
         .collect();
     ctx.state.injected.remember(&ctx.task().id, lasting)
 }
@@ -194,28 +278,27 @@ fn is_textual(headers: &HeaderMap) -> bool {
         )
 }
 
-/// Reads a body of at most [`inject::MAX_INJECT_BODY`] bytes; larger is 413.
-async fn read_limited(headers: &HeaderMap, body: RequestBody) -> Result<Vec<u8>, Refusal> {
+/// Reads a body of at most `limit` bytes; larger is 413 naming `what` reads it.
+async fn read_limited(
+    headers: &HeaderMap,
+    body: RequestBody,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, Refusal> {
     let too_large = || {
         Refusal::new(
             Reason::BodyTooLarge,
-            format!(
-                "the body is over the {} byte limit of an inject_body rule",
-                inject::MAX_INJECT_BODY
-            ),
+            format!("the body is over the {limit} byte limit of {what}"),
         )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > inject::MAX_INJECT_BODY as u64) {
+    if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match http_body_util::Limited::new(body, inject::MAX_INJECT_BODY)
-        .collect()
-        .await
-    {
+    match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(_) => Err(Refusal::new(

@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod passthrough;
 pub mod pipeline;
 pub mod prefixed;
+pub mod signing;
 pub mod splice;
 pub mod state;
 pub mod upstream;

@@ -60,10 +60,10 @@ async fn phases(
     let limits = ctx.state.rate_limits.current();
     limits.check(&policy, rule, &ctx.task().id)?;
     let admission = approval::admit(ctx, &policy, rule)?;
-    let checked = injection::check(&policy, rule, &target, req);
+    let checked = injection::check(&policy, rule, &target, req, &ctx.state.sigv4_keys);
     let (parts, body, permit) = approval::within_deadline(admission.as_ref(), checked).await?;
     let body = approval::settle(ctx, &policy, rule, admission, &parts, body).await?;
-    let (req, scrubber) = injection::inject(ctx, &policy, (parts, body, permit)).await?;
+    let (req, scrubber) = injection::inject(ctx, &policy, &target, (parts, body, permit)).await?;
     // Ended while this request was on its way (a held one above all)?
     ctx.ensure_current()?;
     ctx.let_through();

@@ -276,6 +276,10 @@ fn splice_websocket(
 /// Maps a client error to the refusal of DESIGN.md: a refused private address is
 /// 403, a timeout 504, anything else (including TLS verification) 502.
 fn upstream_refusal(err: &hyper_util::client::legacy::Error, authority: &str) -> Refusal {
+    // A signed body cut off on its way: the request never completed upstream.
+    if let Some(refused) = crate::sigv4::body::find_refused(err) {
+        return Refusal::new(Reason::BadRequest, refused.to_string());
+    }
     match find_dial_error(err) {
         Some(DialError::PrivateDestination { .. }) => Refusal::new(
             Reason::PrivateDestination,

@@ -44,7 +44,8 @@ impl KeyReader {
         self.forbidden.iter().any(|own| path.starts_with(own))
     }
 
-    fn vault(&self, name: &str) -> Result<&VaultBackend, SecretError> {
+    /// The Vault backend, or why there is none (for the secret `name`).
+    pub fn vault(&self, name: &str) -> Result<&VaultBackend, SecretError> {
         self.vault
             .as_deref()
             .ok_or_else(|| SecretError::Unavailable {

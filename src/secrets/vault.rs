@@ -202,6 +202,24 @@ impl VaultBackend {
         data: Option<&serde_json::Value>,
         field: &str,
     ) -> Result<(SecretValue, Lease), SecretError> {
+        let (response, lease) = self.call_whole(name, method, path, data).await?;
+        let value = pick_field(&response, field).ok_or_else(|| SecretError::Missing {
+            name: name.into(),
+            reason: format!("the response of {path} has no field `{field}`"),
+        })?;
+        Ok((value, lease))
+    }
+
+    /// Calls a dynamic-secret endpoint and returns its whole answer, with the
+    /// lease to revoke later. The answer holds secret values: the caller takes
+    /// what it needs and drops the rest.
+    pub async fn call_whole(
+        &self,
+        name: &str,
+        method: &str,
+        path: &str,
+        data: Option<&serde_json::Value>,
+    ) -> Result<(serde_json::Value, Lease), SecretError> {
         let client = self.client(name).await?;
         let response = match self.raw(&client, method, path, data).await {
             Ok(response) => response,
@@ -210,10 +228,6 @@ impl VaultBackend {
                 return Err(unavailable(name, err));
             }
         };
-        let value = pick_field(&response, field).ok_or_else(|| SecretError::Missing {
-            name: name.into(),
-            reason: format!("the response of {path} has no field `{field}`"),
-        })?;
         let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
         let lease_secs = response["lease_duration"]
             .as_u64()
@@ -225,7 +239,7 @@ impl VaultBackend {
             accessor: text(&response["auth"]["accessor"]),
             duration: Duration::from_secs(lease_secs),
         };
-        Ok((value, lease))
+        Ok((response, lease))
     }
 
     /// Revokes a lease (direct HTTP: `sys/leases/revoke`) or a created token (by

@@ -11,16 +11,21 @@
 //! finds real-looking access key ids. Nothing here does I/O.
 
 pub mod auth;
+pub mod body;
 pub mod canonical;
 pub mod chunked;
+pub mod credentials;
 pub mod keyid;
 pub mod presigned;
+pub mod request;
 pub mod sign;
 
 pub use auth::{parse_authorization, Authorization, Scope};
 pub use canonical::{canonical_request, string_to_sign, CanonicalInput};
+pub use credentials::Credentials;
 pub use keyid::find_access_key_id;
 pub use presigned::{parse_presigned, requery, Presigned};
+pub use request::{Payload, Signed, SignedError};
 pub use sign::{signature, SigningKeys};
 
 /// Whether `s` has the form of a SigV4 signature: 64 lower-case hex digits.

@@ -42,9 +42,8 @@ PRESIGN = [
 ]
 
 
-def presign():
+def freeze_time():
     import datetime as _dt
-    from botocore.auth import S3SigV4QueryAuth, SigV4QueryAuth
 
     class Fixed(_dt.datetime):
         @classmethod
@@ -56,6 +55,38 @@ def presign():
             return cls(2026, 12, 5, 8, 0, 0, tzinfo=tz)
 
     _dt.datetime = Fixed
+
+
+REAL_STATIC = Credentials("AKIAEXAMPLESTATIC001", "static/secret+key0123456789abcdefghijk")
+
+
+def resign():
+    """Each header-signed case at one instant, signed with the placeholder (the
+    sandbox), with real temporary credentials and with a real static key: what
+    tollgate's re-signing must turn the first into."""
+    freeze_time()
+    for service, region, method, url, headers, body, _ in CASES:
+        out = {"service": service, "method": method, "body": body.decode()}
+        for name, creds in (("placeholder", PLACEHOLDER), ("real", REAL), ("static", REAL_STATIC)):
+            request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
+            signer = S3SigV4Auth if service == "s3" else SigV4Auth
+            signer(creds, service, region).add_auth(request)
+            prepared = request.prepare()
+            out[name] = {
+                "url": prepared.url,
+                "headers": [[k, v if isinstance(v, str) else v.decode()] for k, v in prepared.headers.items()],
+            }
+        for name, creds in (("real", REAL), ("static", REAL_STATIC)):
+            out[name]["key"] = creds.access_key
+            out[name]["secret"] = creds.secret_key
+            out[name]["token"] = creds.token
+        print(json.dumps(out))
+
+
+def presign():
+    from botocore.auth import S3SigV4QueryAuth, SigV4QueryAuth
+
+    freeze_time()
     for service, region, method, url, expires in PRESIGN:
         out = {"service": service, "method": method}
         for name, creds in (("placeholder", PLACEHOLDER), ("real", REAL)):
@@ -72,6 +103,9 @@ def presign():
 def main():
     if sys.argv[1:] == ["presign"]:
         presign()
+        return
+    if sys.argv[1:] == ["resign"]:
+        resign()
         return
     for service, region, method, url, headers, body, creds in CASES:
         request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
