@@ -79,11 +79,11 @@ fn auth_server(ca: &TestCa, keys: &Path) -> (AuthServer, PathBuf) {
     (auth, key)
 }
 
-/// Policy `cloud`: an `aws` secret (static keys, one region), the GCP and
-/// Azure tokens marked for the metadata services, injected on the resource;
-/// and a rule that allows plain http to `metadata.google.internal`, which
+/// Policy `cloud`: an `aws` secret (static keys, one region) used on the S3
+/// stand-in `s3.aws.test`, the GCP and Azure tokens marked for the metadata
+/// services, injected on the resource; and a rule that allows plain http to `metadata.google.internal`, which
 /// must make no difference.
-fn cloud_policy(auth: &AuthServer, sa_key: &Path) -> String {
+fn cloud_policy(auth: &AuthServer, sa_key: &Path, s3_port: u16) -> String {
     format!(
         r#"name: cloud
 secrets:
@@ -115,6 +115,10 @@ rules:
     host: api.crm.test
     port: {port}
     inject: [GCP_TOKEN, AZURE_TOKEN]
+  - name: s3
+    host: s3.aws.test
+    port: {s3_port}
+    inject: [AWS]
   - name: lookalike
     host: metadata.google.internal
     port: 80
@@ -146,9 +150,11 @@ fn proxy_env() -> Vec<(String, String)> {
 }
 
 /// Everything the proxy tests run: the authorization server (and resource),
-/// a plain upstream that `metadata.google.internal` resolves to, and tollgate.
+/// a TLS echo upstream standing in for S3, a plain upstream that
+/// `metadata.google.internal` resolves to, and tollgate.
 struct Cloud {
     auth: AuthServer,
+    s3: Upstream,
     lookalike: Upstream,
     proxy: ProxyProc,
     _keys: tempfile::TempDir,
@@ -159,14 +165,16 @@ impl Cloud {
         let ca = TestCa::new("metadata test CA");
         let keys = tempfile::tempdir().unwrap();
         let (auth, sa_key) = auth_server(&ca, keys.path());
+        let s3 = start_upstream(Some(ca.server_config(&["s3.aws.test"]))).await;
         let lookalike = start_upstream(None).await;
         let mut setup = ProxySetup::default()
             .trust(&ca.cert_pem)
             .resolve_addr("api.crm.test", &format!("{}:{}", auth.bind, auth.port))
             .resolve_addr("login.test", &format!("{}:{}", auth.bind, auth.port))
+            .resolve("s3.aws.test", s3.port)
             .resolve("metadata.google.internal", lookalike.port);
         setup.policies = vec![
-            ("cloud".into(), cloud_policy(&auth, &sa_key)),
+            ("cloud".into(), cloud_policy(&auth, &sa_key, s3.port)),
             ("bare".into(), BARE_POLICY.into()),
         ];
         setup.extra_tasks = vec!["{ id: bare, policy: bare, token_env: TEST_AGENT_TOKEN }".into()];
@@ -174,6 +182,7 @@ impl Cloud {
         let proxy = start_proxy(&setup);
         Cloud {
             auth,
+            s3,
             lookalike,
             proxy,
             _keys: keys,
@@ -181,11 +190,12 @@ impl Cloud {
     }
 
     /// Runs clients.py `args` with `python` through the proxy, in an
-    /// environment with nothing but the proxy, the CA and an empty HOME.
-    fn sdk(&self, python: &str, args: &[&str]) -> Value {
+    /// environment with nothing but the proxy, the CA and an empty HOME
+    /// (awaited: the upstreams of this test run on its runtime).
+    async fn sdk(&self, python: &str, args: &[&str]) -> Value {
         let home = tempfile::tempdir().unwrap();
         let url = self.proxy.url();
-        let output = Command::new(python)
+        let output = tokio::process::Command::new(python)
             .arg(clients_py())
             .args(args)
             .env_clear()
@@ -196,6 +206,7 @@ impl Cloud {
             .env("REQUESTS_CA_BUNDLE", &self.proxy.ca_pem)
             .stdin(Stdio::null())
             .output()
+            .await
             .unwrap();
         parse_client(&output.stdout, &output.stderr, output.status.success())
     }
@@ -207,6 +218,35 @@ fn parse_client(stdout: &[u8], stderr: &[u8], ok: bool) -> Value {
     assert!(ok, "clients.py failed:\n{stdout}\n{stderr}");
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+}
+
+/// Asserts that the S3 stand-in got one request, signed again by tollgate with
+/// the real (static) key for the policy's region: not the placeholder.
+fn assert_resigned(s3: &Upstream, client: &Value) {
+    let seen = s3.seen.lock().unwrap().clone();
+    // botocore tries again when the stand-in's answer is no S3 answer.
+    assert!(
+        !seen.is_empty(),
+        "nothing reached the S3 stand-in: {client}"
+    );
+    for request in &seen {
+        assert_resigned_request(request);
+    }
+}
+
+fn assert_resigned_request(request: &Value) {
+    let headers = &request["headers"];
+    let authorization = headers["authorization"].as_str().unwrap_or_default();
+    assert!(
+        authorization.starts_with(&format!("AWS4-HMAC-SHA256 Credential={AWS_KEY_ID}/"))
+            && authorization.contains("/eu-west-3/s3/aws4_request"),
+        "{authorization}"
+    );
+    assert!(
+        headers.get("x-amz-security-token").is_none(),
+        "the placeholder session token is removed for static keys: {headers}"
+    );
+    assert!(!request.to_string().contains("__AWS__"), "{request}");
 }
 
 /// The audit record of `method` `path` on `host` (the first), or a panic listing all.
@@ -224,12 +264,14 @@ async fn botocore_finds_the_placeholders_through_imdsv2_via_the_proxy() {
         return;
     };
     let cloud = Cloud::start().await;
-    let got = cloud.sdk(&python, &["botocore"]);
+    let endpoint = format!("https://s3.aws.test:{}", cloud.s3.port);
+    let got = cloud.sdk(&python, &["botocore", &endpoint]).await;
     assert_eq!(got["method"], "iam-role", "{got}");
     for field in ["access_key", "secret_key", "token"] {
         assert_eq!(got[field], "__AWS__", "{field}: {got}");
     }
     assert_eq!(got["region"], "eu-west-3", "the policy's one region");
+    assert_resigned(&cloud.s3, &got);
 
     common::wait_record(&cloud.proxy, |r| {
         r["path"] == "/latest/meta-data/iam/security-credentials/AWS"
@@ -410,7 +452,7 @@ async fn google_auth_and_azure_identity_get_placeholders_and_the_api_gets_real_t
     let cloud = Cloud::start().await;
     let whoami = cloud.auth.api("/api/whoami");
 
-    let gcp = cloud.sdk(&python, &["google", &whoami]);
+    let gcp = cloud.sdk(&python, &["google", &whoami]).await;
     assert_eq!(
         gcp["token"],
         "__GCP_TOKEN__",
@@ -429,10 +471,12 @@ async fn google_auth_and_azure_identity_get_placeholders_and_the_api_gets_real_t
         "urn:ietf:params:oauth:grant-type:jwt-bearer"
     );
 
-    let azure = cloud.sdk(
-        &python,
-        &["azure", "https://api.crm.test/.default", &whoami],
-    );
+    let azure = cloud
+        .sdk(
+            &python,
+            &["azure", "https://api.crm.test/.default", &whoami],
+        )
+        .await;
     assert_eq!(azure["token"], "__AZURE_TOKEN__", "{azure}");
     assert_eq!(
         azure["api_status"],
@@ -489,11 +533,13 @@ async fn inside_tollgate_run_the_sdks_find_credentials_with_no_configuration() {
     let ca = TestCa::new("metadata launcher CA");
     let keys = tempfile::tempdir().unwrap();
     let (auth, sa_key) = auth_server(&ca, keys.path());
+    let s3 = start_upstream(Some(ca.server_config(&["s3.aws.test"]))).await;
     let mut setup = ProxySetup::default()
         .trust(&ca.cert_pem)
         .resolve_addr("api.crm.test", &format!("{}:{}", auth.bind, auth.port))
-        .resolve_addr("login.test", &format!("{}:{}", auth.bind, auth.port));
-    setup.policies = vec![("cloud".into(), cloud_policy(&auth, &sa_key))];
+        .resolve_addr("login.test", &format!("{}:{}", auth.bind, auth.port))
+        .resolve("s3.aws.test", s3.port);
+    setup.policies = vec![("cloud".into(), cloud_policy(&auth, &sa_key, s3.port))];
     let dir = write_setup(&setup);
     let home = tempfile::tempdir().unwrap();
     let clients = clients_py();
@@ -507,10 +553,11 @@ async fn inside_tollgate_run_the_sdks_find_credentials_with_no_configuration() {
 getent hosts metadata.google.internal
 echo "v1=$(curl -sS --noproxy '*' -o /dev/null -w '%{{http_code}}' http://169.254.169.254/latest/meta-data/iam/security-credentials/)"
 env | grep -c '^AWS_' || true
-'{python}' '{clients}' botocore
+'{python}' '{clients}' botocore 'https://s3.aws.test:{s3_port}'
 '{python}' '{clients}' google '{whoami}'
 '{python}' '{clients}' azure https://api.crm.test/.default '{whoami}'
-"#
+"#,
+        s3_port = s3.port,
     );
     let no_proxy = "169.254.169.254,metadata.google.internal";
     let home_env = format!("HOME={}", home.path().display());
@@ -554,6 +601,7 @@ env | grep -c '^AWS_' || true
     assert_eq!(aws["access_key"], "__AWS__");
     assert_eq!(aws["token"], "__AWS__");
     assert_eq!(aws["region"], "eu-west-3");
+    assert_resigned(&s3, &aws);
     let gcp: Value = serde_json::from_str(lines.next().unwrap_or_default()).unwrap();
     assert_eq!(gcp["token"], "__GCP_TOKEN__", "{stdout}");
     assert_eq!(gcp["api_status"], 200, "{stdout}\n{}", auth.server_log());

@@ -1,12 +1,14 @@
 """Real cloud SDKs asking the metadata service for credentials, for tollgate's
 tests. Prints one JSON line of what each SDK got.
 
-Usage: python3 clients.py botocore
+Usage: python3 clients.py botocore [S3_ENDPOINT]
        python3 clients.py google [API_URL]
        python3 clients.py azure SCOPE [API_URL]
 
 botocore: the credentials its default chain finds (IMDSv2 when nothing else
-is configured) and the region from IMDS. google: google-auth's Compute Engine
+is configured), the region from IMDS, and (with S3_ENDPOINT) a ListObjectsV2
+of bucket `b` there, signed with those credentials (its error, if any, is
+printed: the test looks at what the endpoint received). google: google-auth's Compute Engine
 credentials refreshed, the project id, and (with API_URL) a GET through an
 AuthorizedSession. azure: ManagedIdentityCredential's token for SCOPE and (with
 API_URL) a GET with it as bearer. The API's answer is printed as it came.
@@ -27,7 +29,8 @@ def api_call(get, url):
     return {"api_status": response.status_code, "api_body": body}
 
 
-def botocore_client():
+def botocore_client(endpoint):
+    import botocore.config
     import botocore.session
     import botocore.utils
 
@@ -35,13 +38,26 @@ def botocore_client():
     credentials = session.get_credentials()
     frozen = credentials.get_frozen_credentials() if credentials else None
     region = botocore.utils.InstanceMetadataRegionFetcher().retrieve_region()
-    return {
+    s3 = {}
+    if endpoint:
+        client = session.create_client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+        try:
+            client.list_objects_v2(Bucket="b")
+            s3 = {"s3_error": None}
+        except Exception as error:  # the echo upstream is no S3: its answer may not parse
+            s3 = {"s3_error": type(error).__name__}
+    return dict(s3, **{
         "method": credentials.method if credentials else None,
         "access_key": frozen.access_key if frozen else None,
         "secret_key": frozen.secret_key if frozen else None,
         "token": frozen.token if frozen else None,
         "region": region,
-    }
+    })
 
 
 def google_client(url):
@@ -77,7 +93,7 @@ def azure_client(scope, url):
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "botocore":
-        out = botocore_client()
+        out = botocore_client(args[0] if args else None)
     elif mode == "google":
         out = google_client(args[0] if args else None)
     elif mode == "azure":
