@@ -492,6 +492,40 @@ async fn curl_aws_sigv4_puts_and_gets() {
     .await;
     assert_eq!(get.status, 200, "{get:?}");
     assert_eq!(get.body, "sent by curl\n");
+
+    // A streamed body that is not the one whose hash was signed: checked as it
+    // streams, cut off before its end (so moto never takes it), and 400.
+    let changed =
+        common::write_file_bytes(aws.home.path(), "changed.txt", b"sent by curl, CHANGED\n");
+    let put = curl_sigv4(
+        &aws,
+        "us-east-1",
+        "s3",
+        &[
+            "-T",
+            changed.to_str().unwrap(),
+            &format!("{base}/curl-bucket/curl.txt"),
+        ],
+        body,
+    )
+    .await;
+    let refusal = assert_refused(&put, 400, "bad_request");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-amz-content-sha256"),
+        "{refusal}"
+    );
+    let get = curl_sigv4(
+        &aws,
+        "us-east-1",
+        "s3",
+        &[&format!("{base}/curl-bucket/curl.txt")],
+        b"",
+    )
+    .await;
+    assert_eq!(get.body, "sent by curl\n", "the object is unchanged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
