@@ -15,6 +15,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod inject;
 pub mod launcher;
+pub mod metadata;
 pub mod metrics;
 pub mod mint;
 pub mod net;

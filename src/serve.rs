@@ -42,6 +42,9 @@ pub enum StartError {
     /// The admin API could not start.
     #[error(transparent)]
     Admin(#[from] ListenError),
+    /// The metadata emulation has no randomness for its session key.
+    #[error("the metadata emulation's session key: the system gave no random bytes")]
+    MetadataKey,
     /// The audit trail could not start.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -154,6 +157,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         ),
         metrics,
         sigv4_keys: crate::sigv4::SigningKeys::default(),
+        metadata: crate::metadata::MetadataService::new().ok_or(StartError::MetadataKey)?,
     })
 }
 

@@ -492,6 +492,40 @@ async fn curl_aws_sigv4_puts_and_gets() {
     .await;
     assert_eq!(get.status, 200, "{get:?}");
     assert_eq!(get.body, "sent by curl\n");
+
+    // A streamed body that is not the one whose hash was signed: checked as it
+    // streams, cut off before its end (so moto never takes it), and 400.
+    let changed =
+        common::write_file_bytes(aws.home.path(), "changed.txt", b"sent by curl, CHANGED\n");
+    let put = curl_sigv4(
+        &aws,
+        "us-east-1",
+        "s3",
+        &[
+            "-T",
+            changed.to_str().unwrap(),
+            &format!("{base}/curl-bucket/curl.txt"),
+        ],
+        body,
+    )
+    .await;
+    let refusal = assert_refused(&put, 400, "bad_request");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-amz-content-sha256"),
+        "{refusal}"
+    );
+    let get = curl_sigv4(
+        &aws,
+        "us-east-1",
+        "s3",
+        &[&format!("{base}/curl-bucket/curl.txt")],
+        b"",
+    )
+    .await;
+    assert_eq!(get.body, "sent by curl\n", "the object is unchanged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -889,4 +923,86 @@ async fn deleting_the_task_revokes_its_aws_lease() {
         !aws.moto.has_access_key(&akid),
         "moto still has the task's key"
     );
+}
+
+/// The README's example, for real: inside `tollgate run`, with no AWS variable
+/// and no credentials file, the AWS CLI finds credentials through the emulated
+/// IMDSv2 (the placeholder), and moto, which checks every signature, lists the
+/// bucket: the request was signed again with the key the engine minted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_tollgate_run_the_aws_cli_lists_buckets_with_imds_credentials() {
+    if !common::skip::needs_root_and_tools(
+        &["ip", "nft"],
+        "the launcher makes network namespaces and nftables rules",
+    ) {
+        return;
+    }
+    let Some(aws) = Aws::start(ENGINE_IAM_USER, vec![]).await else {
+        return;
+    };
+    // A bucket made through tollgate by the harness's own client.
+    let made = aws
+        .client(
+            "s3-roundtrip",
+            json!({"endpoint": aws.moto.url("s3.moto.test"), "bucket": "run-bucket",
+                   "key": "k", "body": "b"}),
+            &[],
+        )
+        .await;
+    assert_eq!(made["body"], "b", "{made}");
+    // The interpreter itself, not a pyenv shim, which needs the caller's HOME.
+    let python = Command::new("python3")
+        .args(["-c", "import sys, awscli; print(sys.executable)"])
+        .output()
+        .unwrap();
+    assert!(python.status.success(), "{python:?}");
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_string();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".aws")).unwrap();
+    // Path-style S3 only: no credentials here.
+    common::write_file(
+        &home.path().join(".aws"),
+        "config",
+        "[default]\ns3 =\n    addressing_style = path\n",
+    );
+    let token_file = aws.proxy.dir.path().join("state/admin.token");
+    let endpoint = aws.moto.url("s3.moto.test");
+    let mut command = Command::new(common::tollgate_bin());
+    command
+        .args(["run", "--user", "root", "--policy", "aws"])
+        .arg("--admin")
+        .arg(format!("http://{}", common::admin_addr(&aws.proxy)))
+        .arg("--admin-token-file")
+        .arg(&token_file)
+        .args(["--env", &format!("HOME={}", home.path().display())])
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "env | grep -c '^AWS_' || true; '{python}' -m awscli s3 ls --endpoint-url '{endpoint}'"
+        ))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || command.output().unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("0"), "no AWS variable inside: {stdout}");
+    assert!(stdout.contains("run-bucket"), "{stdout}");
+    // The credentials came from the metadata service, through the launcher.
+    let token = wait_record(&aws.proxy, |r| {
+        r["host"] == "169.254.169.254" && r["path"] == "/latest/api/token"
+    })
+    .await;
+    assert_eq!(token["status"], 200, "{token}");
 }

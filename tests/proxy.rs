@@ -349,7 +349,7 @@ async fn private_destinations_get_403() {
     let ca = TestCa::new("upstream test CA");
     let tls = start_upstream(Some(ca.server_config(&["private.test", "api.test"]))).await;
     let yaml = format!(
-        "name: main\nrules:\n  - {{ host: private.test, port: {p} }}\n  - {{ host: api.test, port: {p} }}\n  - {{ host: 169.254.169.254, port: 80 }}\n  - {{ host: 10.0.0.1 }}\ntunnel:\n  - {{ host: tunnel.test, port: {p} }}\n",
+        "name: main\nrules:\n  - {{ host: private.test, port: {p} }}\n  - {{ host: api.test, port: {p} }}\n  - {{ host: 169.254.169.254, port: 80 }}\n  - {{ host: 169.254.169.253, port: 80 }}\n  - {{ host: 10.0.0.1 }}\ntunnel:\n  - {{ host: tunnel.test, port: {p} }}\n",
         p = tls.port
     );
     // 127.0.0.2 is loopback but outside the allowed 127.0.0.1/32; nothing listens there.
@@ -362,8 +362,13 @@ async fn private_destinations_get_403() {
 
     let private = curl(&proxy, &[&format!("https://private.test:{}/", tls.port)]).await;
     assert_refusal(&private, 403, "private_destination");
+    let link_local = curl(&proxy, &["http://169.254.169.253/latest/meta-data/"]).await;
+    assert_refusal(&link_local, 403, "private_destination");
+    // The metadata address is answered by the emulation (tests/metadata.rs),
+    // whatever the rules say: 404 under a policy without cloud secrets.
     let metadata = curl(&proxy, &["http://169.254.169.254/latest/meta-data/"]).await;
-    assert_refusal(&metadata, 403, "private_destination");
+    assert_eq!(metadata.status, 404, "{metadata:?}");
+    assert_eq!(metadata.header("x-tollgate-reason"), None, "{metadata:?}");
     let rfc1918 = curl(&proxy, &["https://10.0.0.1/"]).await;
     assert_refusal(&rfc1918, 403, "private_destination");
     let tunnel = curl(&proxy, &[&format!("https://tunnel.test:{}/", tls.port)]).await;

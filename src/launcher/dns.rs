@@ -1,11 +1,15 @@
 //! The sandbox's DNS stub: every name resolves to one fixed address, and no
 //! query is ever forwarded. Connections to that address on ports 80 and 443 are
-//! redirected to tollgate, which takes the real name from SNI or Host.
+//! redirected to tollgate, which takes the real name from SNI or Host. The one
+//! exception is `metadata.google.internal`, which resolves to 169.254.169.254
+//! as on a GCP instance (port 80 there is redirected too, and answered by the
+//! metadata emulation).
 //!
 //! The reply format is fixed and small (RFC 1035 §4.1), so it is written here
 //! rather than pulling in a DNS library: a header, the question echoed, and at
 //! most one A record.
 
+use crate::metadata::{GOOGLE_METADATA_HOST, METADATA_ADDRESS};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
@@ -37,7 +41,8 @@ pub async fn serve(socket: Arc<UdpSocket>, stop: CancellationToken) {
 }
 
 /// The reply to one query, or `None` for a packet not worth answering (too short
-/// to carry an id, or itself a response).
+/// to carry an id, or itself a response). Every name gets `address`, but
+/// `metadata.google.internal` gets [`METADATA_ADDRESS`].
 pub fn answer(query: &[u8], address: Ipv4Addr) -> Option<Vec<u8>> {
     if query.len() < HEADER_LEN {
         return None;
@@ -65,6 +70,11 @@ pub fn answer(query: &[u8], address: Ipv4Addr) -> Option<Vec<u8>> {
     let qtype = u16::from_be_bytes([query[end - 4], query[end - 3]]);
     let qclass = u16::from_be_bytes([query[end - 2], query[end - 1]]);
     let with_answer = qclass == CLASS_IN && (qtype == TYPE_A || qtype == TYPE_ANY);
+    let address = if asks_for(&query[HEADER_LEN..end - 4], GOOGLE_METADATA_HOST) {
+        METADATA_ADDRESS
+    } else {
+        address
+    };
     // QR, AA, RD as asked, RA; RCODE 0 (a name without an A answer is NODATA).
     let flags = 0x8000 | 0x0400 | recursion_desired | 0x0080;
     reply.extend_from_slice(&flags.to_be_bytes());
@@ -81,6 +91,24 @@ pub fn answer(query: &[u8], address: Ipv4Addr) -> Option<Vec<u8>> {
         reply.extend_from_slice(&address.octets());
     }
     Some(reply)
+}
+
+/// Whether the question's name (its labels, as [`question_end`] checked them)
+/// is `name`, ignoring ASCII case.
+fn asks_for(mut labels: &[u8], name: &str) -> bool {
+    for expected in name.split('.') {
+        let Some((&len, rest)) = labels.split_first() else {
+            return false;
+        };
+        let len = usize::from(len);
+        match rest.get(..len) {
+            Some(label) if label.eq_ignore_ascii_case(expected.as_bytes()) => {
+                labels = &rest[len..];
+            }
+            _ => return false,
+        }
+    }
+    labels == [0]
 }
 
 /// Where the (single, uncompressed) question ends, QTYPE and QCLASS included.
@@ -132,6 +160,23 @@ mod tests {
         assert_eq!(&r[6..8], &[0, 1], "one answer");
         assert_eq!(&r[12..q.len()], &q[12..], "question echoed");
         assert_eq!(&r[r.len() - 4..], &[192, 0, 2, 1]);
+    }
+
+    #[test]
+    fn metadata_google_internal_is_the_metadata_address() {
+        for name in ["metadata.google.internal", "METADATA.Google.Internal"] {
+            let r = answer(&query(name, TYPE_A), SANDBOX_ADDRESS).unwrap();
+            assert_eq!(&r[r.len() - 4..], &[169, 254, 169, 254], "{name}");
+        }
+        for name in [
+            "metadata.google.internal.evil.test",
+            "x.metadata.google.internal",
+            "metadata.google",
+            "metadata",
+        ] {
+            let r = answer(&query(name, TYPE_A), SANDBOX_ADDRESS).unwrap();
+            assert_eq!(&r[r.len() - 4..], &[192, 0, 2, 1], "{name}");
+        }
     }
 
     #[test]

@@ -147,6 +147,12 @@ impl Minter {
         }
     }
 
+    /// Where key material is read from (the metadata emulation reads a
+    /// service-account key's email and project id through it).
+    pub fn keys(&self) -> &KeyReader {
+        &self.keys
+    }
+
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<Slot>>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }

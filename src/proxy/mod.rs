@@ -14,6 +14,7 @@ pub mod front;
 pub mod headers;
 pub mod injection;
 pub mod limits;
+pub mod metadata;
 pub mod passthrough;
 pub mod pipeline;
 pub mod prefixed;

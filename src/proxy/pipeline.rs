@@ -3,7 +3,8 @@
 //!
 //! 1. the task is still current (407) and the audit trail can take records (503);
 //! 2. the policy as loaded now, and a `max_concurrent` place ([`RequestCtx`]);
-//! 3. where the request goes ([`destination`]);
+//! 3. where the request goes ([`destination`]); a cloud metadata address is
+//!    answered right there by the emulated service ([`metadata`]);
 //! 4. the rule that decides ([`decision`]);
 //! 5. the rule's rate limit ([`crate::ratelimit`]);
 //! 6. an `approve` rule: a grant, or a place among the holds ([`approval::admit`]);
@@ -24,6 +25,7 @@ use super::decision;
 use super::destination;
 use super::forward;
 use super::injection;
+use super::metadata;
 use super::state::ProxyState;
 use crate::body::{ProxyBody, RequestBody};
 use crate::error::Refusal;
@@ -50,6 +52,10 @@ async fn phases(
     let policy = ctx.current_policy()?;
     ctx.take_slot(&policy)?;
     let target = destination::request_target(ctx, &req)?;
+    // SECURITY: nothing for a metadata address is ever forwarded, whatever the rules say.
+    if metadata::is_for_metadata(&target) {
+        return Ok(metadata::answer(ctx, &policy, req).await);
+    }
     let rule = decision::matching_rule(ctx, &policy, &target, &req)?;
     let limits = ctx.state.rate_limits.current();
     limits.check(&policy, rule, &ctx.task().id)?;

@@ -78,6 +78,8 @@ pub struct ProxyState {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// SigV4 signing keys, derived once per key, date, region and service.
     pub sigv4_keys: crate::sigv4::SigningKeys,
+    /// The emulated cloud metadata services (IMDSv2 session key, GCP identities).
+    pub metadata: crate::metadata::MetadataService,
 }
 
 impl ProxyState {

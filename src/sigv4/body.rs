@@ -24,11 +24,15 @@ pub enum BodyRefused {
 }
 
 /// A body checked, as it streams, against the hex SHA-256 it was signed with.
+/// The last piece is held back until the hash is known, so a body that does
+/// not match never reaches the upstream whole: it is cut off before its end.
 pub struct HashChecked {
     inner: ProxyBody,
     // `digest::Context` is not `Sync`; the body is polled by one task at a time.
     hasher: Mutex<Option<digest::Context>>,
     expected: String,
+    held: Option<Bytes>,
+    ended: bool,
 }
 
 impl HashChecked {
@@ -38,7 +42,23 @@ impl HashChecked {
             inner,
             hasher: Mutex::new(Some(digest::Context::new(&digest::SHA256))),
             expected,
+            held: None,
+            ended: false,
         }
+    }
+
+    fn update(&self, data: &[u8]) {
+        let mut hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hasher.as_mut() {
+            h.update(data);
+        }
+    }
+
+    fn matches(&self) -> bool {
+        let mut hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner());
+        hasher
+            .take()
+            .is_some_and(|h| crate::text::hex(h.finish().as_ref()) == self.expected)
     }
 }
 
@@ -50,31 +70,35 @@ impl Body for HashChecked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        let mut hasher = self.hasher.lock().unwrap_or_else(|p| p.into_inner());
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(h)) = (frame.data_ref(), hasher.as_mut()) {
-                    h.update(data);
-                }
+        loop {
+            if self.ended {
+                return Poll::Ready(self.held.take().map(|data| Ok(Frame::data(data))));
             }
-            Poll::Ready(None) => {
-                if let Some(h) = hasher.take() {
-                    let got = crate::text::hex(h.finish().as_ref());
-                    if got != self.expected {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        self.update(&data);
+                        if let Some(previous) = self.held.replace(data) {
+                            return Poll::Ready(Some(Ok(Frame::data(previous))));
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    if !self.matches() {
+                        self.held = None;
                         return Poll::Ready(Some(Err(Box::new(BodyRefused::Hash))));
                     }
                 }
             }
-            _ => {}
         }
-        drop(hasher);
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        // The end is where the hash is checked: it must be polled.
-        false
+        self.ended && self.held.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -162,4 +186,50 @@ pub fn find_refused<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'
         current = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::stream_body;
+    use http_body_util::{BodyExt, StreamBody};
+
+    fn pieces(parts: &[&'static [u8]]) -> ProxyBody {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from_static(p))))
+            .collect();
+        stream_body(StreamBody::new(futures_util::stream::iter(frames)))
+    }
+
+    fn sha256(data: &[u8]) -> String {
+        crate::text::hex(digest::digest(&digest::SHA256, data).as_ref())
+    }
+
+    #[tokio::test]
+    async fn the_last_piece_is_held_until_the_hash_is_known() {
+        let good = HashChecked::new(pieces(&[b"hello ", b"wor", b"ld"]), sha256(b"hello world"));
+        assert_eq!(
+            &good.collect().await.unwrap().to_bytes()[..],
+            b"hello world"
+        );
+        let empty = HashChecked::new(pieces(&[]), sha256(b""));
+        assert!(empty.collect().await.unwrap().to_bytes().is_empty());
+
+        let mut bad = HashChecked::new(pieces(&[b"hello ", b"wor", b"LD"]), sha256(b"hello world"));
+        let mut delivered = Vec::new();
+        let err = loop {
+            match bad.frame().await {
+                Some(Ok(frame)) => delivered.extend_from_slice(&frame.into_data().unwrap()),
+                Some(Err(err)) => break err,
+                None => panic!("a changed body ended normally"),
+            }
+        };
+        assert!(matches!(
+            err.downcast_ref::<BodyRefused>(),
+            Some(BodyRefused::Hash)
+        ));
+        // What went on is short of the end: the upstream never has it whole.
+        assert_eq!(delivered, b"hello wor");
+    }
 }

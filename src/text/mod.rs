@@ -8,4 +8,6 @@ mod rfc3339;
 
 pub use hex::{hex, hex_into};
 pub use percent::{percent_encode_path_segment, percent_encode_unreserved};
-pub use rfc3339::{parse_rfc3339_ms, rfc3339_from_epoch_ms, rfc3339_millis, Millis};
+pub use rfc3339::{
+    parse_rfc3339_ms, rfc3339_from_epoch_ms, rfc3339_millis, rfc3339_seconds, Millis,
+};

@@ -15,6 +15,14 @@ pub fn rfc3339_millis(at: SystemTime) -> String {
     Millis::new(at).as_str().to_owned()
 }
 
+/// `at` as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds, truncated): the form
+/// AWS's instance metadata service writes and botocore parses strictly.
+pub fn rfc3339_seconds(at: SystemTime) -> String {
+    let millis = Millis::new(at);
+    let whole = millis.as_str().get(..19).unwrap_or("1970-01-01T00:00:00");
+    format!("{whole}Z")
+}
+
 /// Epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339_from_epoch_ms(ms: i64) -> String {
     format_nanos(i128::from(ms) * 1_000_000)
@@ -125,6 +133,7 @@ mod tests {
             "2026-11-23T05:00:00.123Z"
         );
         assert_eq!(rfc3339_from_epoch_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_seconds(at), "2026-11-23T05:00:00Z");
     }
 
     #[test]

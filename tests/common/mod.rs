@@ -15,6 +15,7 @@ pub mod fixture;
 pub mod github;
 pub mod hostile;
 pub mod moto;
+pub mod oauth;
 pub mod skip;
 pub mod upstream;
 
