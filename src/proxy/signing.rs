@@ -14,7 +14,7 @@ use crate::error::{Reason, Refusal};
 use crate::inject::InjectionPermit;
 use crate::policy::model::{SecretSource, SecretSpec};
 use crate::policy::Policy;
-use crate::sigv4::body::{HashChecked, Rechunked};
+use crate::sigv4::body::{Cutoff, HashChecked, Rechunked};
 use crate::sigv4::chunked::{Chain, Resigner};
 use crate::sigv4::request::{Verified, EMPTY_SHA256};
 use crate::sigv4::{find_access_key_id, Credentials, Payload, Signed, SigningKeys};
@@ -92,11 +92,6 @@ pub fn read(parts: &Parts, permit: &InjectionPermit<'_>) -> Result<Option<Signed
         )));
     }
     allowed(spec, &scope.region, &scope.service)?;
-    if let Payload::SignedChunks { trailer: true } = signed.payload {
-        return Err(bad(
-            "the payload form STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER is not supported yet",
-        ));
-    }
     Ok(Some(signed))
 }
 
@@ -192,13 +187,20 @@ pub fn resign(
     let reseeded = signed
         .resign(parts, upstream, &creds, &body_sha256, keys)
         .map_err(|err| bad(format!("signing again failed: {err}")))?;
+    let cutoff = Cutoff::default();
+    parts.extensions.insert(cutoff.clone());
     Ok(match (&signed.payload, in_memory) {
-        (Payload::Declared(hash), None) => HashChecked::new(body, hash.clone()).boxed(),
-        (Payload::SignedChunks { .. }, None) => {
+        (Payload::Declared(hash), None) => HashChecked::new(body, hash.clone(), cutoff).boxed(),
+        (Payload::SignedChunks { trailer }, None) => {
             let scope = signed.scope().credential_scope();
             let check = Chain::new(key, &signed.amz_date, &scope, signed.claimed());
             let sign = Chain::new(reseeded.key, &signed.amz_date, &scope, &reseeded.seed);
-            Rechunked::new(body, Resigner::new(check, sign)).boxed()
+            let resigner = if *trailer {
+                Resigner::with_trailer(check, sign)
+            } else {
+                Resigner::new(check, sign)
+            };
+            Rechunked::new(body, resigner, cutoff).boxed()
         }
         _ => body,
     })

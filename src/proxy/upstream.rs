@@ -139,6 +139,10 @@ impl Upstream {
             .flatten()
             .map(|key| websocket_accept(key.as_bytes()));
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let cutoff = req
+            .extensions()
+            .get::<crate::sigv4::body::Cutoff>()
+            .cloned();
         let (mut parts, body) = req.into_parts();
         parts.uri = upstream_uri(&parts.uri, scheme, authority).ok_or_else(|| {
             Refusal::new(Reason::BadRequest, "the request target is not a valid URI")
@@ -172,7 +176,14 @@ impl Upstream {
                         format!("{authority} did not answer in time"),
                     ))
                 }
-                Ok(Err(err)) => return Err(upstream_refusal(&err, authority)),
+                Ok(Err(err)) => {
+                    // A signed body cut off on its way: the request never
+                    // completed upstream, and it was the client's doing.
+                    if let Some(why) = cutoff.as_ref().and_then(|c| c.reason()) {
+                        return Err(Refusal::new(Reason::BadRequest, why));
+                    }
+                    return Err(upstream_refusal(&err, authority));
+                }
                 Ok(Ok(response)) => response,
             };
 
@@ -276,10 +287,6 @@ fn splice_websocket(
 /// Maps a client error to the refusal of DESIGN.md: a refused private address is
 /// 403, a timeout 504, anything else (including TLS verification) 502.
 fn upstream_refusal(err: &hyper_util::client::legacy::Error, authority: &str) -> Refusal {
-    // A signed body cut off on its way: the request never completed upstream.
-    if let Some(refused) = crate::sigv4::body::find_refused(err) {
-        return Refusal::new(Reason::BadRequest, refused.to_string());
-    }
     match find_dial_error(err) {
         Some(DialError::PrivateDestination { .. }) => Refusal::new(
             Reason::PrivateDestination,

@@ -23,6 +23,28 @@ pub enum BodyRefused {
     Chunk(#[from] ChunkError),
 }
 
+/// Where a signed body that was cut off says why: shared by the body and the
+/// code that sends it, since HTTP/2 does not carry a body's error back to the
+/// sender.
+#[derive(Debug, Clone, Default)]
+pub struct Cutoff(std::sync::Arc<Mutex<Option<String>>>);
+
+impl Cutoff {
+    fn set(&self, why: &BodyRefused) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    /// Why the body was cut off, if it was.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn refuse(&self, why: BodyRefused) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.set(&why);
+        Poll::Ready(Some(Err(Box::new(why))))
+    }
+}
+
 /// A body checked, as it streams, against the hex SHA-256 it was signed with.
 /// The last piece is held back until the hash is known, so a body that does
 /// not match never reaches the upstream whole: it is cut off before its end.
@@ -33,17 +55,20 @@ pub struct HashChecked {
     expected: String,
     held: Option<Bytes>,
     ended: bool,
+    cutoff: Cutoff,
 }
 
 impl HashChecked {
-    /// Wraps `inner`, which must hash to `expected` (lower-case hex).
-    pub fn new(inner: ProxyBody, expected: String) -> Self {
+    /// Wraps `inner`, which must hash to `expected` (lower-case hex); a
+    /// mismatch is told to `cutoff`.
+    pub fn new(inner: ProxyBody, expected: String, cutoff: Cutoff) -> Self {
         Self {
             inner,
             hasher: Mutex::new(Some(digest::Context::new(&digest::SHA256))),
             expected,
             held: None,
             ended: false,
+            cutoff,
         }
     }
 
@@ -90,7 +115,7 @@ impl Body for HashChecked {
                     self.ended = true;
                     if !self.matches() {
                         self.held = None;
-                        return Poll::Ready(Some(Err(Box::new(BodyRefused::Hash))));
+                        return self.cutoff.refuse(BodyRefused::Hash);
                     }
                 }
             }
@@ -113,15 +138,17 @@ pub struct Rechunked {
     inner: ProxyBody,
     resigner: Resigner,
     ended: bool,
+    cutoff: Cutoff,
 }
 
 impl Rechunked {
-    /// Wraps `inner`, re-signed by `resigner`.
-    pub fn new(inner: ProxyBody, resigner: Resigner) -> Self {
+    /// Wraps `inner`, re-signed by `resigner`; a refusal is told to `cutoff`.
+    pub fn new(inner: ProxyBody, resigner: Resigner, cutoff: Cutoff) -> Self {
         Self {
             inner,
             resigner,
             ended: false,
+            cutoff,
         }
     }
 }
@@ -150,7 +177,7 @@ impl Body for Rechunked {
                     let mut out = Vec::with_capacity(data.len() + 128);
                     if let Err(err) = self.resigner.push(&data, &mut out) {
                         self.ended = true;
-                        return Poll::Ready(Some(Err(Box::new(BodyRefused::Chunk(err)))));
+                        return self.cutoff.refuse(BodyRefused::Chunk(err));
                     }
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
@@ -159,7 +186,7 @@ impl Body for Rechunked {
                 Poll::Ready(None) => {
                     self.ended = true;
                     if let Err(err) = self.resigner.finish() {
-                        return Poll::Ready(Some(Err(Box::new(BodyRefused::Chunk(err)))));
+                        return self.cutoff.refuse(BodyRefused::Chunk(err));
                     }
                     return Poll::Ready(None);
                 }
@@ -174,18 +201,6 @@ impl Body for Rechunked {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// The [`BodyRefused`] somewhere in `err`'s sources, if a signed body was cut off.
-pub fn find_refused<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyRefused> {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(refused) = e.downcast_ref::<BodyRefused>() {
-            return Some(refused);
-        }
-        current = e.source();
-    }
-    None
 }
 
 #[cfg(test)]
@@ -208,15 +223,24 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_piece_is_held_until_the_hash_is_known() {
-        let good = HashChecked::new(pieces(&[b"hello ", b"wor", b"ld"]), sha256(b"hello world"));
+        let good = HashChecked::new(
+            pieces(&[b"hello ", b"wor", b"ld"]),
+            sha256(b"hello world"),
+            Cutoff::default(),
+        );
         assert_eq!(
             &good.collect().await.unwrap().to_bytes()[..],
             b"hello world"
         );
-        let empty = HashChecked::new(pieces(&[]), sha256(b""));
+        let empty = HashChecked::new(pieces(&[]), sha256(b""), Cutoff::default());
         assert!(empty.collect().await.unwrap().to_bytes().is_empty());
 
-        let mut bad = HashChecked::new(pieces(&[b"hello ", b"wor", b"LD"]), sha256(b"hello world"));
+        let cutoff = Cutoff::default();
+        let mut bad = HashChecked::new(
+            pieces(&[b"hello ", b"wor", b"LD"]),
+            sha256(b"hello world"),
+            cutoff.clone(),
+        );
         let mut delivered = Vec::new();
         let err = loop {
             match bad.frame().await {
@@ -231,5 +255,8 @@ mod tests {
         ));
         // What went on is short of the end: the upstream never has it whole.
         assert_eq!(delivered, b"hello wor");
+        assert!(cutoff
+            .reason()
+            .is_some_and(|r| r.contains("x-amz-content-sha256")));
     }
 }
