@@ -386,6 +386,20 @@ pub fn reqwest_client(proxy: &ProxyProc) -> reqwest::Client {
         .unwrap()
 }
 
+/// The port a helper server (spawned with piped stdout) prints as its first
+/// line once it listens; `None` when it prints none within 30 s.
+pub fn announced_port(child: &mut Child) -> Option<u16> {
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).ok()?;
+    line.trim().parse().ok()
+}
+
 /// Writes bytes to `dir/name` and returns the path.
 pub fn write_file_bytes(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
     let path = dir.join(name);

@@ -15,7 +15,6 @@
 use super::bao::{Bao, ROOT_TOKEN};
 use super::upstream::TestCa;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -355,15 +354,7 @@ impl AwsVault {
             .stderr(log)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let Ok(port) = line.trim().parse() else {
+        let Some(port) = super::announced_port(&mut child) else {
             panic!(
                 "aws_engine.py did not start: {}",
                 std::fs::read_to_string(dir.path().join("engine.log")).unwrap_or_default()

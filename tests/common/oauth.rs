@@ -5,10 +5,8 @@
 use super::upstream::TestCa;
 use super::{curl_raw, CurlOut};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// Whether python3 with authlib and Flask is here; skips loudly when not.
 pub fn python_ready() -> bool {
@@ -77,16 +75,9 @@ impl AuthServer {
             .stderr(log)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
+        let port = super::announced_port(&mut child);
         self.child = Some(child);
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let Ok(port) = line.trim().parse() else {
+        let Some(port) = port else {
             panic!("tests/oauth/server.py did not start: {}", self.server_log());
         };
         self.port = port;
