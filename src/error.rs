@@ -44,6 +44,8 @@ pub enum Reason {
     AuditUnavailable,
     /// The body of a request held for approval could not be spooled.
     SpoolUnavailable,
+    /// A budget of the task is used up (`on_exceed: deny`).
+    BudgetExceeded,
 }
 
 impl Reason {
@@ -65,6 +67,7 @@ impl Reason {
             Reason::SecretUnavailable => "secret_unavailable",
             Reason::AuditUnavailable => "audit_unavailable",
             Reason::SpoolUnavailable => "spool_unavailable",
+            Reason::BudgetExceeded => "budget_exceeded",
         }
     }
 
@@ -85,7 +88,8 @@ impl Reason {
             | Reason::BadRequest
             | Reason::BodyTooLarge
             | Reason::PrivateDestination
-            | Reason::HostMismatch => Decision::Deny,
+            | Reason::HostMismatch
+            | Reason::BudgetExceeded => Decision::Deny,
         }
     }
 
@@ -100,7 +104,7 @@ impl Reason {
             | Reason::PrivateDestination => StatusCode::FORBIDDEN,
             Reason::BadRequest => StatusCode::BAD_REQUEST,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Reason::RateLimited | Reason::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
             Reason::UpstreamError => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,

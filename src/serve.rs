@@ -156,6 +156,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
             .with_cache_counters(metrics.secret_cache.clone()),
         ),
         metrics,
+        budgets: Box::new(crate::budget::ledger::LocalLedger::default()),
         sigv4_keys: crate::sigv4::SigningKeys::default(),
         metadata: crate::metadata::MetadataService::new().ok_or(StartError::MetadataKey)?,
     })

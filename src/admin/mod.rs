@@ -124,6 +124,7 @@ impl Admin {
                 Some(info) => {
                     let mut body = json!(info);
                     body["minted"] = json!(self.state.minter.minted_for(&info.id, &info.policy));
+                    body["budgets"] = self.budgets(&info.id, &info.policy);
                     reply(StatusCode::OK, body)
                 }
                 None => not_found("no such task"),
@@ -178,6 +179,20 @@ impl Admin {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|_, t| t.expires_at > now);
         tasks.values().cloned().collect()
+    }
+
+    /// `{"requests":{"used":3,"limit":3},...}` for the budgets of `policy`.
+    fn budgets(&self, id: &str, policy: &str) -> serde_json::Value {
+        let Some(policy) = self.state.policies.current().get(policy) else {
+            return json!({});
+        };
+        let account = self.state.budgets.account(id);
+        let shown: serde_json::Map<String, serde_json::Value> =
+            crate::budget::ledger::report(&*account, &policy.budgets)
+                .into_iter()
+                .map(|(meter, used)| (meter.name().to_string(), json!(used)))
+                .collect();
+        serde_json::Value::Object(shown)
     }
 
     fn task(&self, id: &str) -> Option<TaskInfo> {
@@ -377,6 +392,7 @@ impl Admin {
         let leases = self.state.secrets.end_task(id).await;
         let minted_revoked = self.state.minter.end_task(id).await;
         self.state.injected.forget(id);
+        self.state.budgets.forget(id);
         tracing::info!(task = %id, leases, minted_revoked, "task ended");
         true
     }

@@ -96,7 +96,7 @@ pub struct Used {
 }
 
 /// One task's account.
-pub trait Account: Send + Sync {
+pub trait Account: Send + Sync + std::fmt::Debug {
     /// The first limited meter whose use has reached its limit, skipping the
     /// meters `lifted` says an operator's grant lifts for now.
     fn exceeded(&self, limits: &Limits, lifted: &dyn Fn(Meter) -> bool) -> Option<Meter>;
@@ -107,7 +107,7 @@ pub trait Account: Send + Sync {
 }
 
 /// Where accounts live: this process, or (cluster mode) a shared store.
-pub trait Ledger: Send + Sync {
+pub trait Ledger: Send + Sync + std::fmt::Debug {
     /// The account of `task`, created empty on first use.
     fn account(&self, task: &str) -> Arc<dyn Account>;
     /// Drops `task`'s account (it ended).
@@ -133,7 +133,7 @@ pub fn report(account: &dyn Account, limits: &Limits) -> Vec<(Meter, Used)> {
 }
 
 /// Counters of one task in this process.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Counters([AtomicU64; 5]);
 
 impl Account for Counters {

@@ -259,6 +259,8 @@ pub struct Policy {
     pub rate: Option<Rate>,
     /// Most tunnels, and most requests in flight, one task may hold at once.
     pub max_concurrent: usize,
+    /// What one task may use over its life (empty: unlimited).
+    pub budgets: crate::budget::ledger::Limits,
     /// Hex digest of the file it was loaded from: any edit changes it, and
     /// approvals given under one version do not carry over to another.
     pub digest: String,

@@ -33,6 +33,30 @@ pub struct PolicyWire {
     /// At most this many requests in flight for the task.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+    /// What the task may use over its life.
+    #[serde(default)]
+    pub budgets: Option<BudgetsWire>,
+}
+
+/// A `budgets` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsWire {
+    /// Requests that go upstream.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Request body bytes: a number or a size such as `64MiB`.
+    #[serde(default)]
+    pub bytes_up: Option<serde_yaml_ng::Value>,
+    /// Response body bytes.
+    #[serde(default)]
+    pub bytes_down: Option<serde_yaml_ng::Value>,
+    /// LLM tokens and spend (not enforced yet: refused when given).
+    #[serde(default)]
+    pub llm: Option<serde_yaml_ng::Value>,
+    /// `deny` (the only one enforced yet) or `approve`.
+    #[serde(default)]
+    pub on_exceed: Option<String>,
 }
 
 /// One secret declaration.

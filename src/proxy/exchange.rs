@@ -34,6 +34,8 @@ pub struct Exchange {
     audit: Audit,
     metrics: Arc<crate::metrics::Metrics>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The task's budget account, charged with the bytes when the record is written.
+    account: Option<std::sync::Arc<dyn crate::budget::ledger::Account>>,
     /// Whether the client's connection took a response (hyper looked at its body).
     answered: AtomicBool,
     emitted: bool,
@@ -50,6 +52,7 @@ impl Exchange {
             audit: state.audit.clone(),
             metrics: state.metrics.clone(),
             slot: None,
+            account: None,
             answered: AtomicBool::new(false),
             emitted: false,
         }
@@ -80,6 +83,18 @@ impl Exchange {
         let record = self.finish();
         self.audit.record_written(record).await;
         response
+    }
+
+    /// Charges the exchange's bytes to `account` when it ends.
+    pub fn charge_to(&mut self, account: std::sync::Arc<dyn crate::budget::ledger::Account>) {
+        self.account = Some(account);
+    }
+
+    /// Charges one request that goes upstream.
+    pub fn charge_request(&self) {
+        if let Some(account) = &self.account {
+            account.charge(crate::budget::ledger::Meter::Requests, 1);
+        }
     }
 
     /// Holds a concurrency slot until the exchange ends.
@@ -168,6 +183,11 @@ impl Exchange {
         }
         record.bytes_up = self.up.load(Ordering::Relaxed);
         record.bytes_down = self.down.load(Ordering::Relaxed);
+        if let Some(account) = &self.account {
+            use crate::budget::ledger::Meter;
+            account.charge(Meter::BytesUp, record.bytes_up);
+            account.charge(Meter::BytesDown, record.bytes_down);
+        }
         let elapsed = self.started.elapsed();
         record.duration_ms = elapsed.as_millis() as u64;
         tracing::info!(

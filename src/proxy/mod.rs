@@ -2,6 +2,7 @@
 //! pipeline, forwarding. (Its listeners start in [`crate::serve`].)
 
 pub mod approval;
+pub mod budgets;
 pub mod channel;
 pub mod connect;
 pub mod context;

@@ -6,7 +6,8 @@
 //! 3. where the request goes ([`destination`]); a cloud metadata address is
 //!    answered right there by the emulated service ([`metadata`]);
 //! 4. the rule that decides ([`decision`]);
-//! 5. the rule's rate limit ([`crate::ratelimit`]);
+//! 5. the rule's rate limit ([`crate::ratelimit`]), then the task's budgets
+//!    ([`budgets`]);
 //! 6. an `approve` rule: a grant, or a place among the holds ([`approval::admit`]);
 //! 7. the placeholders it carries bound to the rule ([`injection::check`]);
 //! 8. the operator's verdict, for a held request ([`approval::settle`]);
@@ -20,6 +21,7 @@
 //! the CONNECT decision never stands in for it.
 
 use super::approval;
+use super::budgets;
 use super::context::{ConnCtx, RequestCtx};
 use super::decision;
 use super::destination;
@@ -59,6 +61,7 @@ async fn phases(
     let rule = decision::matching_rule(ctx, &policy, &target, &req)?;
     let limits = ctx.state.rate_limits.current();
     limits.check(&policy, rule, &ctx.task().id)?;
+    budgets::admit(ctx, &policy)?;
     let admission = approval::admit(ctx, &policy, rule)?;
     let checked = injection::check(&policy, rule, &target, req, &ctx.state.sigv4_keys);
     let (parts, body, permit) = approval::within_deadline(admission.as_ref(), checked).await?;
@@ -67,5 +70,6 @@ async fn phases(
     // Ended while this request was on its way (a held one above all)?
     ctx.ensure_current()?;
     ctx.let_through();
+    ctx.log.charge_request();
     forward::send(ctx, req, &target, scrubber).await
 }

@@ -76,6 +76,8 @@ pub struct ProxyState {
     pub approvals: crate::approvals::Approvals,
     /// Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// What each task has used of its budgets.
+    pub budgets: Box<dyn crate::budget::ledger::Ledger>,
     /// SigV4 signing keys, derived once per key, date, region and service.
     pub sigv4_keys: crate::sigv4::SigningKeys,
     /// The emulated cloud metadata services (IMDSv2 session key, GCP identities).

@@ -1,0 +1,155 @@
+//! Budgets per task (requests, bytes up and down, `on_exceed: deny`): a
+//! request is refused once the use before it has reached the limit, so
+//! `requests: 3` lets exactly three out and the request that crosses a byte
+//! limit finishes; the next gets 429 `budget_exceeded` without `Retry-After`,
+//! and never reaches the upstream. The admin API shows use and limit.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
+
+mod common;
+
+use common::upstream::{start_upstream, TestCa};
+use common::{
+    admin_call, audit_records, create_task, curl, curl_raw, start_proxy, ProxySetup, TOKEN,
+};
+
+#[tokio::test]
+async fn three_requests_let_exactly_three_out_then_429_without_retry_after() {
+    let ca = TestCa::new("budget test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let yaml = format!(
+        "name: main\nbudgets: {{ requests: 3, on_exceed: deny }}\nrules:\n  - host: api.test\n    port: {}\n",
+        api.port
+    );
+    let mut setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    setup.extra_tasks = vec!["{ id: second, policy: main, token_env: TEST_AGENT_TOKEN }".into()];
+    let proxy = start_proxy(&setup);
+    let url = format!("https://api.test:{}/echo", api.port);
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(curl(&proxy, &[&url]).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(api.hits(), 3, "refused requests never reach the upstream");
+    let refused = curl(&proxy, &[&url]).await;
+    assert_eq!(refused.json()["error"], "budget_exceeded", "{refused:?}");
+    assert_eq!(
+        refused.header("x-tollgate-reason").as_deref(),
+        Some("budget_exceeded")
+    );
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("requests budget is used up (3 of 3)"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.header("retry-after"), None, "waiting does not help");
+    let records = audit_records(&proxy);
+    assert!(records
+        .iter()
+        .any(|r| r["reason"] == "budget_exceeded" && r["status"] == 429));
+
+    // Another task has budgets of its own.
+    let ca_pem = proxy.ca_pem.to_str().unwrap().to_string();
+    let other = curl_raw(&[
+        "--proxy",
+        &format!("http://second:{TOKEN}@{}", proxy.addr),
+        "--cacert",
+        &ca_pem,
+        &url,
+    ])
+    .await;
+    assert_eq!(other.status, 200, "{other:?}");
+
+    // A task made through the admin API shows its use and limit there.
+    let (id, proxy_url) = create_task(&proxy, r#"{"policy":"main"}"#).await;
+    let via_task = curl_raw(&["--proxy", &proxy_url, "--cacert", &ca_pem, &url]).await;
+    assert_eq!(via_task.status, 200, "{via_task:?}");
+    let shown = admin_call(&proxy, "GET", &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert_eq!(
+        shown.json()["budgets"],
+        serde_json::json!({"requests": {"used": 1, "limit": 3}}),
+        "{shown:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_upload_that_crosses_bytes_up_finishes_and_the_next_request_is_refused() {
+    let ca = TestCa::new("budget test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let yaml = format!(
+        "name: main\nbudgets:\n  bytes_up: 1KiB\n  bytes_down: 1GiB\nrules:\n  - host: api.test\n    port: {}\n",
+        api.port
+    );
+    let setup = ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port);
+    let proxy = start_proxy(&setup);
+    let upload = format!("https://api.test:{}/upload", api.port);
+    let body = "x".repeat(700);
+    let first = curl(&proxy, &["--data-binary", &body, &upload]).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let second = curl(&proxy, &["--data-binary", &body, &upload]).await;
+    assert_eq!(second.status, 200, "700 + 700 crosses 1 KiB: it finishes");
+    let third = curl(&proxy, &["--data-binary", &body, &upload]).await;
+    assert_eq!(third.status, 429, "{third:?}");
+    assert_eq!(third.json()["error"], "budget_exceeded", "{third:?}");
+    assert!(
+        third.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("bytes_up budget is used up (1400 of 1024)"),
+        "{third:?}"
+    );
+    assert_eq!(api.hits(), 2);
+}
+
+#[tokio::test]
+async fn budget_parts_not_enforced_yet_are_refused_not_ignored() {
+    for (budgets, needle, line) in [
+        (
+            "budgets:\n  requests: 10\n  llm: { tokens: 1000 }\n",
+            "budgets.llm is not enforced",
+            4,
+        ),
+        (
+            "budgets:\n  requests: 10\n  on_exceed: approve\n",
+            "on_exceed: approve is not enforced",
+            4,
+        ),
+        (
+            "budgets:\n  bytes_up: 64 megabytes\n",
+            "budgets.bytes_up must be a number of bytes",
+            3,
+        ),
+        ("budgets:\n  requests: -1\n", "budgets", 3),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.yaml"),
+            format!("name: p\n{budgets}rules:\n  - host: api.test\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(common::tollgate_bin())
+            .args(["policy", "check"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{budgets}: {text}");
+        assert!(text.contains(needle), "{budgets}: {text}");
+        assert!(
+            text.contains(&format!("p.yaml:{line}")),
+            "{budgets}: {text}"
+        );
+    }
+}
