@@ -4,11 +4,6 @@
 //! limit finishes; the next gets 429 `budget_exceeded` without `Retry-After`,
 //! and never reaches the upstream. The admin API shows use and limit.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected value"
-)]
-
 mod common;
 
 use common::upstream::{start_upstream, TestCa};
