@@ -56,6 +56,31 @@ struct MintLabels {
     secret: String,
 }
 
+/// Labels of `tollgate_budget_used_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    policy: String,
+    budget: &'static str,
+}
+
+/// Budget use, summed over a policy's tasks, per budget.
+#[derive(Debug, Clone, Default)]
+pub struct BudgetCounters {
+    used: Family<BudgetLabels, Counter>,
+}
+
+impl BudgetCounters {
+    /// The counter of `budget` (a meter's name) under `policy`.
+    pub fn counter(&self, policy: &str, budget: &'static str) -> Counter {
+        self.used
+            .get_or_create(&BudgetLabels {
+                policy: policy.to_string(),
+                budget,
+            })
+            .clone()
+    }
+}
+
 /// Counters of minted credentials, per policy and secret name.
 #[derive(Debug, Clone, Default)]
 pub struct MintCounters {
@@ -164,6 +189,8 @@ pub struct Metrics {
     pub secret_cache: CacheCounters,
     /// Minted credentials.
     pub mints: MintCounters,
+    /// Budget use per policy.
+    pub budgets: BudgetCounters,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -224,6 +251,12 @@ impl Metrics {
             "secret_cache_misses",
             "Secret lookups that called a backend",
             secret_cache.misses.clone(),
+        );
+        let budgets = BudgetCounters::default();
+        registry.register(
+            "budget_used",
+            "Budget use summed over a policy's tasks: requests, bytes_up, bytes_down (bytes)",
+            budgets.used.clone(),
         );
         let mints = MintCounters::default();
         registry.register(
@@ -295,6 +328,7 @@ impl Metrics {
             cert_cache,
             secret_cache,
             mints,
+            budgets,
         }
     }
 

@@ -74,6 +74,15 @@ async fn three_requests_let_exactly_three_out_then_429_without_retry_after() {
         serde_json::json!({"requests": {"used": 1, "limit": 3}}),
         "{shown:?}"
     );
+    // /metrics sums the policy's tasks: 3 + 1 (second) + 1 (the created one).
+    let metrics = admin_call(&proxy, "GET", "/metrics", None).await;
+    assert!(
+        metrics
+            .body
+            .contains(r#"tollgate_budget_used_total{policy="main",budget="requests"} 5"#),
+        "{}",
+        metrics.body
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,11 @@
 //! ends, so the request that crosses a limit finishes and the next is refused.
 
 use super::context::RequestCtx;
+use crate::budget::ledger::{Account, Limits, Meter};
 use crate::error::{Reason, Refusal};
+use crate::metrics::Counter;
 use crate::policy::Policy;
+use std::sync::Arc;
 
 /// Refuses the request when a budget of its task is used up.
 pub fn admit(ctx: &mut RequestCtx<'_>, policy: &Policy) -> Result<(), Refusal> {
@@ -25,6 +28,36 @@ pub fn admit(ctx: &mut RequestCtx<'_>, policy: &Policy) -> Result<(), Refusal> {
             ),
         ));
     }
-    ctx.log.charge_to(account);
+    let counters = Meter::ALL
+        .into_iter()
+        .filter(|&m| policy.budgets.get(m).is_some())
+        .map(|m| (m, ctx.state.metrics.budgets.counter(&policy.name, m.name())))
+        .collect();
+    ctx.log.charge_to(Arc::new(Metered { account, counters }));
     Ok(())
+}
+
+/// A task's account whose charges are also summed per policy for `/metrics`
+/// (`tollgate_budget_used_total{policy,budget}`).
+#[derive(Debug)]
+struct Metered {
+    account: Arc<dyn Account>,
+    counters: Vec<(Meter, Counter)>,
+}
+
+impl Account for Metered {
+    fn exceeded(&self, limits: &Limits, lifted: &dyn Fn(Meter) -> bool) -> Option<Meter> {
+        self.account.exceeded(limits, lifted)
+    }
+
+    fn charge(&self, meter: Meter, amount: u64) {
+        self.account.charge(meter, amount);
+        if let Some((_, counter)) = self.counters.iter().find(|(m, _)| *m == meter) {
+            counter.inc_by(amount);
+        }
+    }
+
+    fn used(&self, meter: Meter) -> u64 {
+        self.account.used(meter)
+    }
 }
