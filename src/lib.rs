@@ -9,6 +9,7 @@ pub mod audit;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod content;
 pub mod duration;
 pub mod error;
 #[doc(hidden)]
