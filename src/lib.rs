@@ -10,6 +10,7 @@ pub mod body;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod content;
 pub mod duration;
 pub mod error;
 #[doc(hidden)]

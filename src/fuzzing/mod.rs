@@ -8,6 +8,7 @@ pub mod audit_record;
 pub mod authority;
 pub mod basic;
 pub mod config;
+pub mod content;
 pub mod issuer;
 pub mod path;
 pub mod scrub;
@@ -21,11 +22,12 @@ pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and of its
 /// folder of saved inputs under `fuzz/regressions/`.
-pub const TARGETS: [Target; 11] = [
+pub const TARGETS: [Target; 12] = [
     ("audit_record", audit_record::run),
     ("authority", authority::run),
     ("basic", basic::run),
     ("config", config::run),
+    ("content", content::run),
     ("issuer", issuer::run),
     ("path", path::run),
     ("scrub", scrub::run),
