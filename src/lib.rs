@@ -7,6 +7,7 @@ pub mod admin;
 pub mod approvals;
 pub mod audit;
 pub mod body;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod duration;

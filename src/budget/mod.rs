@@ -1,0 +1,3 @@
+//! Task budgets (DESIGN.md "Budgets").
+
+pub mod usage;
