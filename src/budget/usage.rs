@@ -144,3 +144,6 @@ fn event(tally: &mut Tally, data: &[u8]) {
         tally.read_event(data);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -142,13 +142,12 @@ impl Tally {
             return;
         }
         let sum = |a: Option<u64>, b: Option<u64>| a.unwrap_or(0).saturating_add(b.unwrap_or(0));
-        let input = sum(counts.prompt_token_count, counts.tool_use_prompt_token_count);
-        let output = sum(counts.candidates_token_count, counts.thoughts_token_count).max(
-            counts
-                .total_token_count
-                .unwrap_or(0)
-                .saturating_sub(input),
+        let input = sum(
+            counts.prompt_token_count,
+            counts.tool_use_prompt_token_count,
         );
+        let output = sum(counts.candidates_token_count, counts.thoughts_token_count)
+            .max(counts.total_token_count.unwrap_or(0).saturating_sub(input));
         self.input = Some(input);
         self.output = Some(output);
         self.cache_creation = None;
@@ -443,7 +442,9 @@ impl<'de> de::Deserialize<'de> for Text {
                 f.write_str("a model name")
             }
             fn visit_str<E>(self, s: &str) -> Result<Text, E> {
-                Ok(Text((!s.is_empty() && s.len() <= MAX_MODEL_LEN).then(|| s.to_string())))
+                Ok(Text(
+                    (!s.is_empty() && s.len() <= MAX_MODEL_LEN).then(|| s.to_string()),
+                ))
             }
             fn visit_unit<E>(self) -> Result<Text, E> {
                 Ok(Text(None))

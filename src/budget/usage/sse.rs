@@ -141,3 +141,11 @@ impl Framer {
         self.has_data = true;
     }
 }
+
+#[cfg(test)]
+impl Framer {
+    /// Bytes held between pieces.
+    pub(super) fn kept(&self) -> usize {
+        self.line.len() + self.data.len()
+    }
+}
