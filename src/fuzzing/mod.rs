@@ -9,6 +9,7 @@ pub mod authority;
 pub mod basic;
 pub mod config;
 pub mod issuer;
+pub mod llm_usage;
 pub mod path;
 pub mod scrub;
 pub mod sigv4;
@@ -21,12 +22,13 @@ pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and of its
 /// folder of saved inputs under `fuzz/regressions/`.
-pub const TARGETS: [Target; 11] = [
+pub const TARGETS: [Target; 12] = [
     ("audit_record", audit_record::run),
     ("authority", authority::run),
     ("basic", basic::run),
     ("config", config::run),
     ("issuer", issuer::run),
+    ("llm_usage", llm_usage::run),
     ("path", path::run),
     ("scrub", scrub::run),
     ("sigv4", sigv4::run),
