@@ -16,6 +16,7 @@
 
 use super::outcome::{Missing, Usage};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::error::Category;
 use std::fmt;
 
 /// Longest model name kept; a longer one is treated as no name.
@@ -44,7 +45,15 @@ impl Tally {
         };
         outcome
             .and_then(|()| de.end())
-            .map_err(|e| Missing::NotJson(e.to_string()))
+            .map_err(|e| Missing::NotJson {
+                what: match e.classify() {
+                    Category::Eof => "complete JSON",
+                    Category::Data => "a JSON object or an array of objects",
+                    Category::Syntax | Category::Io => "valid JSON",
+                },
+                line: e.line(),
+                column: e.column(),
+            })
     }
 
     /// Reads one stream event's data. Data that is not a JSON object (such as

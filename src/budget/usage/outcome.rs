@@ -30,9 +30,17 @@ pub enum Missing {
         /// The limit, in bytes.
         limit: usize,
     },
-    /// The body is not the JSON it claims to be.
-    #[error("usage: missing (the body is not valid JSON: {0})")]
-    NotJson(String),
+    /// The body is not the JSON it claims to be. (serde_json's own message is
+    /// not kept: it can quote the body.)
+    #[error("usage: missing (the body is not {what}, at line {line} column {column})")]
+    NotJson {
+        /// What was wrong, in a few words.
+        what: &'static str,
+        /// Where, 1-based.
+        line: usize,
+        /// Where, 1-based.
+        column: usize,
+    },
     /// A usage section is there but is not what the providers send.
     #[error("usage: missing ({0})")]
     Malformed(&'static str),

@@ -183,8 +183,26 @@ data: \"output_tokens\":2}}\nretry: 10\n\n";
 #[test]
 fn a_truncated_json_body_is_not_json() {
     let body: &[u8] = include_bytes!("testdata/openai_chat.json");
-    let got = UsageReader::read(JSON, &body[..body.len() - 3]);
-    assert!(matches!(got, Err(Missing::NotJson(_))), "{got:?}");
+    let got = UsageReader::read(JSON, &body[..body.len() - 3]).map_err(|e| e.to_string());
+    assert_eq!(
+        got,
+        Err("usage: missing (the body is not complete JSON, at line 34 column 27)".to_string())
+    );
+}
+
+#[test]
+fn errors_do_not_quote_the_body() {
+    let secret = "sk-".to_string() + &"x".repeat(10_000);
+    for body in [
+        format!("\"{secret}\""),
+        format!("{{\"usage\":{{}}}} {secret}"),
+        format!("{{\"{secret}\": nope}}"),
+    ] {
+        let got = UsageReader::read(JSON, body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(got.len() < 120 && !got.contains("xxx"), "{got}");
+    }
 }
 
 #[test]
@@ -327,7 +345,7 @@ fn the_content_type_decides_before_the_shape() {
     let sse = b"data: {\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}\n\n";
     assert!(matches!(
         UsageReader::read(JSON, sse),
-        Err(Missing::NotJson(_))
+        Err(Missing::NotJson { .. })
     ));
     assert!(UsageReader::read(Some("text/plain"), sse).is_ok());
     assert!(UsageReader::read(Some("TEXT/Event-Stream"), sse).is_ok());
