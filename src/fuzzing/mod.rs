@@ -10,6 +10,7 @@ pub mod basic;
 pub mod config;
 pub mod content;
 pub mod issuer;
+pub mod llm_usage;
 pub mod path;
 pub mod scrub;
 pub mod sigv4;
@@ -29,6 +30,7 @@ pub const TARGETS: [Target; 12] = [
     ("config", config::run),
     ("content", content::run),
     ("issuer", issuer::run),
+    ("llm_usage", llm_usage::run),
     ("path", path::run),
     ("scrub", scrub::run),
     ("sigv4", sigv4::run),
