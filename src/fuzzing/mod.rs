@@ -23,7 +23,7 @@ pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and of its
 /// folder of saved inputs under `fuzz/regressions/`.
-pub const TARGETS: [Target; 12] = [
+pub const TARGETS: [Target; 13] = [
     ("audit_record", audit_record::run),
     ("authority", authority::run),
     ("basic", basic::run),
