@@ -8,7 +8,7 @@ mod common;
 
 use common::upstream::{start_upstream, TestCa};
 use common::{
-    admin_call, audit_records, create_task, curl, curl_raw, start_proxy, ProxySetup, TOKEN,
+    admin_call, audit_records, create_task, curl, curl_via, start_proxy, ProxySetup, TOKEN,
 };
 
 #[tokio::test]
@@ -52,20 +52,13 @@ async fn three_requests_let_exactly_three_out_then_429_without_retry_after() {
         .any(|r| r["reason"] == "budget_exceeded" && r["status"] == 429));
 
     // Another task has budgets of its own.
-    let ca_pem = proxy.ca_pem.to_str().unwrap().to_string();
-    let other = curl_raw(&[
-        "--proxy",
-        &format!("http://second:{TOKEN}@{}", proxy.addr),
-        "--cacert",
-        &ca_pem,
-        &url,
-    ])
-    .await;
+    let second = format!("http://second:{TOKEN}@{}", proxy.addr);
+    let other = curl_via(&proxy, &second, &[&url]).await;
     assert_eq!(other.status, 200, "{other:?}");
 
     // A task made through the admin API shows its use and limit there.
     let (id, proxy_url) = create_task(&proxy, r#"{"policy":"main"}"#).await;
-    let via_task = curl_raw(&["--proxy", &proxy_url, "--cacert", &ca_pem, &url]).await;
+    let via_task = curl_via(&proxy, &proxy_url, &[&url]).await;
     assert_eq!(via_task.status, 200, "{via_task:?}");
     let shown = admin_call(&proxy, "GET", &format!("/v1/tasks/{id}"), None).await;
     assert_eq!(shown.status, 200, "{shown:?}");

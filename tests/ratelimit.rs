@@ -3,7 +3,7 @@
 mod common;
 
 use common::upstream::{start_upstream, TestCa};
-use common::{curl, curl_raw, start_proxy, ProxySetup, TOKEN};
+use common::{curl, curl_via, start_proxy, ProxySetup, TOKEN};
 use std::time::Duration;
 
 #[tokio::test]
@@ -54,15 +54,8 @@ async fn burst_then_429_with_retry_after_then_refill() {
     )
     .await;
     assert_eq!(other_rule.status, 200, "{other_rule:?}");
-    let ca_pem = proxy.ca_pem.to_str().unwrap().to_string();
-    let other_task = curl_raw(&[
-        "--proxy",
-        &format!("http://second:{TOKEN}@{}", proxy.addr),
-        "--cacert",
-        &ca_pem,
-        &url,
-    ])
-    .await;
+    let second = format!("http://second:{TOKEN}@{}", proxy.addr);
+    let other_task = curl_via(&proxy, &second, &[&url]).await;
     assert_eq!(other_task.status, 200, "{other_task:?}");
 
     // One request per second refills.

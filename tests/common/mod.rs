@@ -321,9 +321,14 @@ impl CurlOut {
 
 /// Runs curl through the proxy with tollgate's CA trusted, plus `args`.
 pub async fn curl(proxy: &ProxyProc, args: &[&str]) -> CurlOut {
-    let proxy_url = proxy.url();
+    curl_via(proxy, &proxy.url(), args).await
+}
+
+/// Runs curl through `proxy_url` (another task's proxy URL), trusting
+/// `proxy`'s CA.
+pub async fn curl_via(proxy: &ProxyProc, proxy_url: &str, args: &[&str]) -> CurlOut {
     let ca = proxy.ca_pem.to_str().unwrap().to_string();
-    let mut full = vec!["--proxy", proxy_url.as_str(), "--cacert", ca.as_str()];
+    let mut full = vec!["--proxy", proxy_url, "--cacert", ca.as_str()];
     full.extend_from_slice(args);
     curl_raw(&full).await
 }
