@@ -152,7 +152,9 @@ pub async fn inject(
     };
     // Last: any header changed after this would break the new signature.
     let whole = match (&buffered, &rest) {
-        (Some(bytes), _) | (None, Some(PendingBody::Hashed(bytes))) => Some(bytes.clone()),
+        (Some(bytes), _) | (None, Some(PendingBody::Hashed(bytes))) => {
+            Some(signing::sha256_hex(bytes))
+        }
         _ => None,
     };
     let body = upstream_body(ctx, buffered, rest).await?;
@@ -161,7 +163,7 @@ pub async fn inject(
         &target.authority(),
         verified,
         &value,
-        whole.as_deref(),
+        whole,
         body,
         &ctx.state.sigv4_keys,
     )?;

@@ -153,14 +153,15 @@ fn allowed(spec: &SecretSpec, region: &str, service: &str) -> Result<(), Refusal
 }
 
 /// Signs the request again with `value` (the real credentials) and wraps its
-/// body: `in_memory` is the final body when it was read whole, else `body`
+/// body: `whole_sha256` is the hash of the final body when it was read whole
+/// ([`sha256_hex`]), else `body`
 /// streams. Header changes after this would break the signature.
 pub fn resign(
     parts: &mut Parts,
     upstream: &str,
     verified: Verified,
     value: &crate::secrets::SecretValue,
-    in_memory: Option<&[u8]>,
+    whole_sha256: Option<String>,
     body: ProxyBody,
     keys: &SigningKeys,
 ) -> Result<ProxyBody, Refusal> {
@@ -171,8 +172,9 @@ pub fn resign(
         )
     })?;
     let Verified { mut signed, key } = verified;
-    let body_sha256 = in_memory.map_or_else(|| EMPTY_SHA256.to_string(), sha256_hex);
-    if let (Payload::Declared(declared), Some(_)) = (&signed.payload, in_memory) {
+    let in_memory = whole_sha256.is_some();
+    let body_sha256 = whole_sha256.unwrap_or_else(|| EMPTY_SHA256.to_string());
+    if let (Payload::Declared(declared), true) = (&signed.payload, in_memory) {
         if *declared != body_sha256 {
             // Placeholders of other secrets were injected into the body
             // (`inject_body`): the real body's hash is declared and signed.
@@ -190,8 +192,8 @@ pub fn resign(
     let cutoff = Cutoff::default();
     parts.extensions.insert(cutoff.clone());
     Ok(match (&signed.payload, in_memory) {
-        (Payload::Declared(hash), None) => HashChecked::new(body, hash.clone(), cutoff).boxed(),
-        (Payload::SignedChunks { trailer }, None) => {
+        (Payload::Declared(hash), false) => HashChecked::new(body, hash.clone(), cutoff).boxed(),
+        (Payload::SignedChunks { trailer }, false) => {
             let scope = signed.scope().credential_scope();
             let check = Chain::new(key, &signed.amz_date, &scope, signed.claimed());
             let sign = Chain::new(reseeded.key, &signed.amz_date, &scope, &reseeded.seed);
@@ -206,6 +208,7 @@ pub fn resign(
     })
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     crate::text::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
 }
