@@ -162,6 +162,55 @@ pub struct RequestRecord {
     /// Set for approval decisions only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalInfo>,
+    /// What a `jsonrpc` rule read of the body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<RpcInfo>,
+    /// What a `graphql` rule read of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<GraphQlInfo>,
+    /// The LLM usage charged to an `llm` budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmInfo>,
+    /// The budget (`requests`, `bytes_up`, `llm_tokens`, ...) this exchange
+    /// used up, or that an operator's grant lifted for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<&'static str>,
+}
+
+/// The `rpc` block: the JSON-RPC method and, for `tools/call`, the tool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RpcInfo {
+    /// The method of the first message that has one.
+    pub method: Option<String>,
+    /// Its tool, for `tools/call`.
+    pub tool: Option<String>,
+}
+
+/// The `graphql` block: the operation checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GraphQlInfo {
+    /// `query`, `mutation` or `subscription`.
+    pub operation: &'static str,
+    /// Its name, if it has one.
+    pub name: Option<String>,
+}
+
+/// The `llm` block: the usage read from an LLM answer, or `usage: "missing"`
+/// when the answer did not report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LlmInfo {
+    /// The model the answer names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Input (prompt) tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    /// Output (completion) tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    /// `missing` when the answer carried no usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<&'static str>,
 }
 
 impl RequestRecord {
@@ -200,6 +249,10 @@ impl Default for RequestRecord {
             bytes_down: 0,
             duration_ms: 0,
             approval: None,
+            rpc: None,
+            graphql: None,
+            llm: None,
+            budget: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! explains. [`super::chain::Sealer::seal_request`] takes this path only while
 //! that holds, and [`request_object`] otherwise.
 
-use super::event::{ApprovalInfo, ApprovalOutcome, RequestRecord};
+use super::event::{ApprovalInfo, ApprovalOutcome, GraphQlInfo, LlmInfo, RequestRecord, RpcInfo};
 use super::key::SigningKey;
 use crate::text::{rfc3339_millis, Millis};
 use serde::Serialize;
@@ -63,13 +63,19 @@ pub fn request_object(record: &RequestRecord) -> Map<String, Value> {
 struct Line<'a, D> {
     #[serde(skip_serializing_if = "Option::is_none")]
     approval: Option<Approval<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<&'a str>,
     bytes_down: u64,
     bytes_up: u64,
     client: &'a str,
     decision: &'a D,
     duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    graphql: Option<GraphQl<'a>>,
     host: &'a str,
     key_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    llm: Option<Llm<'a>>,
     method: &'a str,
     path: &'a str,
     policy: Option<&'a str>,
@@ -77,6 +83,8 @@ struct Line<'a, D> {
     prev: &'a str,
     query: Option<&'a str>,
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rpc: Option<Rpc<'a>>,
     rule: Option<&'a str>,
     scheme: &'a str,
     secrets: &'a [String],
@@ -99,6 +107,33 @@ struct Approval<'a> {
     id: Option<&'a str>,
     outcome: ApprovalOutcome,
     reason: Option<&'a str>,
+}
+
+/// [`RpcInfo`], fields in canonical order.
+#[derive(Serialize)]
+struct Rpc<'a> {
+    method: Option<&'a str>,
+    tool: Option<&'a str>,
+}
+
+/// [`GraphQlInfo`], fields in canonical order.
+#[derive(Serialize)]
+struct GraphQl<'a> {
+    name: Option<&'a str>,
+    operation: &'a str,
+}
+
+/// [`LlmInfo`], fields in canonical order.
+#[derive(Serialize)]
+struct Llm<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a str>,
 }
 
 /// The line of `record`; its `decision` type is the record's.
@@ -125,16 +160,40 @@ fn line<'a>(record: &'a RequestRecord, seal: &Seal<'a>, ts: &'a str) -> Line<'a,
         bytes_down,
         duration_ms,
         approval,
+        rpc,
+        graphql,
+        llm,
+        budget,
     } = record;
     Line {
         approval: approval.as_ref().map(Approval::new),
+        budget: *budget,
         bytes_down: *bytes_down,
         bytes_up: *bytes_up,
         client,
         decision,
         duration_ms: *duration_ms,
+        graphql: graphql
+            .as_ref()
+            .map(|GraphQlInfo { operation, name }| GraphQl {
+                name: name.as_deref(),
+                operation,
+            }),
         host,
         key_id: seal.key_id,
+        llm: llm.as_ref().map(
+            |LlmInfo {
+                 model,
+                 input_tokens,
+                 output_tokens,
+                 usage,
+             }| Llm {
+                input_tokens: *input_tokens,
+                model: model.as_deref(),
+                output_tokens: *output_tokens,
+                usage: *usage,
+            },
+        ),
         method,
         path,
         policy: policy.as_deref(),
@@ -142,6 +201,10 @@ fn line<'a>(record: &'a RequestRecord, seal: &Seal<'a>, ts: &'a str) -> Line<'a,
         prev: seal.prev,
         query: query.as_deref(),
         reason: *reason,
+        rpc: rpc.as_ref().map(|RpcInfo { method, tool }| Rpc {
+            method: method.as_deref(),
+            tool: tool.as_deref(),
+        }),
         rule: rule.as_deref(),
         scheme,
         secrets,

@@ -22,7 +22,7 @@ pub mod writer;
 #[error("the audit trail cannot be written, so tollgate lets nothing through until it can")]
 pub struct AuditUnavailable;
 
-pub use event::{ApprovalInfo, Decision, RequestRecord};
+pub use event::{ApprovalInfo, Decision, GraphQlInfo, LlmInfo, RequestRecord, RpcInfo};
 pub use record::SealedRecord;
 
 use crate::config::{AuditConfig, AuditSink, OnFailure};

@@ -173,13 +173,20 @@ pub fn matches(
     let Some(summary) = operation(request)? else {
         return Ok(None);
     };
-    let kind_ok = rule.operations.contains(&summary.operation);
-    let name_ok = match (&rule.names, &summary.name) {
-        (None, _) => true,
-        (Some(names), Some(name)) => names.contains(name),
-        (Some(_), None) => false,
-    };
-    Ok((kind_ok && name_ok).then_some(summary))
+    Ok(rule.accepts(&summary).then_some(summary))
+}
+
+impl GraphQlRule {
+    /// Whether this rule allows the operation [`operation`] picked.
+    pub fn accepts(&self, summary: &GraphQlSummary) -> bool {
+        let kind_ok = self.operations.contains(&summary.operation);
+        let name_ok = match (&self.names, &summary.name) {
+            (None, _) => true,
+            (Some(names), Some(name)) => names.contains(name),
+            (Some(_), None) => false,
+        };
+        kind_ok && name_ok
+    }
 }
 
 /// The operation `request` runs; `None` for a persisted query.

@@ -79,6 +79,11 @@ pub struct JsonRpcRule {
 }
 
 impl JsonRpcRule {
+    /// Whether every message of a body read by [`read`] matches this rule.
+    pub fn accepts(&self, summary: &RpcSummary) -> bool {
+        summary.messages.iter().all(|m| self.allows(m))
+    }
+
     fn allows(&self, message: &RpcMessage) -> bool {
         match &message.method {
             None => self.methods.contains(&MethodPattern::Responses),
@@ -133,11 +138,7 @@ pub struct RpcSummary {
 /// `Err` when it is not valid JSON-RPC 2.0 (or larger than [`MAX_BODY`]).
 pub fn matches(rule: &JsonRpcRule, body: &[u8]) -> Result<Option<RpcSummary>, ContentError> {
     let summary = read(body)?;
-    Ok(summary
-        .messages
-        .iter()
-        .all(|m| rule.allows(m))
-        .then_some(summary))
+    Ok(rule.accepts(&summary).then_some(summary))
 }
 
 /// Reads `body` as JSON-RPC 2.0, without a rule.

@@ -41,6 +41,18 @@ pub async fn scrub_response(
     // hyper would send on verbatim; the client gets the canonical one instead.
     parts.extensions.remove::<hyper::ext::ReasonPhrase>();
     scrubber.scrub_headers(&mut parts.headers);
+    let body = decoded(&mut parts, body).await?;
+    // Scrubbing can change the length.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, scrubber.scrub_body(body)))
+}
+
+/// The body of a response that tollgate must read, with its Content-Encoding
+/// undone (and the header removed); an encoding it cannot undo is 502.
+pub async fn decoded(
+    parts: &mut http::response::Parts,
+    body: ProxyBody,
+) -> Result<ProxyBody, Refusal> {
     // Every Content-Encoding header and every listed coding counts: a body must
     // not leave still compressed with its header gone.
     let codings = decode::listed_codings(&parts.headers, &header::CONTENT_ENCODING);
@@ -51,7 +63,7 @@ pub async fn scrub_response(
             let decoded = decode::decode_body(body, one).ok_or_else(|| {
                 Refusal::new(
                     Reason::UpstreamError,
-                    format!("the upstream answered with Content-Encoding {one}, which tollgate cannot scrub secrets from"),
+                    format!("the upstream answered with Content-Encoding {one}, which tollgate cannot read"),
                 )
             })?;
             decode::prime(decoded).await.map_err(|err| {
@@ -64,13 +76,11 @@ pub async fn scrub_response(
         _ => {
             return Err(Refusal::new(
                 Reason::UpstreamError,
-                format!("the upstream answered with several content codings ({}), which tollgate cannot scrub", codings.join(", ")),
+                format!("the upstream answered with several content codings ({}), which tollgate cannot read", codings.join(", ")),
             ))
         }
     };
-    // Scrubbing can change the length.
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Ok(Response::from_parts(parts, scrubber.scrub_body(body)))
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -202,6 +202,22 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
         let rate = rule.rate.map(rate_spec).transpose().map_err(|msg| {
             FileError::at(path, locate_item(text, "rules", index, Some("rate")), msg)
         })?;
+        let content = content_rule(&name, rule.jsonrpc, rule.graphql).map_err(|(key, msg)| {
+            FileError::at(
+                path,
+                locate_item(text, "rules", index, Some(key)).or(line),
+                msg,
+            )
+        })?;
+        if let Some(super::content::ContentRule::JsonRpc(rpc)) = &content {
+            if rpc.methods.is_empty() {
+                warnings.push(FileError::at(
+                    path,
+                    line,
+                    format!("warning: rule `{name}` lists no jsonrpc method, so it never matches"),
+                ));
+            }
+        }
         rules.push(Rule {
             name,
             line,
@@ -215,6 +231,7 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
             rate,
             action,
             approval_timeout: rule.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT),
+            content,
         });
     }
 
@@ -245,6 +262,17 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
                 format!(
                     "tunnel `{}:{}` would pass requests for rule `{}` (action: approve) through uninspected, so they would never wait for an operator",
                     tunnel.host, tunnel.port, gate.name
+                ),
+            ));
+        }
+        // Nor is a content rule whose requests are never read.
+        if let Some(reader) = overlapping.iter().find(|r| r.content.is_some()) {
+            return Err(FileError::at(
+                path,
+                locate_item(text, "tunnel", index, None),
+                format!(
+                    "tunnel `{}:{}` would pass requests for rule `{}` (jsonrpc/graphql) through uninspected, so their bodies would never be checked",
+                    tunnel.host, tunnel.port, reader.name
                 ),
             ));
         }
@@ -301,6 +329,71 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
         },
         warnings,
     ))
+}
+
+/// A rule's `jsonrpc` or `graphql` block, checked; the error names the key at fault.
+fn content_rule(
+    name: &str,
+    jsonrpc: Option<super::wire::JsonRpcWire>,
+    graphql: Option<super::wire::GraphQlWire>,
+) -> Result<Option<super::content::ContentRule>, (&'static str, String)> {
+    use super::content::ContentRule;
+    use super::wire::OperationWire;
+    use crate::content::graphql::{GraphQlRule, OperationKind};
+    use crate::content::jsonrpc::{JsonRpcRule, MethodPattern};
+    match (jsonrpc, graphql) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err((
+            "graphql",
+            format!("rule `{name}` has both jsonrpc and graphql; a body is one or the other, so split the rule"),
+        )),
+        (Some(rpc), None) => {
+            let methods = rpc
+                .methods
+                .iter()
+                .map(|m| MethodPattern::parse(m))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ("jsonrpc", format!("rule `{name}`: jsonrpc.methods: {e}")))?;
+            if let Some(tools) = &rpc.tools {
+                if tools.iter().any(String::is_empty) {
+                    return Err(("jsonrpc", format!("rule `{name}`: jsonrpc.tools has an empty name")));
+                }
+                let calls = methods.iter().any(|m| match m {
+                    MethodPattern::Exact(m) => m == "tools/call",
+                    MethodPattern::Prefix(p) => p == "tools/",
+                    MethodPattern::Responses => false,
+                });
+                if !calls {
+                    return Err(("jsonrpc", format!("rule `{name}`: jsonrpc.tools is given but jsonrpc.methods does not allow tools/call")));
+                }
+            }
+            Ok(Some(ContentRule::JsonRpc(JsonRpcRule {
+                methods,
+                tools: rpc.tools,
+            })))
+        }
+        (None, Some(gql)) => {
+            if gql.operations.is_empty() {
+                return Err(("graphql", format!("rule `{name}`: graphql.operations is empty, so the rule would never match")));
+            }
+            if gql.names.as_ref().is_some_and(|n| n.iter().any(String::is_empty)) {
+                return Err(("graphql", format!("rule `{name}`: graphql.names has an empty name")));
+            }
+            let operations = gql
+                .operations
+                .into_iter()
+                .map(|op| match op {
+                    OperationWire::Query => OperationKind::Query,
+                    OperationWire::Mutation => OperationKind::Mutation,
+                    OperationWire::Subscription => OperationKind::Subscription,
+                })
+                .collect();
+            Ok(Some(ContentRule::GraphQl(GraphQlRule {
+                operations,
+                names: gql.names,
+            })))
+        }
+    }
 }
 
 /// The limits of a `budgets` block. Parts not enforced yet are refused, never

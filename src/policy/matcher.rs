@@ -58,11 +58,12 @@ impl Policy {
 
     /// How to treat `CONNECT host:port`. A `tunnel:` entry wins over rules, because
     /// it is an explicit request not to intercept that destination, except over
-    /// an `approve` rule: a gate is never passed through uninspected.
+    /// an `approve` rule or a content rule: a gate is never passed through
+    /// uninspected.
     pub fn decide_connect(&self, host: &str, port: u16) -> ConnectDecision {
         let gated = || {
             self.rules.iter().any(|r| {
-                r.action == super::model::Action::Approve
+                (r.action == super::model::Action::Approve || r.content.is_some())
                     && r.matches_destination(Scheme::Https, host, port)
             })
         };

@@ -3,6 +3,8 @@
 //! `wire` parses files, `model` holds validated types, `load` turns one into the
 //! other, `matcher` decides. Nothing here does I/O on the request path.
 
+pub mod content;
+pub mod content_rule;
 pub mod host;
 pub mod load;
 pub mod matcher;
@@ -11,6 +13,7 @@ pub mod model;
 pub mod path;
 pub mod wire;
 
+pub use content::{ContentInput, ContentRule, ContentSummary, Decided};
 pub use host::normalize_host;
 pub use load::{load_policy_dir, load_policy_file, parse_policy, LoadReport, PolicySet};
 pub use matcher::{ConnectDecision, RequestFacts};

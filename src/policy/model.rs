@@ -231,6 +231,8 @@ pub struct Rule {
     pub action: Action,
     /// Hold time for `approve`.
     pub approval_timeout: Duration,
+    /// What the rule reads inside the request (`jsonrpc` or `graphql`).
+    pub content: Option<super::content_rule::ContentRule>,
 }
 
 /// A CONNECT passthrough entry.

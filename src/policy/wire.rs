@@ -317,6 +317,46 @@ pub struct RuleWire {
     /// How long an `approve` request waits for an operator.
     #[serde(default, with = "crate::duration::serde_str::option")]
     pub approval_timeout: Option<Duration>,
+    /// Match JSON-RPC 2.0 bodies (MCP over HTTP).
+    #[serde(default)]
+    pub jsonrpc: Option<JsonRpcWire>,
+    /// Match GraphQL operations.
+    #[serde(default)]
+    pub graphql: Option<GraphQlWire>,
+}
+
+/// A rule's `jsonrpc` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonRpcWire {
+    /// Method names, `prefix/*`, or `responses` (client-sent responses).
+    pub methods: Vec<String>,
+    /// The only tools `tools/call` may name; `tools/list` answers are narrowed to them.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+}
+
+/// A rule's `graphql` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphQlWire {
+    /// Operation kinds allowed.
+    pub operations: Vec<OperationWire>,
+    /// When given, the only operation names allowed.
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+}
+
+/// A GraphQL operation kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationWire {
+    /// `query`.
+    Query,
+    /// `mutation`.
+    Mutation,
+    /// `subscription`.
+    Subscription,
 }
 
 /// `allow` (default), `deny` or `approve`.

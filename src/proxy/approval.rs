@@ -217,15 +217,21 @@ fn hold_request(
     deadline: Instant,
 ) -> HoldRequest {
     let (body_bytes, body_sha256, body_preview) = match body {
-        PendingBody::Buffered(bytes) | PendingBody::Hashed(bytes) if !bytes.is_empty() => (
-            bytes.len() as u64,
-            Some(crate::text::hex(
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref(),
-            )),
-            bytes::Bytes::copy_from_slice(
-                &bytes[..bytes.len().min(crate::approvals::spool::PREVIEW_BYTES)],
-            ),
-        ),
+        PendingBody::Buffered(bytes)
+        | PendingBody::Hashed(bytes)
+        | PendingBody::Inspected(bytes)
+            if !bytes.is_empty() =>
+        {
+            (
+                bytes.len() as u64,
+                Some(crate::text::hex(
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref(),
+                )),
+                bytes::Bytes::copy_from_slice(
+                    &bytes[..bytes.len().min(crate::approvals::spool::PREVIEW_BYTES)],
+                ),
+            )
+        }
         PendingBody::Held(held) if !held.is_empty() => (
             held.len(),
             Some(held.sha256().to_string()),

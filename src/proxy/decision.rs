@@ -1,58 +1,222 @@
 //! The policy decision of one request: its path read strictly, no header that
 //! would make the upstream act on another method or path, then the first rule
-//! of the policy that matches method, scheme, host, port and path.
+//! of the policy that matches method, scheme, host, port and path, and, for a
+//! rule with `jsonrpc` or `graphql`, what the request carries
+//! ([`crate::policy::content`]). The body such a rule reads is read here, once,
+//! and goes upstream afterwards as it was.
 
 use super::context::RequestCtx;
 use super::destination::Target;
 use super::headers::rerouting_header;
+use super::injection::PendingBody;
+use crate::audit::{GraphQlInfo, RpcInfo};
 use crate::body::RequestBody;
 use crate::error::{Reason, Refusal};
-use crate::policy::{Action, Policy, RequestFacts, RequestPath, Rule};
-use http::Request;
+use crate::policy::content::MAX_CONTENT_BODY;
+use crate::policy::{
+    Action, ContentInput, ContentSummary, Policy, RequestFacts, RequestPath, Rule,
+};
+use http::request::Parts;
+use http::{header, Request};
+use http_body_util::BodyExt;
+use std::time::Duration;
+
+/// Longest a content rule waits for the body it reads (400 after).
+pub const CONTENT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request that a rule lets through (`allow`) or holds (`approve`).
+pub struct Decided<'p> {
+    /// The rule.
+    pub rule: &'p Rule,
+    /// Its head.
+    pub parts: Parts,
+    /// Its body: read whole when a content rule read it, else still streaming.
+    pub body: PendingBody,
+    /// The tools a `tools/list` answer to it must be narrowed to.
+    pub tools_filter: Option<Vec<String>>,
+}
 
 /// The rule that lets `req` through (`allow`) or holds it (`approve`); a
-/// `deny` rule or no rule is a refusal. The rule's name goes into the record.
-pub fn matching_rule<'p>(
+/// `deny` rule or no rule is a refusal. The rule's name, and what a content
+/// rule read, go into the record.
+pub async fn matching_rule<'p>(
     ctx: &mut RequestCtx<'_>,
     policy: &'p Policy,
     target: &Target,
-    req: &Request<RequestBody>,
-) -> Result<&'p Rule, Refusal> {
-    let path = RequestPath::parse(req.uri().path())
+    req: Request<RequestBody>,
+) -> Result<Decided<'p>, Refusal> {
+    let (parts, body) = req.into_parts();
+    let body = if with_facts(policy, target, &parts, |facts| policy.needs_body(facts))? {
+        PendingBody::Inspected(read_for_content(&parts, body).await?)
+    } else {
+        PendingBody::Streamed(body)
+    };
+    decide(ctx, policy, target, parts, body)
+}
+
+/// Runs `f` on the facts of the request, once its path and headers pass.
+fn with_facts<T>(
+    policy: &Policy,
+    target: &Target,
+    parts: &Parts,
+    f: impl FnOnce(&RequestFacts<'_>) -> T,
+) -> Result<T, Refusal> {
+    let _ = policy;
+    let path = RequestPath::parse(parts.uri.path())
         .map_err(|e| Refusal::new(Reason::BadRequest, format!("ambiguous request path: {e}")))?;
-    if let Some(header) = rerouting_header(req.headers()) {
+    if let Some(header) = rerouting_header(&parts.headers) {
         return Err(Refusal::new(
             Reason::BadRequest,
             format!("the request carries {header}, which would let the upstream act on another method or path than the one checked"),
         ));
     }
-    let facts = RequestFacts {
+    Ok(f(&RequestFacts {
         scheme: target.scheme,
         host: &target.host,
         port: target.port,
-        method: req.method(),
+        method: &parts.method,
         path: &path,
+    }))
+}
+
+/// The decision on a request whose body, if a rule reads it, has been read.
+fn decide<'p>(
+    ctx: &mut RequestCtx<'_>,
+    policy: &'p Policy,
+    target: &Target,
+    parts: Parts,
+    body: PendingBody,
+) -> Result<Decided<'p>, Refusal> {
+    let input = ContentInput {
+        query: parts.uri.query(),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        body: match &body {
+            PendingBody::Inspected(bytes) => Some(bytes),
+            _ => None,
+        },
     };
-    let Some(rule) = policy.match_request(&facts) else {
+    let decided = with_facts(policy, target, &parts, |facts| policy.decide(facts, &input))?
+        .map_err(|refusal| Refusal::new(Reason::BadRequest, refusal.to_string()))?;
+    let lists_tools = record_content(ctx, decided.content.as_ref());
+    let Some(rule) = decided.rule else {
         return Err(Refusal::new(
             Reason::NoRule,
             format!(
-                "no rule of policy {} allows {} {}://{}:{}{}",
+                "no rule of policy {} allows {} {}://{}:{}{}{}",
                 policy.name,
-                req.method(),
+                parts.method,
                 target.scheme.as_str(),
                 target.host,
                 target.port,
-                req.uri().path()
+                parts.uri.path(),
+                described(decided.content.as_ref()),
             ),
         ));
     };
     ctx.log.record.rule = Some(rule.name.clone());
+    let tools_filter = rule
+        .content
+        .as_ref()
+        .and_then(|c| c.allowed_tools())
+        .filter(|_| lists_tools)
+        .map(<[String]>::to_vec);
     match rule.action {
-        Action::Allow | Action::Approve => Ok(rule),
+        Action::Allow | Action::Approve => Ok(Decided {
+            rule,
+            parts,
+            body,
+            tools_filter,
+        }),
         Action::Deny => Err(Refusal::new(
             Reason::DeniedByRule,
             format!("rule `{}` denies this request", rule.name),
         )),
+    }
+}
+
+/// Puts what a content rule read into the record; whether the body asks for
+/// `tools/list`.
+fn record_content(ctx: &mut RequestCtx<'_>, content: Option<&ContentSummary>) -> bool {
+    match content {
+        Some(ContentSummary::Rpc(rpc)) => {
+            ctx.log.record.rpc = Some(RpcInfo {
+                method: rpc.method.clone(),
+                tool: rpc.tool.clone(),
+            });
+            rpc.messages
+                .iter()
+                .any(|m| m.method.as_deref() == Some("tools/list"))
+        }
+        Some(ContentSummary::GraphQl(op)) => {
+            ctx.log.record.graphql = Some(GraphQlInfo {
+                operation: op.operation.as_str(),
+                name: op.name.clone(),
+            });
+            false
+        }
+        None => false,
+    }
+}
+
+/// What a refusal adds about the body: ` (tools/call search)`.
+fn described(content: Option<&ContentSummary>) -> String {
+    let excerpt = |s: &str| crate::content::error::excerpt(s, 60);
+    match content {
+        Some(ContentSummary::Rpc(rpc)) => match (&rpc.method, &rpc.tool, rpc.batch) {
+            (_, _, true) => " (a JSON-RPC batch: every call in it must be allowed)".into(),
+            (Some(method), Some(tool), _) => {
+                format!(" (JSON-RPC {} of tool {})", excerpt(method), excerpt(tool))
+            }
+            (Some(method), None, _) => format!(" (JSON-RPC {})", excerpt(method)),
+            (None, _, _) => " (a JSON-RPC response)".into(),
+        },
+        Some(ContentSummary::GraphQl(op)) => format!(
+            " (GraphQL {}{})",
+            op.operation.as_str(),
+            op.name
+                .as_deref()
+                .map(|n| format!(" {}", excerpt(n)))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    }
+}
+
+/// Reads the body a content rule matches on: at most [`MAX_CONTENT_BODY`]
+/// bytes, uncompressed, within [`CONTENT_READ_TIMEOUT`]; otherwise 400.
+async fn read_for_content(parts: &Parts, body: RequestBody) -> Result<Vec<u8>, Refusal> {
+    let bad = |message: String| Refusal::new(Reason::BadRequest, message);
+    if let Some(coding) = parts.headers.get(header::CONTENT_ENCODING) {
+        let coding = String::from_utf8_lossy(coding.as_bytes());
+        return Err(bad(format!(
+            "a rule reads this request's body, which is sent with Content-Encoding {}; send it uncompressed",
+            crate::content::error::excerpt(&coding, 40)
+        )));
+    }
+    let too_large = || {
+        bad(format!(
+            "a rule reads this request's body, and it is over the {MAX_CONTENT_BODY} byte limit"
+        ))
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_CONTENT_BODY as u64) {
+        return Err(too_large());
+    }
+    let read = http_body_util::Limited::new(body, MAX_CONTENT_BODY).collect();
+    match tokio::time::timeout(CONTENT_READ_TIMEOUT, read).await {
+        Err(_) => Err(bad(format!(
+            "a rule reads this request's body, and it did not arrive within {}s (the content read timeout)",
+            CONTENT_READ_TIMEOUT.as_secs()
+        ))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(bad("the request body could not be read".into())),
     }
 }

@@ -1,6 +1,7 @@
 //! The forward phase of the pipeline: the request goes to its upstream through
 //! the pooled clients ([`super::upstream`]), and the response comes back through
-//! the task's scrubber.
+//! the task's scrubber, and a `tools/list` answer through its narrowing
+//! ([`super::tools_list`]).
 
 use super::context::RequestCtx;
 use super::destination::Target;
@@ -11,15 +12,25 @@ use http::{Request, Response};
 use std::sync::Arc;
 
 /// The forward phase of the pipeline: `req` to its target, the response
-/// scrubbed as it streams back when the task has had secrets injected.
+/// scrubbed as it streams back when the task has had secrets injected, and
+/// narrowed to `tools_filter` when it answers `tools/list`.
 pub async fn send(
     ctx: &RequestCtx<'_>,
     req: Request<ProxyBody>,
     target: &Target,
     scrubber: Option<Arc<Scrubber>>,
+    tools_filter: Option<Vec<String>>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let state = ctx.state;
     let head = req.method() == http::Method::HEAD;
+    let mut req = req;
+    if tools_filter.is_some() {
+        // The tool list is read, so it had better not come compressed.
+        req.headers_mut().insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+    }
     let response = state
         .upstream
         .forward(
@@ -31,9 +42,13 @@ pub async fn send(
             (&state.task_ends, &ctx.conn.task),
         )
         .await?;
-    match scrubber {
-        Some(scrubber) if head => Ok(crate::inject::scrub_head(response, &scrubber)),
-        Some(scrubber) => crate::inject::scrub_response(response, scrubber).await,
-        None => Ok(response),
+    let response = match scrubber {
+        Some(scrubber) if head => crate::inject::scrub_head(response, &scrubber),
+        Some(scrubber) => crate::inject::scrub_response(response, scrubber).await?,
+        None => response,
+    };
+    match tools_filter {
+        Some(allowed) if !head => super::tools_list::narrow(response, allowed).await,
+        _ => Ok(response),
     }
 }

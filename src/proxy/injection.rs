@@ -28,6 +28,8 @@ pub enum PendingBody {
     /// Read whole to hash it for a SigV4 signature (at most
     /// [`super::signing::MAX_HASHED_BODY`]); nothing is injected into it.
     Hashed(Vec<u8>),
+    /// Read whole (at most 1 MiB) for a content rule to match on.
+    Inspected(Vec<u8>),
 }
 
 /// A request checked for its placeholders: its head, its body and what may
@@ -42,23 +44,26 @@ pub async fn check<'p>(
     policy: &'p Policy,
     rule: &Rule,
     target: &Target,
-    req: Request<RequestBody>,
+    (parts, body): (Parts, PendingBody),
     keys: &crate::sigv4::SigningKeys,
 ) -> Result<Checked<'p>, Refusal> {
-    let (parts, body) = req.into_parts();
     signing::refuse_foreign_key_ids(policy, &parts)?;
-    let mut body = if rule.inject_body && is_textual(&parts.headers) {
-        PendingBody::Buffered(
-            read_limited(
-                &parts.headers,
-                body,
-                inject::MAX_INJECT_BODY,
-                "an inject_body rule",
+    let mut body = match body {
+        PendingBody::Streamed(body) if rule.inject_body && is_textual(&parts.headers) => {
+            PendingBody::Buffered(
+                read_limited(
+                    &parts.headers,
+                    body,
+                    inject::MAX_INJECT_BODY,
+                    "an inject_body rule",
+                )
+                .await?,
             )
-            .await?,
-        )
-    } else {
-        PendingBody::Streamed(body)
+        }
+        PendingBody::Inspected(bytes) if rule.inject_body && is_textual(&parts.headers) => {
+            PendingBody::Buffered(bytes)
+        }
+        other => other,
     };
     let buffered = match &body {
         PendingBody::Buffered(bytes) => Some(bytes.as_slice()),
@@ -80,7 +85,9 @@ pub async fn check<'p>(
             (_, other) => other,
         };
         let whole = match &body {
-            PendingBody::Buffered(bytes) | PendingBody::Hashed(bytes) => Some(bytes.as_slice()),
+            PendingBody::Buffered(bytes)
+            | PendingBody::Hashed(bytes)
+            | PendingBody::Inspected(bytes) => Some(bytes.as_slice()),
             _ => None,
         };
         signing::verify(&parts, signed, whole, &mut permit, keys)?;
@@ -152,7 +159,8 @@ pub async fn inject(
     };
     // Last: any header changed after this would break the new signature.
     let whole = match (&buffered, &rest) {
-        (Some(bytes), _) | (None, Some(PendingBody::Hashed(bytes))) => {
+        (Some(bytes), _)
+        | (None, Some(PendingBody::Hashed(bytes) | PendingBody::Inspected(bytes))) => {
             Some(signing::sha256_hex(bytes))
         }
         _ => None,
@@ -182,7 +190,7 @@ async fn upstream_body(
             full_body(bytes)
         }
         (None, Some(PendingBody::Streamed(body))) => ctx.log.count_up(stream_body(body)),
-        (None, Some(PendingBody::Hashed(bytes))) => {
+        (None, Some(PendingBody::Hashed(bytes) | PendingBody::Inspected(bytes))) => {
             ctx.log.add_up(bytes.len() as u64);
             full_body(bytes)
         }

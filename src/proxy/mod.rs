@@ -22,6 +22,7 @@ pub mod prefixed;
 pub mod signing;
 pub mod splice;
 pub mod state;
+pub mod tools_list;
 pub mod upstream;
 pub mod ws_scrub;
 

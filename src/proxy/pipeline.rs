@@ -5,7 +5,8 @@
 //! 2. the policy as loaded now, and a `max_concurrent` place ([`RequestCtx`]);
 //! 3. where the request goes ([`destination`]); a cloud metadata address is
 //!    answered right there by the emulated service ([`metadata`]);
-//! 4. the rule that decides ([`decision`]);
+//! 4. the rule that decides ([`decision`]), reading the body first when a
+//!    `jsonrpc` or `graphql` rule matches on it;
 //! 5. the rule's rate limit ([`crate::ratelimit`]), then the task's budgets
 //!    ([`budgets`]);
 //! 6. an `approve` rule: a grant, or a place among the holds ([`approval::admit`]);
@@ -13,7 +14,8 @@
 //! 8. the operator's verdict, for a held request ([`approval::settle`]);
 //! 9. secrets fetched and injected ([`injection::inject`]);
 //! 10. the task checked once more, then upstream ([`forward`]), the response
-//!     scrubbed as it streams back;
+//!     scrubbed as it streams back (and a `tools/list` answer narrowed to the
+//!     rule's tools);
 //! 11. the audit record: written before a refusal is sent, or when the
 //!     response body ends ([`RequestCtx::respond`]).
 //!
@@ -58,12 +60,14 @@ async fn phases(
     if metadata::is_for_metadata(&target) {
         return Ok(metadata::answer(ctx, &policy, req).await);
     }
-    let rule = decision::matching_rule(ctx, &policy, &target, &req)?;
+    let decided = decision::matching_rule(ctx, &policy, &target, req).await?;
+    let rule = decided.rule;
     let limits = ctx.state.rate_limits.current();
     limits.check(&policy, rule, &ctx.task().id)?;
     budgets::admit(ctx, &policy)?;
     let admission = approval::admit(ctx, &policy, rule)?;
-    let checked = injection::check(&policy, rule, &target, req, &ctx.state.sigv4_keys);
+    let request = (decided.parts, decided.body);
+    let checked = injection::check(&policy, rule, &target, request, &ctx.state.sigv4_keys);
     let (parts, body, permit) = approval::within_deadline(admission.as_ref(), checked).await?;
     let body = approval::settle(ctx, &policy, rule, admission, &parts, body).await?;
     let (req, scrubber) = injection::inject(ctx, &policy, &target, (parts, body, permit)).await?;
@@ -71,5 +75,5 @@ async fn phases(
     ctx.ensure_current()?;
     ctx.let_through();
     ctx.log.charge_request();
-    forward::send(ctx, req, &target, scrubber).await
+    forward::send(ctx, req, &target, scrubber, decided.tools_filter).await
 }

@@ -100,12 +100,38 @@ fn record(small: bool) -> impl Strategy<Value = RequestRecord> {
         any::<u16>(),
     );
     let counts = (int(small), int(small), int(small), option::of(approval()));
-    (who, what, counts).prop_map(
+    let details = (
+        option::of((option::of(text()), option::of(text()))),
+        option::of((0..3usize, option::of(text()))),
+        option::of((
+            option::of(text()),
+            option::of(int(small)),
+            option::of(int(small)),
+            any::<bool>(),
+        )),
+        option::of(leaked()),
+    );
+    (who, what, counts, details).prop_map(
         |(
             (at, task, policy, client, method, scheme, host, port),
             (path, query, decision, rule, reason, secrets, status),
             (bytes_up, bytes_down, duration_ms, approval),
+            (rpc, graphql, llm, budget),
         )| RequestRecord {
+            rpc: rpc.map(|(method, tool)| crate::audit::event::RpcInfo { method, tool }),
+            graphql: graphql.map(|(kind, name)| crate::audit::event::GraphQlInfo {
+                operation: ["query", "mutation", "subscription"][kind],
+                name,
+            }),
+            llm: llm.map(|(model, input_tokens, output_tokens, missing)| {
+                crate::audit::event::LlmInfo {
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    usage: missing.then_some("missing"),
+                }
+            }),
+            budget,
             at,
             task,
             policy,
@@ -193,9 +219,15 @@ proptest! {
             prop_assert_eq!(got.seq, want.seq);
             prop_assert_eq!(shown(&got.line), shown(&want.line));
             prop_assert_eq!(new.head(), old.head());
-            let small = [record.bytes_up, record.bytes_down, record.duration_ms]
+            let tokens = record
+                .llm
                 .iter()
-                .all(|n| *n < 1 << 53);
+                .flat_map(|l| [l.input_tokens, l.output_tokens])
+                .flatten();
+            let small = [record.bytes_up, record.bytes_down, record.duration_ms]
+                .into_iter()
+                .chain(tokens)
+                .all(|n| n < 1 << 53);
             if small {
                 let value: Value = serde_json::from_slice(&got.line).unwrap();
                 prop_assert_eq!(shown(&canonical(&value).unwrap()), shown(&got.line));
