@@ -209,6 +209,11 @@ async fn an_allowed_tool_runs_and_its_record_names_the_tool() {
     let out = m.call("echo", json!({"text": "through tollgate"})).await;
     assert_eq!(out["content"], json!(["through tollgate"]), "{out}");
     assert_eq!(m.server.ran(), ["add", "echo"]);
+    // The SDK's session GET stream and its DELETE at the end went through the
+    // second rule.
+    let http = out["http"].as_array().unwrap();
+    assert!(http.contains(&json!(["GET", 200])), "{out}");
+    assert!(http.contains(&json!(["DELETE", 200])), "{out}");
 
     let record = wait_record(&m.proxy, |r| r["rpc"]["tool"] == "add").await;
     assert_eq!(record["rpc"], json!({"method": "tools/call", "tool": "add"}));
@@ -229,6 +234,10 @@ async fn a_tool_outside_the_list_gets_403_and_never_runs() {
     let out = m.call("delete_everything", json!({})).await;
     assert_eq!(out["ok"], false, "{out}");
     assert_eq!(out["status"], 403, "{out}");
+    assert!(
+        out["http"].as_array().unwrap().contains(&json!(["POST", 403])),
+        "{out}"
+    );
     assert!(m.server.ran().is_empty(), "{:?}", m.server.ran());
     let record = wait_record(&m.proxy, |r| r["decision"] == "deny" && r["path"] == "/mcp").await;
     assert_eq!(record["reason"], "no_rule", "{record}");

@@ -14,7 +14,9 @@ Usage: python3 client.py URL COMMAND [ARGS_JSON]; prints one JSON object:
   raw {"body", "content_type"}
                             -> {"status", "body"}: one POST of the given text as is
                                (after an initialize, with its session headers).
-Failures print {"ok": false, "error": TEXT, "status": HTTP status or null}.
+Failures print {"ok": false, "error": TEXT, "status": the first HTTP error status
+seen, or null}. Every answer also carries "http": [[method, status], ...], the
+exchanges in order (the SDK's GET stream and DELETE included).
 """
 
 import asyncio
@@ -34,9 +36,20 @@ def tls():
     return ssl.create_default_context(cafile=os.environ["MCP_CA"])
 
 
+# Every HTTP exchange as [method, status]: the SDK turns an HTTP error on a POST
+# into a JSON-RPC error ("Server returned an error response") without the status.
+EXCHANGES = []
+
+
+async def note(response):
+    EXCHANGES.append([response.request.method, response.status_code])
+
+
 def http_client():
     # trust_env (the default) makes httpx2 honour HTTPS_PROXY.
-    return httpx2.AsyncClient(verify=tls(), timeout=httpx2.Timeout(30.0, read=60.0))
+    return httpx2.AsyncClient(
+        verify=tls(), timeout=httpx2.Timeout(30.0, read=60.0), event_hooks={"response": [note]}
+    )
 
 
 def status_of(exc):
@@ -157,7 +170,9 @@ def main():
     except BaseException as exc:  # noqa: BLE001 - the test wants every failure as data
         if isinstance(exc, KeyboardInterrupt):
             raise
-        out = {"ok": False, "error": text_of(exc), "status": status_of(exc)}
+        refused = [status for _, status in EXCHANGES if status >= 400]
+        out = {"ok": False, "error": text_of(exc), "status": refused[0] if refused else status_of(exc)}
+    out["http"] = EXCHANGES
     print(json.dumps(out, default=str))
 
 
