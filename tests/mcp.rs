@@ -4,7 +4,12 @@
 //! (tests/mcp/client.py) going through tollgate. The policy lets two tools out;
 //! the third, hidden or not, must never reach the server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 
@@ -17,7 +22,10 @@ use std::process::{Child, Command, Stdio};
 /// Whether python3 with the MCP SDK and uvicorn is here; skips loudly when not.
 fn python_ready() -> bool {
     let ok = Command::new("python3")
-        .args(["-c", "import mcp.server.mcpserver, mcp.client.streamable_http, httpx2, uvicorn"])
+        .args([
+            "-c",
+            "import mcp.server.mcpserver, mcp.client.streamable_http, httpx2, uvicorn",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -216,7 +224,10 @@ async fn an_allowed_tool_runs_and_its_record_names_the_tool() {
     assert!(http.contains(&json!(["DELETE", 200])), "{out}");
 
     let record = wait_record(&m.proxy, |r| r["rpc"]["tool"] == "add").await;
-    assert_eq!(record["rpc"], json!({"method": "tools/call", "tool": "add"}));
+    assert_eq!(
+        record["rpc"],
+        json!({"method": "tools/call", "tool": "add"})
+    );
     assert_eq!(record["decision"], "allow", "{record}");
     assert_eq!(record["rule"], "mcp tools", "{record}");
     assert_eq!(record["method"], "POST", "{record}");
@@ -235,7 +246,10 @@ async fn a_tool_outside_the_list_gets_403_and_never_runs() {
     assert_eq!(out["ok"], false, "{out}");
     assert_eq!(out["status"], 403, "{out}");
     assert!(
-        out["http"].as_array().unwrap().contains(&json!(["POST", 403])),
+        out["http"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["POST", 403])),
         "{out}"
     );
     assert!(m.server.ran().is_empty(), "{:?}", m.server.ran());
