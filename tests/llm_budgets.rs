@@ -321,6 +321,24 @@ fn assert_usage_audited(proxy: &ProxyProc, path: &str, model: &str, crossing: us
     }
 }
 
+#[tokio::test]
+async fn the_official_clients_see_a_used_up_requests_budget_as_429_budget_exceeded() {
+    let Some(f) = fixture("  requests: 3\n  on_exceed: deny", json!({})) else {
+        return;
+    };
+    let results = calls(&f, "openai chat stream", 4).await;
+    assert_eq!(outcomes(&results), ["ok", "ok", "ok", "429"], "{results:?}");
+    assert_budget_refusal(&results[3], "requests");
+    let anthropic = calls(&f, "anthropic messages json", 1).await;
+    assert_budget_refusal(&anthropic[0], "requests");
+    let hits = f.llm.hits().await;
+    assert_eq!(hits.len(), 3, "refused calls never reach the API: {hits:?}");
+    assert!(
+        hits.iter().all(|h| h["unauthorized"].is_null()),
+        "tollgate swapped the key placeholder: {hits:?}"
+    );
+}
+
 const TOKENS_50: &str =
     "  llm:\n    hosts: [api.openai.test, api.anthropic.test]\n    tokens: 50\n  on_exceed: deny";
 
