@@ -7,7 +7,12 @@
 //! approve` holds the call until a person answers, and an upload that crosses
 //! `bytes_up` is cut.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "the helpers panic on a failed setup, which fails the test"
+)]
 
 mod common;
 
