@@ -35,6 +35,7 @@ fn request(task: usize) -> HoldRequest {
             query: Some("merge_method=squash".into()),
             body_bytes: 33,
             content_type: Some("application/json".into()),
+            budget: None,
         },
         rule_key: "0123456789abcdef0123456789abcdef".into(),
         headers: vec![("authorization".into(), "Bearer __GITHUB_TOKEN__".into())],

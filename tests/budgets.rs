@@ -79,7 +79,7 @@ async fn three_requests_let_exactly_three_out_then_429_without_retry_after() {
 }
 
 #[tokio::test]
-async fn the_upload_that_crosses_bytes_up_finishes_and_the_next_request_is_refused() {
+async fn an_upload_that_would_cross_bytes_up_is_cut_and_the_next_request_is_refused() {
     let ca = TestCa::new("budget test CA");
     let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
     let yaml = format!(
@@ -94,32 +94,59 @@ async fn the_upload_that_crosses_bytes_up_finishes_and_the_next_request_is_refus
     let body = "x".repeat(700);
     let first = curl(&proxy, &["--data-binary", &body, &upload]).await;
     assert_eq!(first.status, 200, "{first:?}");
+    // SECURITY: 700 + 700 would cross 1 KiB: an exfiltration ceiling is not
+    // crossed by letting the upload that crosses it finish.
     let second = curl(&proxy, &["--data-binary", &body, &upload]).await;
-    assert_eq!(second.status, 200, "700 + 700 crosses 1 KiB: it finishes");
-    let third = curl(&proxy, &["--data-binary", &body, &upload]).await;
+    assert_eq!(second.status, 429, "{second:?}");
+    assert_eq!(second.json()["error"], "budget_exceeded", "{second:?}");
+    assert!(
+        second.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("cut off"),
+        "{second:?}"
+    );
+    // The cut used the budget up: the next request, even without a body, is refused.
+    let third = curl(&proxy, &[&upload]).await;
     assert_eq!(third.status, 429, "{third:?}");
-    assert_eq!(third.json()["error"], "budget_exceeded", "{third:?}");
     assert!(
         third.json()["message"]
             .as_str()
             .unwrap()
-            .contains("bytes_up budget is used up (1400 of 1024)"),
+            .contains("bytes_up budget is used up (1024 of 1024)"),
         "{third:?}"
     );
-    assert_eq!(api.hits(), 2);
+    let records = audit_records(&proxy);
+    let cut = records
+        .iter()
+        .find(|r| r["status"] == 429 && r["bytes_up"] == 0 && r["budget"] == "bytes_up");
+    assert!(
+        cut.is_some(),
+        "the cut upload's record names the budget: {records:?}"
+    );
 }
 
 #[tokio::test]
-async fn budget_parts_not_enforced_yet_are_refused_not_ignored() {
+async fn broken_budgets_are_refused_with_the_line_at_fault() {
     for (budgets, needle, line) in [
         (
             "budgets:\n  requests: 10\n  llm: { tokens: 1000 }\n",
-            "budgets.llm is not enforced",
+            "budgets.llm.hosts is empty",
             4,
         ),
         (
-            "budgets:\n  requests: 10\n  on_exceed: approve\n",
-            "on_exceed: approve is not enforced",
+            "budgets:\n  requests: 10\n  llm: { hosts: [api.openai.com], usd: 5 }\n",
+            "budgets.llm.usd needs prices",
+            4,
+        ),
+        (
+            "budgets:\n  llm:\n    hosts: [api.openai.com]\n    tokens: 5\n    prices: { m: { input: -1, output: 1 } }\n",
+            "budgets.llm.prices `m`",
+            3,
+        ),
+        (
+            "budgets:\n  requests: 10\n  on_exceed: ask\n",
+            "must be deny or approve",
             4,
         ),
         (

@@ -628,18 +628,19 @@ async fn an_upload_that_crosses_bytes_up_is_cut_and_the_next_request_is_refused(
         upload.status != 200 || upload.exit != 0,
         "the 1 MiB upload does not complete: {upload:?}"
     );
+    // The upstream got nothing (cut before hyper wrote the head) or a part of
+    // the body, never more than the budget.
     let hits = f.llm.hits().await;
-    assert_eq!(hits.len(), 1, "{hits:?}");
-    assert_eq!(
-        hits[0]["complete"], false,
-        "the upstream never got the whole body: {hits:?}"
-    );
-    let received = hits[0]["body_bytes"].as_u64().unwrap();
-    // 64 KiB, plus at most what was in flight when the limit was reached.
-    assert!(
-        received < 64 * 1024 + 256 * 1024,
-        "the upstream got {received} bytes"
-    );
+    assert!(hits.len() <= 1, "{hits:?}");
+    for hit in &hits {
+        assert_eq!(
+            hit["complete"], false,
+            "the upstream never got the whole body: {hits:?}"
+        );
+        let received = hit["body_bytes"].as_u64().unwrap();
+        assert!(received <= 64 * 1024, "the upstream got {received} bytes");
+    }
+    let before = hits.len();
 
     let next = curl(&f.proxy, &["--data-binary", "small", &url]).await;
     assert_eq!(next.status, 429, "{next:?}");
@@ -654,7 +655,7 @@ async fn an_upload_that_crosses_bytes_up_is_cut_and_the_next_request_is_refused(
     assert_eq!(next.header("retry-after"), None);
     assert_eq!(
         f.llm.hits().await.len(),
-        1,
+        before,
         "the refused request never arrived"
     );
 }

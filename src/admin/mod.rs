@@ -120,15 +120,22 @@ impl Admin {
                 let tasks: Vec<TaskInfo> = self.live_tasks();
                 reply(StatusCode::OK, json!(tasks))
             }
-            (Method::GET, ["v1", "tasks", id]) => match self.task(id) {
-                Some(info) => {
-                    let mut body = json!(info);
-                    body["minted"] = json!(self.state.minter.minted_for(&info.id, &info.policy));
-                    body["budgets"] = self.budgets(&info.id, &info.policy);
-                    reply(StatusCode::OK, body)
+            (Method::GET, ["v1", "tasks", id]) => {
+                let shown = self.task(id).map(|info| (json!(info), info.policy)).or_else(|| {
+                    // A static task from the config: no expiry, no token to show.
+                    let task = self.state.tasks.iter().find(|t| t.id == *id)?;
+                    let body = json!({"id": task.id, "policy": task.policy, "source": task.source, "expires_at": null, "static": true});
+                    Some((body, task.policy.clone()))
+                });
+                match shown {
+                    Some((mut body, policy)) => {
+                        body["minted"] = json!(self.state.minter.minted_for(id, &policy));
+                        body["budgets"] = self.budgets(id, &policy);
+                        reply(StatusCode::OK, body)
+                    }
+                    None => not_found("no such task"),
                 }
-                None => not_found("no such task"),
-            },
+            }
             (Method::DELETE, ["v1", "tasks", id]) => self.end_task(id).await,
             (Method::GET, ["v1", "approvals"]) => {
                 reply(StatusCode::OK, json!(self.state.approvals.pending()))

@@ -33,6 +33,10 @@ pub struct RequestSummary {
     pub body_bytes: u64,
     /// The body's `Content-Type`, if any.
     pub content_type: Option<String>,
+    /// The used-up budget (`llm_tokens`, ...) that holds it, under
+    /// `budgets.on_exceed: approve`; `None` when its rule holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
 }
 
 /// A pending hold as operators see it (`GET /v1/approvals`).
@@ -163,6 +167,7 @@ mod tests {
             query: None,
             body_bytes: 2,
             content_type: Some("application/json".into()),
+            budget: None,
         }
     }
 

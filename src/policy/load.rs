@@ -304,9 +304,9 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
         }
         Some(n) => n as usize,
     };
-    let budgets = match wire.budgets {
-        None => crate::budget::ledger::Limits::none(),
-        Some(b) => budget_limits(b).map_err(|(key, msg)| {
+    let (budgets, llm_metering, on_exceed) = match wire.budgets {
+        None => Default::default(),
+        Some(b) => super::budgets::budget_spec(b).map_err(|(key, msg)| {
             let block = locate_key(text, "budgets");
             FileError::at(path, locate_under(text, block, key).or(block), msg)
         })?,
@@ -322,6 +322,8 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<(Policy, Vec<FileError>),
             rate,
             max_concurrent,
             budgets,
+            llm_metering,
+            on_exceed,
             digest: crate::text::hex(
                 &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref()
                     [..16],
@@ -394,59 +396,6 @@ fn content_rule(
             })))
         }
     }
-}
-
-/// The limits of a `budgets` block. Parts not enforced yet are refused, never
-/// ignored: a budget that silently does nothing is worse than none.
-fn budget_limits(
-    wire: super::wire::BudgetsWire,
-) -> Result<crate::budget::ledger::Limits, (&'static str, String)> {
-    use crate::budget::ledger::{Limits, Meter};
-    if wire.llm.is_some() {
-        return Err((
-            "llm",
-            "budgets.llm is not enforced by this version of tollgate; remove it (requests, bytes_up and bytes_down are)".into(),
-        ));
-    }
-    match wire.on_exceed.as_deref() {
-        None | Some("deny") => {}
-        Some("approve") => {
-            return Err((
-                "on_exceed",
-                "budgets.on_exceed: approve is not enforced by this version of tollgate; use deny"
-                    .into(),
-            ))
-        }
-        Some(other) => {
-            return Err((
-                "on_exceed",
-                format!("budgets.on_exceed `{other}` must be deny or approve"),
-            ))
-        }
-    }
-    let mut limits = Limits::none();
-    if let Some(n) = wire.requests {
-        limits = limits.with(Meter::Requests, n);
-    }
-    for (key, meter, value) in [
-        ("bytes_up", Meter::BytesUp, wire.bytes_up),
-        ("bytes_down", Meter::BytesDown, wire.bytes_down),
-    ] {
-        let Some(value) = value else { continue };
-        let bytes = match &value {
-            serde_yaml_ng::Value::Number(n) => n.as_u64(),
-            serde_yaml_ng::Value::String(text) => crate::budget::size::parse_size(text).ok(),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            (
-                key,
-                format!("budgets.{key} must be a number of bytes or a size such as 64MiB (KiB, MiB, GiB, TiB)"),
-            )
-        })?;
-        limits = limits.with(meter, bytes);
-    }
-    Ok(limits)
 }
 
 /// A host that a tunnel pattern matches, to test overlap with rules.

@@ -3,6 +3,7 @@
 //! `wire` parses files, `model` holds validated types, `load` turns one into the
 //! other, `matcher` decides. Nothing here does I/O on the request path.
 
+pub mod budgets;
 pub mod content;
 pub mod content_rule;
 pub mod host;
@@ -17,5 +18,5 @@ pub use content::{ContentInput, ContentRule, ContentSummary, Decided};
 pub use host::normalize_host;
 pub use load::{load_policy_dir, load_policy_file, parse_policy, LoadReport, PolicySet};
 pub use matcher::{ConnectDecision, RequestFacts};
-pub use model::{Action, Policy, Rule, Scheme, DEFAULT_MAX_CONCURRENT};
+pub use model::{Action, LlmMetering, OnExceed, Policy, Rule, Scheme, DEFAULT_MAX_CONCURRENT};
 pub use path::{PathError, RequestPath};

@@ -263,9 +263,32 @@ pub struct Policy {
     pub max_concurrent: usize,
     /// What one task may use over its life (empty: unlimited).
     pub budgets: crate::budget::ledger::Limits,
+    /// Where LLM usage is read from answers, for the `llm` budgets.
+    pub llm_metering: Option<LlmMetering>,
+    /// What a request past a used-up budget gets.
+    pub on_exceed: OnExceed,
     /// Hex digest of the file it was loaded from: any edit changes it, and
     /// approvals given under one version do not carry over to another.
     pub digest: String,
+}
+
+/// The hosts whose answers are read for LLM usage, and the prices of models.
+#[derive(Clone, Debug)]
+pub struct LlmMetering {
+    /// Hosts of LLM APIs (`budgets.llm.hosts`).
+    pub hosts: Vec<HostPattern>,
+    /// USD per million tokens, by model (`budgets.llm.prices`).
+    pub prices: std::sync::Arc<crate::budget::usage::Prices>,
+}
+
+/// `budgets.on_exceed`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnExceed {
+    /// 429 `budget_exceeded`.
+    #[default]
+    Deny,
+    /// Hold the request for an operator.
+    Approve,
 }
 
 /// `max_concurrent` when a policy does not set it.

@@ -51,12 +51,40 @@ pub struct BudgetsWire {
     /// Response body bytes.
     #[serde(default)]
     pub bytes_down: Option<serde_yaml_ng::Value>,
-    /// LLM tokens and spend (not enforced yet: refused when given).
+    /// LLM tokens and spend.
     #[serde(default)]
-    pub llm: Option<serde_yaml_ng::Value>,
-    /// `deny` (the only one enforced yet) or `approve`.
+    pub llm: Option<LlmBudgetWire>,
+    /// `deny` (default) or `approve`.
     #[serde(default)]
     pub on_exceed: Option<String>,
+}
+
+/// `budgets.llm`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmBudgetWire {
+    /// Hosts whose answers are read for usage.
+    #[serde(default)]
+    pub hosts: Vec<HostPattern>,
+    /// Input and output tokens together.
+    #[serde(default)]
+    pub tokens: Option<u64>,
+    /// US dollars, at `prices`.
+    #[serde(default)]
+    pub usd: Option<f64>,
+    /// USD per million tokens, by model.
+    #[serde(default)]
+    pub prices: BTreeMap<String, PriceWire>,
+}
+
+/// One model's price, USD per million tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceWire {
+    /// Input tokens.
+    pub input: f64,
+    /// Output tokens.
+    pub output: f64,
 }
 
 /// One secret declaration.

@@ -9,6 +9,7 @@ use super::context::RequestCtx;
 use super::injection::PendingBody;
 use crate::approvals::spool::{HeldBody, SpoolError, MAX_HELD_BODY};
 use crate::approvals::{ApprovalOutcome, HoldRequest, RequestSummary, Seat, Ticket, Verdict};
+use crate::budget::ledger::Meter;
 use crate::error::{Reason, Refusal};
 use crate::policy::{Action, Policy, Rule};
 use crate::tasks::TaskEnded;
@@ -35,28 +36,35 @@ pub struct Wait<'a> {
     seat: Seat<'a>,
     rule_key: String,
     deadline: Instant,
+    /// The used-up budget that holds the request, if that is what holds it.
+    budget: Option<Meter>,
 }
 
-/// Before anything is read, for a request under an `approve` rule (`None`
-/// otherwise): a live grant lets it through; else it takes one of its task's
-/// places for holds (429 when there is none), so that bodies still arriving
-/// count towards the cap too.
+/// Before anything is read, for a request under an `approve` rule, or past a
+/// used-up budget under `on_exceed: approve` (`over`; `None` otherwise): a
+/// live grant lets it through; else it takes one of its task's places for
+/// holds (429 when there is none), so that bodies still arriving count
+/// towards the cap too. (A grant lifting the budget was looked for already.)
 pub fn admit<'s>(
     ctx: &RequestCtx<'s>,
     policy: &Policy,
     rule: &Rule,
+    over: Option<Meter>,
 ) -> Result<Option<Admission<'s>>, Refusal> {
-    if rule.action != Action::Approve {
-        return Ok(None);
-    }
     let task = ctx.task();
-    let rule_key = rule_key(policy, rule);
-    if let Some(verdict) = ctx
-        .state
-        .approvals
-        .granted(&task.id, &policy.name, &rule_key)
-    {
-        return Ok(Some(Admission::Granted(verdict)));
+    let rule_key = match over {
+        Some(meter) => super::budgets::budget_key(policy, meter),
+        None if rule.action == Action::Approve => rule_key(policy, rule),
+        None => return Ok(None),
+    };
+    if over.is_none() {
+        if let Some(verdict) = ctx
+            .state
+            .approvals
+            .granted(&task.id, &policy.name, &rule_key)
+        {
+            return Ok(Some(Admission::Granted(verdict)));
+        }
     }
     let seat = ctx.state.approvals.seat(&task.id)?;
     let wait = task.time_left().map_or(rule.approval_timeout, |left| {
@@ -66,6 +74,7 @@ pub fn admit<'s>(
         seat,
         rule_key,
         deadline: Instant::now() + wait,
+        budget: over,
     })))
 }
 
@@ -123,6 +132,7 @@ async fn await_approval(
         seat,
         rule_key,
         deadline,
+        budget,
     }: Wait<'_>,
     parts: &Parts,
     body: PendingBody,
@@ -135,7 +145,8 @@ async fn await_approval(
         }
         other => other,
     };
-    let request = hold_request(ctx, policy, rule, rule_key, parts, &body, deadline);
+    let mut request = hold_request(ctx, policy, rule, rule_key, parts, &body, deadline);
+    request.summary.budget = budget.map(|m| m.name().to_string());
     let ticket = ctx.state.approvals.hold(seat, request)?;
     let id = ticket.id().to_string();
     // Should the client hang up now, this future is dropped, the ticket with it
@@ -160,7 +171,7 @@ async fn await_approval(
         tracing::info!(hold = %id, task = %task.id, "approved request goes on");
         return Ok(body);
     }
-    Err(denied(rule, &id, &verdict))
+    Err(denied(rule, budget, &id, &verdict))
 }
 
 /// Reads a body to be held into the spool, before the deadline and while the
@@ -257,6 +268,7 @@ fn hold_request(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+            budget: None,
         },
         rule_key,
         headers: shown_headers(&parts.headers),
@@ -330,16 +342,20 @@ fn still_valid(ctx: &RequestCtx<'_>, policy: &Policy, verdict: Verdict, id: &str
 
 /// The 403 of a request that was not approved. The operator's reason is meant
 /// for the agent; who they are is not.
-fn denied(rule: &Rule, id: &str, verdict: &Verdict) -> Refusal {
+fn denied(rule: &Rule, budget: Option<Meter>, id: &str, verdict: &Verdict) -> Refusal {
     let why = match (verdict.outcome, &verdict.reason) {
         (ApprovalOutcome::Denied, Some(reason)) => format!("denied: {reason}"),
         (ApprovalOutcome::Denied, None) => "denied".to_string(),
         (_, Some(reason)) => reason.clone(),
         (outcome, None) => outcome.to_string(),
     };
+    let gate = match budget {
+        Some(meter) => format!("the task's {} budget is used up; going on", meter.name()),
+        None => format!("rule `{}`", rule.name),
+    };
     Refusal::new(
         Reason::ApprovalDenied,
-        format!("rule `{}` needs an approval ({id}): {why}", rule.name),
+        format!("{gate} needs an approval ({id}): {why}"),
     )
 }
 

@@ -1,40 +1,98 @@
 //! The budget phase of the pipeline: a task whose budget is used up gets 429
-//! `budget_exceeded` (no `Retry-After`: waiting does not help), checked before
-//! the request goes out; otherwise the exchange is tied to the task's account,
-//! which is charged the request when it goes upstream and its bytes when it
-//! ends, so the request that crosses a limit finishes and the next is refused.
+//! `budget_exceeded` (no `Retry-After`: waiting does not help), or, under
+//! `on_exceed: approve`, waits for an operator; checked before the request
+//! goes out. The exchange is tied to the task's account, which is charged the
+//! request when it goes upstream, its bytes as they flow, and LLM usage when
+//! the answer ends ([`super::llm_usage`]), so the request that crosses a limit
+//! finishes (an upload crossing `bytes_up` excepted: it is cut) and the next
+//! is refused.
 
 use super::context::RequestCtx;
 use crate::budget::ledger::{Account, Limits, Meter};
 use crate::error::{Reason, Refusal};
 use crate::metrics::Counter;
-use crate::policy::Policy;
+use crate::policy::{OnExceed, Policy};
 use std::sync::Arc;
 
-/// Refuses the request when a budget of its task is used up.
-pub fn admit(ctx: &mut RequestCtx<'_>, policy: &Policy) -> Result<(), Refusal> {
+/// Checks the task's budgets before the request goes out. A used-up budget
+/// is 429 under `on_exceed: deny`; under `approve` its meter is returned and
+/// the request is held ([`super::approval::admit`]), unless an operator's
+/// `--for` grant lifts that budget now (the record then says so).
+pub fn admit(ctx: &mut RequestCtx<'_>, policy: &Policy) -> Result<Option<Meter>, Refusal> {
     if policy.budgets.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let account = ctx.state.budgets.account(&ctx.task().id);
-    if let Some(meter) = account.exceeded(&policy.budgets, &|_| false) {
+    let grant = |meter: Meter| {
+        (policy.on_exceed == OnExceed::Approve)
+            .then(|| {
+                ctx.state.approvals.granted(
+                    &ctx.task().id,
+                    &policy.name,
+                    &budget_key(policy, meter),
+                )
+            })
+            .flatten()
+    };
+    let exceeded = account.exceeded(&policy.budgets, &|meter| grant(meter).is_some());
+    if exceeded.is_none() {
+        // A grant that lets this request past a used-up budget goes on record.
+        let lifted = Meter::ALL.into_iter().find_map(|meter| {
+            let limit = policy.budgets.get(meter)?;
+            (account.used(meter) >= limit)
+                .then(|| grant(meter).map(|verdict| (meter, verdict)))
+                .flatten()
+        });
+        if let Some((meter, verdict)) = lifted {
+            ctx.log.record.budget = Some(meter.name());
+            ctx.log.record.approval = Some(verdict.audit());
+        }
+    }
+    if let Some(meter) = exceeded {
+        ctx.log.record.budget = Some(meter.name());
+        if policy.on_exceed == OnExceed::Approve {
+            ctx.log
+                .charge_to(metered(ctx, policy, account), policy.budgets.clone());
+            return Ok(Some(meter));
+        }
         let limit = policy.budgets.get(meter).unwrap_or_default();
         return Err(Refusal::new(
             Reason::BudgetExceeded,
             format!(
-                "the task's {} budget is used up ({} of {limit})",
+                "the task's {} budget is used up ({} of {})",
                 meter.name(),
-                account.used(meter)
+                shown(meter, account.used(meter)),
+                shown(meter, limit)
             ),
         ));
     }
+    ctx.log
+        .charge_to(metered(ctx, policy, account), policy.budgets.clone());
+    Ok(None)
+}
+
+/// What grants of a budget hold are keyed by: like a rule's key
+/// ([`super::approval::rule_key`]), the policy file's digest, then the meter.
+pub fn budget_key(policy: &Policy, meter: Meter) -> String {
+    format!("{}:budget:{}", policy.digest, meter.name())
+}
+
+/// An amount as people read it: US dollars for `llm_usd`, else the count.
+fn shown(meter: Meter, amount: u64) -> String {
+    match meter {
+        Meter::LlmMicroUsd => format!("${:.6}", amount as f64 / 1e6),
+        _ => amount.to_string(),
+    }
+}
+
+/// The task's account, with its charges summed per policy for `/metrics`.
+fn metered(ctx: &RequestCtx<'_>, policy: &Policy, account: Arc<dyn Account>) -> Arc<dyn Account> {
     let counters = Meter::ALL
         .into_iter()
         .filter(|&m| policy.budgets.get(m).is_some())
         .map(|m| (m, ctx.state.metrics.budgets.counter(&policy.name, m.name())))
         .collect();
-    ctx.log.charge_to(Arc::new(Metered { account, counters }));
-    Ok(())
+    Arc::new(Metered { account, counters })
 }
 
 /// A task's account whose charges are also summed per policy for `/metrics`

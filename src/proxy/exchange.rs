@@ -6,16 +6,19 @@
 //! `status` is what the client got: a response that never reached hyper's
 //! connection (the client went away first) is recorded with status 0.
 
+pub use super::budget_cut::BudgetCut;
+use super::budget_cut::CutOff;
 use super::splice::SpliceDone;
 use crate::audit::{Audit, RequestRecord};
 use crate::body::{BoxError, ProxyBody};
+use crate::budget::ledger::{Account, Limits, Meter};
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -34,8 +37,15 @@ pub struct Exchange {
     audit: Audit,
     metrics: Arc<crate::metrics::Metrics>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// The task's budget account, charged with the bytes when the record is written.
-    account: Option<std::sync::Arc<dyn crate::budget::ledger::Account>>,
+    /// The task's budget account and limits: charged the request, its bytes
+    /// as they flow and its LLM usage.
+    account: Option<(Arc<dyn Account>, Limits)>,
+    /// Whether the request was charged (it went upstream).
+    charged_request: bool,
+    /// The LLM usage read from the answer, when it was read.
+    llm: LlmSlot,
+    /// Why the upload was cut, when a budget cut it.
+    cut: BudgetCut,
     /// Whether the client's connection took a response (hyper looked at its body).
     answered: AtomicBool,
     emitted: bool,
@@ -53,6 +63,9 @@ impl Exchange {
             metrics: state.metrics.clone(),
             slot: None,
             account: None,
+            charged_request: false,
+            llm: LlmSlot::default(),
+            cut: BudgetCut::default(),
             answered: AtomicBool::new(false),
             emitted: false,
         }
@@ -85,15 +98,33 @@ impl Exchange {
         response
     }
 
-    /// Charges the exchange's bytes to `account` when it ends.
-    pub fn charge_to(&mut self, account: std::sync::Arc<dyn crate::budget::ledger::Account>) {
-        self.account = Some(account);
+    /// Charges the exchange to `account`, whose limits are `limits`: the
+    /// request when it goes upstream, its bytes as they flow.
+    pub fn charge_to(&mut self, account: Arc<dyn Account>, limits: Limits) {
+        self.account = Some((account, limits));
+    }
+
+    /// The account the exchange is charged to, if any.
+    pub fn account(&self) -> Option<&Arc<dyn Account>> {
+        self.account.as_ref().map(|(account, _)| account)
+    }
+
+    /// Where the LLM usage of the answer is put when it has been read.
+    pub fn llm_slot(&self) -> LlmSlot {
+        self.llm.clone()
+    }
+
+    /// What the upstream request carries, so that a failed send can tell a
+    /// budget's cut from an upstream's fault.
+    pub fn budget_cut(&self) -> BudgetCut {
+        self.cut.clone()
     }
 
     /// Charges one request that goes upstream.
-    pub fn charge_request(&self) {
-        if let Some(account) = &self.account {
-            account.charge(crate::budget::ledger::Meter::Requests, 1);
+    pub fn charge_request(&mut self) {
+        if let Some((account, _)) = &self.account {
+            account.charge(Meter::Requests, 1);
+            self.charged_request = true;
         }
     }
 
@@ -109,11 +140,13 @@ impl Exchange {
         self.record.status = status;
     }
 
-    /// Counts `body`'s bytes as sent upstream.
+    /// Counts `body`'s bytes as sent upstream, charging them as they go; an
+    /// upload that would take `bytes_up` past its limit is cut off there.
     pub fn count_up(&self, body: ProxyBody) -> ProxyBody {
         Counted {
             inner: body,
             counter: self.up.clone(),
+            charge: self.charge(Meter::BytesUp),
             _guard: None,
         }
         .boxed()
@@ -122,11 +155,32 @@ impl Exchange {
     /// Adds bytes sent upstream outside a counted body (tunnels, buffered bodies).
     pub fn add_up(&self, n: u64) {
         self.up.fetch_add(n, Ordering::Relaxed);
+        if let Some((account, _)) = &self.account {
+            account.charge(Meter::BytesUp, n);
+        }
     }
 
     /// Adds bytes sent to the client outside a counted body (tunnels).
     pub fn add_down(&self, n: u64) {
         self.down.fetch_add(n, Ordering::Relaxed);
+        if let Some((account, _)) = &self.account {
+            account.charge(Meter::BytesDown, n);
+        }
+    }
+
+    /// What a counted body in the `meter` direction charges, and where a
+    /// `bytes_up` limit cuts it.
+    fn charge(&self, meter: Meter) -> Option<Charge> {
+        let (account, limits) = self.account.as_ref()?;
+        let cut_at = (meter == Meter::BytesUp)
+            .then(|| limits.get(Meter::BytesUp))
+            .flatten();
+        Some(Charge {
+            account: account.clone(),
+            meter,
+            cut_at,
+            cut: self.cut.clone(),
+        })
     }
 
     /// Hands the upstream's `response` to the client. The record is written
@@ -160,10 +214,12 @@ impl Exchange {
     /// or dropped.
     pub fn attach(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
         let counter = self.down.clone();
+        let charge = self.charge(Meter::BytesDown);
         response.map(|inner| {
             Counted {
                 inner,
                 counter,
+                charge,
                 _guard: Some(self),
             }
             .boxed()
@@ -183,10 +239,28 @@ impl Exchange {
         }
         record.bytes_up = self.up.load(Ordering::Relaxed);
         record.bytes_down = self.down.load(Ordering::Relaxed);
-        if let Some(account) = &self.account {
-            use crate::budget::ledger::Meter;
-            account.charge(Meter::BytesUp, record.bytes_up);
-            account.charge(Meter::BytesDown, record.bytes_down);
+        let llm = self.llm.take();
+        if let Some((account, limits)) = &self.account {
+            let (tokens, micro_usd) = llm.as_ref().map_or((0, 0), |l| (l.tokens, l.micro_usd));
+            let mine = |meter: Meter| match meter {
+                Meter::Requests => u64::from(self.charged_request),
+                Meter::BytesUp => record.bytes_up,
+                Meter::BytesDown => record.bytes_down,
+                Meter::LlmTokens => tokens,
+                Meter::LlmMicroUsd => micro_usd,
+            };
+            // The budget this exchange used up: it was open before it, not after.
+            let crossed = Meter::ALL.into_iter().find(|&meter| {
+                limits.get(meter).is_some_and(|limit| {
+                    let used = account.used(meter);
+                    used >= limit && used.saturating_sub(mine(meter)) < limit
+                })
+            });
+            let cut = self.cut.reason().map(|_| Meter::BytesUp);
+            record.budget = record.budget.or(cut.or(crossed).map(Meter::name));
+        }
+        if let Some(llm) = llm {
+            record.llm = Some(llm.info);
         }
         let elapsed = self.started.elapsed();
         record.duration_ms = elapsed.as_millis() as u64;
@@ -222,11 +296,47 @@ impl Drop for Exchange {
     }
 }
 
+/// LLM usage read from an answer, and what it was charged.
+#[derive(Debug, Clone)]
+pub struct LlmCharge {
+    /// The record's `llm` block.
+    pub info: crate::audit::LlmInfo,
+    /// Tokens charged.
+    pub tokens: u64,
+    /// Millionths of a US dollar charged.
+    pub micro_usd: u64,
+}
+
+/// Where the reader of an answer puts its [`LlmCharge`] for the record.
+#[derive(Debug, Clone, Default)]
+pub struct LlmSlot(Arc<Mutex<Option<LlmCharge>>>);
+
+impl LlmSlot {
+    /// Puts `charge` in the slot.
+    pub fn put(&self, charge: LlmCharge) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(charge);
+    }
+
+    fn take(&self) -> Option<LlmCharge> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// What a counted body charges to its task's account.
+struct Charge {
+    account: Arc<dyn Account>,
+    meter: Meter,
+    /// Bytes up to which the account may be charged (`bytes_up`).
+    cut_at: Option<u64>,
+    cut: BudgetCut,
+}
+
 /// A body that counts the data passing through it and, for responses, owns the
 /// exchange record so that it is written when the body is done.
 struct Counted {
     inner: ProxyBody,
     counter: Arc<AtomicU64>,
+    charge: Option<Charge>,
     _guard: Option<Exchange>,
 }
 
@@ -253,7 +363,27 @@ impl Body for Counted {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    let len = data.len() as u64;
+                    if let Some(charge) = &self.charge {
+                        if let Some(limit) = charge.cut_at {
+                            let used = charge.account.used(charge.meter);
+                            if used.saturating_add(len) > limit {
+                                // SECURITY: an exfiltration ceiling is not
+                                // crossed by finishing the upload that crosses it.
+                                let why = format!(
+                                    "the task's bytes_up budget is used up: this upload would take it past {limit} bytes ({used} sent before it), so it was cut off"
+                                );
+                                charge.cut.set(why.clone());
+                                // The attempt uses the budget up: the next request is refused.
+                                charge
+                                    .account
+                                    .charge(charge.meter, limit.saturating_sub(used));
+                                return Poll::Ready(Some(Err(Box::new(CutOff(why)))));
+                            }
+                        }
+                        charge.account.charge(charge.meter, len);
+                    }
+                    self.counter.fetch_add(len, Ordering::Relaxed);
                 }
             }
             Poll::Ready(Some(Err(_))) => {

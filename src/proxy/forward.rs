@@ -5,17 +5,21 @@
 
 use super::context::RequestCtx;
 use super::destination::Target;
+use super::llm_usage;
 use crate::body::ProxyBody;
 use crate::error::Refusal;
 use crate::inject::Scrubber;
+use crate::policy::Policy;
 use http::{Request, Response};
 use std::sync::Arc;
 
 /// The forward phase of the pipeline: `req` to its target, the response
 /// scrubbed as it streams back when the task has had secrets injected, and
-/// narrowed to `tools_filter` when it answers `tools/list`.
+/// narrowed to `tools_filter` when it answers `tools/list`, and read for LLM
+/// usage when it comes from a host of the `llm` budgets.
 pub async fn send(
     ctx: &RequestCtx<'_>,
+    policy: &Policy,
     req: Request<ProxyBody>,
     target: &Target,
     scrubber: Option<Arc<Scrubber>>,
@@ -24,12 +28,10 @@ pub async fn send(
     let state = ctx.state;
     let head = req.method() == http::Method::HEAD;
     let mut req = req;
-    if tools_filter.is_some() {
-        // The tool list is read, so it had better not come compressed.
-        req.headers_mut().insert(
-            http::header::ACCEPT_ENCODING,
-            http::HeaderValue::from_static("identity"),
-        );
+    let metered = llm_usage::metered(policy, target);
+    if tools_filter.is_some() || metered {
+        // The answer is read, so it had better not come compressed.
+        llm_usage::prepare(&mut req);
     }
     let response = state
         .upstream
@@ -47,8 +49,12 @@ pub async fn send(
         Some(scrubber) => crate::inject::scrub_response(response, scrubber).await?,
         None => response,
     };
-    match tools_filter {
-        Some(allowed) if !head => super::tools_list::narrow(response, allowed).await,
-        _ => Ok(response),
+    let response = match tools_filter {
+        Some(allowed) if !head => super::tools_list::narrow(response, allowed).await?,
+        _ => response,
+    };
+    if metered && !head {
+        return llm_usage::meter(ctx, policy, response).await;
     }
+    Ok(response)
 }

@@ -146,6 +146,7 @@ pub async fn inject(
             parts.headers.remove(header::IF_RANGE);
         }
     }
+    parts.extensions.insert(ctx.log.budget_cut());
     if scrubber.is_some() {
         // An uncompressed answer can be scrubbed as it streams.
         parts.headers.insert(
@@ -185,14 +186,10 @@ async fn upstream_body(
     rest: Option<PendingBody>,
 ) -> Result<ProxyBody, Refusal> {
     Ok(match (buffered, rest) {
-        (Some(bytes), _) => {
-            ctx.log.add_up(bytes.len() as u64);
-            full_body(bytes)
-        }
+        (Some(bytes), _) => ctx.log.count_up(full_body(bytes)),
         (None, Some(PendingBody::Streamed(body))) => ctx.log.count_up(stream_body(body)),
         (None, Some(PendingBody::Hashed(bytes) | PendingBody::Inspected(bytes))) => {
-            ctx.log.add_up(bytes.len() as u64);
-            full_body(bytes)
+            ctx.log.count_up(full_body(bytes))
         }
         (None, Some(PendingBody::Held(held))) => {
             // Reading back what was spooled: whatever fails here is the spool's.

@@ -2,6 +2,7 @@
 //! pipeline, forwarding. (Its listeners start in [`crate::serve`].)
 
 pub mod approval;
+pub mod budget_cut;
 pub mod budgets;
 pub mod channel;
 pub mod connect;
@@ -15,6 +16,7 @@ pub mod front;
 pub mod headers;
 pub mod injection;
 pub mod limits;
+pub mod llm_usage;
 pub mod metadata;
 pub mod passthrough;
 pub mod pipeline;

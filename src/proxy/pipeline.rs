@@ -9,7 +9,8 @@
 //!    `jsonrpc` or `graphql` rule matches on it;
 //! 5. the rule's rate limit ([`crate::ratelimit`]), then the task's budgets
 //!    ([`budgets`]);
-//! 6. an `approve` rule: a grant, or a place among the holds ([`approval::admit`]);
+//! 6. an `approve` rule, or a used-up budget under `on_exceed: approve`: a
+//!    grant, or a place among the holds ([`approval::admit`]);
 //! 7. the placeholders it carries bound to the rule ([`injection::check`]);
 //! 8. the operator's verdict, for a held request ([`approval::settle`]);
 //! 9. secrets fetched and injected ([`injection::inject`]);
@@ -64,8 +65,8 @@ async fn phases(
     let rule = decided.rule;
     let limits = ctx.state.rate_limits.current();
     limits.check(&policy, rule, &ctx.task().id)?;
-    budgets::admit(ctx, &policy)?;
-    let admission = approval::admit(ctx, &policy, rule)?;
+    let over_budget = budgets::admit(ctx, &policy)?;
+    let admission = approval::admit(ctx, &policy, rule, over_budget)?;
     let request = (decided.parts, decided.body);
     let checked = injection::check(&policy, rule, &target, request, &ctx.state.sigv4_keys);
     let (parts, body, permit) = approval::within_deadline(admission.as_ref(), checked).await?;
@@ -75,5 +76,5 @@ async fn phases(
     ctx.ensure_current()?;
     ctx.let_through();
     ctx.log.charge_request();
-    forward::send(ctx, req, &target, scrubber, decided.tools_filter).await
+    forward::send(ctx, &policy, req, &target, scrubber, decided.tools_filter).await
 }

@@ -1,6 +1,7 @@
 //! Sending an allowed request upstream over a pooled, verified connection, and
 //! splicing WebSocket upgrades.
 
+use super::budget_cut::BudgetCut;
 use super::headers::{
     is_websocket_upgrade, set_websocket_upgrade, strip_hop_by_hop, websocket_accept,
 };
@@ -143,6 +144,7 @@ impl Upstream {
             .extensions()
             .get::<crate::sigv4::body::Cutoff>()
             .cloned();
+        let budget_cut = req.extensions().get::<BudgetCut>().cloned();
         let (mut parts, body) = req.into_parts();
         parts.uri = upstream_uri(&parts.uri, scheme, authority).ok_or_else(|| {
             Refusal::new(Reason::BadRequest, "the request target is not a valid URI")
@@ -181,6 +183,9 @@ impl Upstream {
                     // completed upstream, and it was the client's doing.
                     if let Some(why) = cutoff.as_ref().and_then(|c| c.reason()) {
                         return Err(Refusal::new(Reason::BadRequest, why));
+                    }
+                    if let Some(why) = budget_cut.as_ref().and_then(|c| c.reason()) {
+                        return Err(Refusal::new(Reason::BudgetExceeded, why));
                     }
                     return Err(upstream_refusal(&err, authority));
                 }

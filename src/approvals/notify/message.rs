@@ -171,6 +171,7 @@ pub(super) mod tests {
                 query: None,
                 body_bytes: 42,
                 content_type: Some("application/json".into()),
+                budget: None,
             },
             since,
             expires_at: since + Duration::from_secs(300),

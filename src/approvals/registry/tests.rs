@@ -17,6 +17,7 @@ fn request(task: &str, rule: &str) -> HoldRequest {
             query: None,
             body_bytes: 0,
             content_type: None,
+            budget: None,
         },
         rule_key: format!("key of {rule}"),
         headers: Vec::new(),

@@ -20,6 +20,7 @@ fn item(id: &str, path: &str, port: u16, waited: u64, bytes: u64, ct: Option<&st
             query: None,
             body_bytes: bytes,
             content_type: ct.map(String::from),
+            budget: None,
         },
         since: "2026-11-23T05:00:00.123Z".into(),
         waited_ms: waited,
