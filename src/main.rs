@@ -139,8 +139,23 @@ fn explain(config: Option<&std::path::Path>, args: &tollgate::cli::ExplainArgs) 
             );
         }
         let (policy, _) = tollgate::policy::load_policy_file(&path)?;
-        tollgate::cli::explain::explain(&policy, &args.method, &args.url, &args.headers)
-            .map_err(anyhow::Error::msg)
+        let body = match args.data.as_deref() {
+            None => None,
+            Some(data) => Some(match data.strip_prefix('@') {
+                Some(file) => {
+                    std::fs::read(file).map_err(|e| anyhow::anyhow!("--data @{file}: {e}"))?
+                }
+                None => data.as_bytes().to_vec(),
+            }),
+        };
+        tollgate::cli::explain::explain(
+            &policy,
+            &args.method,
+            &args.url,
+            &args.headers,
+            body.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)
     })();
     match outcome {
         Ok(explanation) => {

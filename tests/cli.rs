@@ -390,3 +390,79 @@ fn policy_check_locates_errors_in_minted_secret_blocks() {
         assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
     }
 }
+
+#[test]
+fn policy_explain_reads_the_body_a_content_rule_matches_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    write_file(
+        &dir.path().join("policies"),
+        "mcp.yaml",
+        "name: mcp\nrules:\n  - name: tools\n    host: mcp.test\n    methods: [POST]\n    paths: [/mcp]\n    jsonrpc: { methods: [tools/call], tools: [add] }\n  - name: graphql reads\n    host: api.test\n    paths: [/graphql]\n    graphql: { operations: [query] }\n",
+    );
+    write_file(
+        dir.path(),
+        "call.json",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}"#,
+    );
+    let explain = |url: &str, data: &str| {
+        let mut args = vec!["policy", "explain", "--policy", "mcp", "POST", url];
+        if !data.is_empty() {
+            args.extend(["--data", data]);
+        }
+        run(dir.path(), &args)
+    };
+    let allowed = explain("https://mcp.test/mcp", "@call.json");
+    assert_eq!(allowed.status.code(), Some(0), "{}", stderr(&allowed));
+    let text = stdout(&allowed);
+    assert!(
+        text.contains("content: JSON-RPC tools/call (tool add)"),
+        "{text}"
+    );
+    assert!(text.contains("rule: tools"), "{text}");
+
+    let other = explain(
+        "https://mcp.test/mcp",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm"}}"#,
+    );
+    assert_eq!(other.status.code(), Some(1));
+    assert!(
+        stdout(&other).contains("tool rm") && stdout(&other).contains("no_rule"),
+        "{}",
+        stdout(&other)
+    );
+
+    let malformed = explain("https://mcp.test/mcp", "not json");
+    assert_eq!(malformed.status.code(), Some(1));
+    assert!(
+        stdout(&malformed).contains("bad_request, 400"),
+        "{}",
+        stdout(&malformed)
+    );
+
+    let no_body = explain("https://mcp.test/mcp", "");
+    assert!(
+        stdout(&no_body).contains("pass it with --data"),
+        "{}",
+        stdout(&no_body)
+    );
+
+    let mutation = explain(
+        "https://api.test/graphql",
+        r#"{"query":"mutation M { x }"}"#,
+    );
+    assert_eq!(mutation.status.code(), Some(1));
+    assert!(
+        stdout(&mutation).contains("content: GraphQL mutation M"),
+        "{}",
+        stdout(&mutation)
+    );
+
+    let missing = explain("https://mcp.test/mcp", "@nope.json");
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("--data @nope.json"),
+        "{}",
+        stderr(&missing)
+    );
+}

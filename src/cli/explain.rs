@@ -2,7 +2,10 @@
 //! without sending it.
 
 use crate::error::Reason;
-use crate::policy::{normalize_host, Action, Policy, RequestFacts, RequestPath, Scheme};
+use crate::policy::content::MAX_CONTENT_BODY;
+use crate::policy::{
+    normalize_host, Action, ContentInput, ContentSummary, Policy, RequestFacts, RequestPath, Scheme,
+};
 use http::{Method, Uri};
 use std::fmt::Write;
 
@@ -15,12 +18,14 @@ pub struct Explanation {
     pub allowed: bool,
 }
 
-/// Explains `method url` with `headers` under `policy`. `Err` is a usage error.
+/// Explains `method url` with `headers` (and `body`, for rules that read it)
+/// under `policy`. `Err` is a usage error.
 pub fn explain(
     policy: &Policy,
     method: &str,
     url: &str,
     headers: &[String],
+    body: Option<&[u8]>,
 ) -> Result<Explanation, String> {
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("`{method}` is not an HTTP method"))?;
@@ -80,7 +85,49 @@ pub fn explain(
         method: &method,
         path: &path,
     };
-    let Some(rule) = policy.match_request(&facts) else {
+    let content_type = headers.iter().find_map(|h| {
+        let (name, value) = h.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-type")
+            .then_some(value.trim())
+    });
+    let too_large = body.is_some_and(|b| b.len() > MAX_CONTENT_BODY);
+    if too_large && policy.needs_body(&facts) {
+        refused(
+            &mut report,
+            Reason::BadRequest,
+            &format!("a rule reads the body, and it is over the {MAX_CONTENT_BODY} byte limit"),
+        );
+        return Ok(Explanation {
+            report,
+            allowed: false,
+        });
+    }
+    let input = ContentInput {
+        query: uri.query(),
+        content_type,
+        body,
+    };
+    let decided = match policy.decide(&facts, &input) {
+        Ok(decided) => decided,
+        Err(refusal) => {
+            let _ = writeln!(report, "rule: {} (reads the body)", refusal.rule);
+            refused(&mut report, Reason::BadRequest, &refusal.to_string());
+            return Ok(Explanation {
+                report,
+                allowed: false,
+            });
+        }
+    };
+    if let Some(content) = &decided.content {
+        let _ = writeln!(report, "content: {}", describe(content));
+    } else if body.is_none() && policy.needs_body(&facts) {
+        let _ = writeln!(
+            report,
+            "content: none given (a rule reads the body: pass it with --data)"
+        );
+    }
+    let Some(rule) = decided.rule else {
         let _ = writeln!(report, "rule: none");
         refused(
             &mut report,
@@ -176,4 +223,31 @@ pub fn explain(
         report,
         allowed: rule.action == Action::Allow,
     })
+}
+
+/// `JSON-RPC tools/call, tool add` or `GraphQL mutation DeleteRepo`.
+fn describe(content: &ContentSummary) -> String {
+    match content {
+        ContentSummary::Rpc(rpc) => {
+            let calls: Vec<String> = rpc
+                .messages
+                .iter()
+                .map(|m| match (&m.method, &m.tool) {
+                    (Some(method), Some(tool)) => format!("{method} (tool {tool})"),
+                    (Some(method), None) => method.clone(),
+                    (None, _) => "a response".into(),
+                })
+                .collect();
+            let batch = if rpc.batch { "batch: " } else { "" };
+            format!("JSON-RPC {batch}{}", calls.join(", "))
+        }
+        ContentSummary::GraphQl(op) => format!(
+            "GraphQL {}{}",
+            op.operation.as_str(),
+            op.name
+                .as_deref()
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default()
+        ),
+    }
 }

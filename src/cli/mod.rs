@@ -192,4 +192,8 @@ pub struct ExplainArgs {
     /// Request header `K: V` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "K: V")]
     pub headers: Vec<String>,
+    /// Request body, or `@FILE` to read it from a file, for rules that read
+    /// the body (`jsonrpc`, `graphql`).
+    #[arg(short = 'd', long = "data", value_name = "BODY|@FILE")]
+    pub data: Option<String>,
 }
