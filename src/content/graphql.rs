@@ -192,6 +192,16 @@ pub fn operation(request: &GraphQlRequest) -> Result<Option<GraphQlSummary>, Con
             "GraphQL document is larger than {MAX_DOCUMENT} bytes"
         )));
     }
+    let operations = match scan::operations(document, MAX_TOKENS, MAX_DEPTH, MAX_DEFINITIONS) {
+        Some(operations) => operations,
+        None => operations_by_parse(document)?,
+    };
+    pick(operations, request.operation_name.as_deref()).map(Some)
+}
+
+/// The operations of `document` from apollo-parser's full parse: the
+/// authority, and the only path that reports errors.
+fn operations_by_parse(document: &str) -> Result<Vec<GraphQlSummary>, ContentError> {
     let tree = Parser::new(document)
         .recursion_limit(MAX_DEPTH)
         .token_limit(MAX_TOKENS)
@@ -214,11 +224,19 @@ pub fn operation(request: &GraphQlRequest) -> Result<Option<GraphQlSummary>, Con
             operations.push(summarize(&op));
         }
     }
-    let chosen = match &request.operation_name {
+    Ok(operations)
+}
+
+/// The operation that `operation_name` names, or the only one.
+fn pick(
+    mut operations: Vec<GraphQlSummary>,
+    operation_name: Option<&str>,
+) -> Result<GraphQlSummary, ContentError> {
+    let chosen = match operation_name {
         Some(wanted) => {
             let mut named = operations
                 .into_iter()
-                .filter(|o| o.name.as_deref() == Some(wanted.as_str()));
+                .filter(|o| o.name.as_deref() == Some(wanted));
             let first = named.next().ok_or_else(|| {
                 ContentError::new(format!(
                     "GraphQL: operationName {:?} names no operation of the document",
@@ -244,7 +262,7 @@ pub fn operation(request: &GraphQlRequest) -> Result<Option<GraphQlSummary>, Con
                 .ok_or_else(|| ContentError::new("GraphQL: the document has no operation"))?
         }
     };
-    Ok(Some(chosen))
+    Ok(chosen)
 }
 
 fn summarize(op: &cst::OperationDefinition) -> GraphQlSummary {
@@ -267,5 +285,6 @@ fn line_col(text: &str, index: usize) -> (usize, usize) {
     (line, col)
 }
 
+mod scan;
 #[cfg(test)]
 mod tests;
