@@ -360,6 +360,32 @@ impl<'de> Visitor<'de> for Strict {
     }
 }
 
+/// The scalar visits of a visitor that answers every scalar with `$value`
+/// (whose meaning is checked later).
+macro_rules! forward_scalars {
+    ($value:expr) => {
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+pub(super) use forward_scalars;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,34 +20,11 @@
 //! cannot see two different messages.
 
 use super::error::{excerpt, ContentError};
-use super::json::{case_variant, case_variant_error, child_depth, KeySeed, Keys, Shape, Skip};
+use super::json::{
+    case_variant, case_variant_error, child_depth, forward_scalars, KeySeed, Keys, Shape, Skip,
+};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
-
-/// The scalar visits of a visitor that answers every scalar with `$value`
-/// (whose meaning is checked later).
-macro_rules! forward_scalars {
-    ($value:expr) => {
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-    };
-}
 
 /// Largest request body read.
 pub const MAX_BODY: usize = 1 << 20;
