@@ -331,11 +331,29 @@ pub fn operation(request: &GraphQlRequest) -> Result<Option<GraphQlSummary>, Con
             "GraphQL document is larger than {MAX_DOCUMENT} bytes"
         )));
     }
-    let operations = match scan::operations(document, MAX_TOKENS, MAX_DEPTH, MAX_DEFINITIONS) {
+    let operations = match scan_operations(document) {
         Some(operations) => operations,
         None => operations_by_parse(document)?,
     };
     pick(operations, request.operation_name.as_deref()).map(Some)
+}
+
+/// The operations of `document` from the fast path, when it vouches for them.
+fn scan_operations(document: &str) -> Option<Vec<GraphQlSummary>> {
+    let scanned = scan::operations(document, MAX_TOKENS, MAX_DEPTH, MAX_DEFINITIONS)?;
+    Some(
+        scanned
+            .into_iter()
+            .map(|op| GraphQlSummary {
+                operation: match op.keyword {
+                    Some("mutation") => OperationKind::Mutation,
+                    Some("subscription") => OperationKind::Subscription,
+                    _ => OperationKind::Query,
+                },
+                name: op.name.map(str::to_owned),
+            })
+            .collect(),
+    )
 }
 
 /// The operations of `document` from apollo-parser's full parse: the

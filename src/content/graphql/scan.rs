@@ -36,8 +36,16 @@
 //! The property test in `tests.rs` checks the claim against apollo-parser on
 //! generated and mutated documents.
 
-use super::{GraphQlSummary, OperationKind};
 use apollo_parser::{Lexer, Token, TokenKind};
+
+/// One operation of a document as the scan found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Scanned<'a> {
+    /// `query`, `mutation` or `subscription`; `None` for the `{ ... }` shorthand.
+    pub keyword: Option<&'a str>,
+    /// The operation's name, if it has one.
+    pub name: Option<&'a str>,
+}
 
 /// The operations of `document`, in order, when the fast path can vouch for
 /// them; `None` sends the document to the full parse.
@@ -46,7 +54,7 @@ pub(super) fn operations(
     max_tokens: usize,
     max_depth: usize,
     max_definitions: usize,
-) -> Option<Vec<GraphQlSummary>> {
+) -> Option<Vec<Scanned<'_>>> {
     let mut scan = Scan {
         lexer: Lexer::new(document).with_limit(max_tokens),
         next: None,
@@ -64,25 +72,23 @@ pub(super) fn operations(
         }
         if scan.at(TokenKind::LCurly) {
             scan.selection_set()?;
-            operations.push(GraphQlSummary {
-                operation: OperationKind::Query,
+            operations.push(Scanned {
+                keyword: None,
                 name: None,
             });
             continue;
         }
         let keyword = scan.name()?;
-        let operation = match keyword {
-            "query" => OperationKind::Query,
-            "mutation" => OperationKind::Mutation,
-            "subscription" => OperationKind::Subscription,
+        match keyword {
+            "query" | "mutation" | "subscription" => {}
             "fragment" => {
                 scan.fragment()?;
                 continue;
             }
             _ => return None,
-        };
+        }
         let name = if scan.at(TokenKind::Name) {
-            Some(scan.name()?.to_owned())
+            Some(scan.name()?)
         } else {
             None
         };
@@ -91,7 +97,10 @@ pub(super) fn operations(
         }
         scan.directives(false)?;
         scan.selection_set()?;
-        operations.push(GraphQlSummary { operation, name });
+        operations.push(Scanned {
+            keyword: Some(keyword),
+            name,
+        });
     }
     (definitions > 0).then_some(operations)
 }

@@ -336,7 +336,7 @@ fn join(tokens: &[String], c: &mut Choices<'_>) -> String {
 /// The fast path vouches for a document only when apollo-parser's full parse
 /// reads it without an error and finds the same operations.
 fn check_scan_against_parser(doc: &str) -> bool {
-    match scan::operations(doc, MAX_TOKENS, MAX_DEPTH, MAX_DEFINITIONS) {
+    match scan_operations(doc) {
         Some(fast) => {
             assert_eq!(operations_by_parse(doc), Ok(fast), "document: {doc}");
             true
@@ -398,9 +398,6 @@ fn the_fast_path_takes_common_documents() {
         "{}",
         "query ($a: Int @d) { a }",
     ] {
-        assert!(
-            scan::operations(doc, MAX_TOKENS, MAX_DEPTH, MAX_DEFINITIONS).is_none(),
-            "{doc}"
-        );
+        assert!(scan_operations(doc).is_none(), "{doc}");
     }
 }
