@@ -56,6 +56,12 @@ fn content(c: &mut Criterion) {
     let request = graphql::request_from_json(request_body.as_bytes()).unwrap();
     assert!(graphql::matches(&reads, &request).unwrap().is_some());
     eprintln!("graphql document: {} bytes", doc.len());
+    c.bench_function("graphql body read only", |b| {
+        b.iter(|| graphql::request_from_json(black_box(request_body.as_bytes())))
+    });
+    c.bench_function("graphql operation only", |b| {
+        b.iter(|| graphql::operation(black_box(&request)))
+    });
     c.bench_function("graphql match, 2 KiB query (body read + parse)", |b| {
         b.iter(|| {
             let request = graphql::request_from_json(black_box(request_body.as_bytes())).unwrap();

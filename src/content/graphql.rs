@@ -8,10 +8,15 @@
 //! document to check and never matches.
 
 use super::error::{excerpt, ContentError};
-use super::json::{parse_strict, refuse_case_variants};
+use super::json::{
+    case_variant, case_variant_error, child_depth, forward_scalars, parse_strict, KeySeed, Keys,
+    Shape, Skip,
+};
 use apollo_parser::{cst, Parser};
 use percent_encoding::percent_decode;
-use serde_json::{Map, Value};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use std::fmt;
 
 /// Largest request body or document read.
 pub const MAX_DOCUMENT: usize = 1 << 20;
@@ -74,28 +79,162 @@ pub struct GraphQlSummary {
 
 /// Reads a POST body: `{"query": DOC, "operationName": NAME?, "variables": ...}`.
 pub fn request_from_json(body: &[u8]) -> Result<GraphQlRequest, ContentError> {
-    let value = parse_strict(body, MAX_DOCUMENT)?;
-    let object = match value {
-        Value::Object(o) => o,
-        Value::Array(_) => {
+    if body.len() > MAX_DOCUMENT {
+        return Err(ContentError::new(format!(
+            "JSON body is larger than {MAX_DOCUMENT} bytes"
+        )));
+    }
+    // One pass as strict as `parse_strict` that keeps only the fields read.
+    let mut keys = Keys::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = RequestSeed { keys: &mut keys }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| ContentError::new(format!("invalid JSON: {e}")))?;
+    let raw = match raw {
+        RawBody::Object(raw) => raw,
+        RawBody::Array => {
             return Err(ContentError::new(
                 "batched GraphQL requests are not supported",
             ))
         }
-        _ => return Err(ContentError::new("a GraphQL request must be a JSON object")),
+        RawBody::Other => return Err(ContentError::new("a GraphQL request must be a JSON object")),
     };
-    refuse_case_variants(
-        &object,
-        &["query", "operationName", "variables", "extensions"],
-        "GraphQL request",
-    )?;
-    let query = optional_string(&object, "query")?;
-    let operation_name = optional_string(&object, "operationName")?;
-    let persisted = match object.get("extensions") {
-        Some(Value::Object(ext)) => ext.contains_key("persistedQuery"),
-        _ => false,
-    };
-    finish(query, operation_name, persisted)
+    if let Some(error) = raw.case_variant {
+        return Err(error);
+    }
+    let query = optional_string(raw.query, "query")?;
+    let operation_name = optional_string(raw.operation_name, "operationName")?;
+    finish(query, operation_name, raw.persisted)
+}
+
+const REQUEST_KEYS: [&str; 4] = ["query", "operationName", "variables", "extensions"];
+
+enum RawBody<'de> {
+    Object(RawRequest<'de>),
+    Array,
+    Other,
+}
+
+#[derive(Default)]
+struct RawRequest<'de> {
+    /// The first key that differs from one of [`REQUEST_KEYS`] only in case.
+    case_variant: Option<ContentError>,
+    query: Option<Shape<'de>>,
+    operation_name: Option<Shape<'de>>,
+    /// `extensions` is an object with a `persistedQuery`.
+    persisted: bool,
+}
+
+struct RequestSeed<'k, 'de> {
+    keys: &'k mut Keys<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for RequestSeed<'_, 'de> {
+    type Value = RawBody<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestSeed<'_, 'de> {
+    type Value = RawBody<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a GraphQL request")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Skip {
+            keys: self.keys,
+            depth: 0,
+        }
+        .visit_seq(seq)
+        .map(|_| RawBody::Array)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut raw = RawRequest::default();
+        let start = self.keys.begin();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let field = REQUEST_KEYS.iter().position(|k| *k == key);
+            if field.is_none() && raw.case_variant.is_none() {
+                raw.case_variant = case_variant(&key, &REQUEST_KEYS)
+                    .map(|name| case_variant_error(&key, name, "GraphQL request"));
+            }
+            self.keys.add(start, key)?;
+            let depth = child_depth(0)?;
+            if field == Some(3) {
+                raw.persisted = map.next_value_seed(ExtensionsSeed {
+                    keys: &mut *self.keys,
+                    depth,
+                })?;
+                continue;
+            }
+            let shape = map.next_value_seed(Skip {
+                keys: &mut *self.keys,
+                depth,
+            })?;
+            match field {
+                Some(0) => raw.query = Some(shape),
+                Some(1) => raw.operation_name = Some(shape),
+                _ => {}
+            }
+        }
+        self.keys.end(start)?;
+        Ok(RawBody::Object(raw))
+    }
+
+    forward_scalars!(RawBody::Other);
+}
+
+/// `extensions`: whether it is an object with a `persistedQuery` key.
+struct ExtensionsSeed<'k, 'de> {
+    keys: &'k mut Keys<'de>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ExtensionsSeed<'_, 'de> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ExtensionsSeed<'_, 'de> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GraphQL extensions")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Skip {
+            keys: self.keys,
+            depth: self.depth,
+        }
+        .visit_seq(seq)
+        .map(|_| false)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut persisted = false;
+        let start = self.keys.begin();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            persisted |= key == "persistedQuery";
+            self.keys.add(start, key)?;
+            map.next_value_seed(Skip {
+                depth: child_depth(self.depth)?,
+                keys: &mut *self.keys,
+            })?;
+        }
+        self.keys.end(start)?;
+        Ok(persisted)
+    }
+
+    forward_scalars!(false);
 }
 
 /// Reads the GET form from a raw (still percent-encoded) query string:
@@ -136,10 +275,10 @@ fn decode(text: &str) -> Result<String, ContentError> {
         .map_err(|_| ContentError::new("GraphQL GET: a parameter is not UTF-8"))
 }
 
-fn optional_string(object: &Map<String, Value>, key: &str) -> Result<Option<String>, ContentError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+fn optional_string(value: Option<Shape<'_>>, key: &str) -> Result<Option<String>, ContentError> {
+    match value {
+        None | Some(Shape::Null) => Ok(None),
+        Some(Shape::Str(s)) => Ok(Some(s.into_owned())),
         Some(_) => Err(ContentError::new(format!(
             "GraphQL: \"{key}\" must be a string"
         ))),
@@ -199,6 +338,34 @@ pub fn operation(request: &GraphQlRequest) -> Result<Option<GraphQlSummary>, Con
             "GraphQL document is larger than {MAX_DOCUMENT} bytes"
         )));
     }
+    let operations = match scan_operations(document) {
+        Some(operations) => operations,
+        None => operations_by_parse(document)?,
+    };
+    pick(operations, request.operation_name.as_deref()).map(Some)
+}
+
+/// The operations of `document` from the fast path, when it vouches for them.
+fn scan_operations(document: &str) -> Option<Vec<GraphQlSummary>> {
+    let scanned = scan::operations(document, MAX_TOKENS, MAX_DEPTH, MAX_DEFINITIONS)?;
+    Some(
+        scanned
+            .into_iter()
+            .map(|op| GraphQlSummary {
+                operation: match op.keyword {
+                    Some("mutation") => OperationKind::Mutation,
+                    Some("subscription") => OperationKind::Subscription,
+                    _ => OperationKind::Query,
+                },
+                name: op.name.map(str::to_owned),
+            })
+            .collect(),
+    )
+}
+
+/// The operations of `document` from apollo-parser's full parse: the
+/// authority, and the only path that reports errors.
+fn operations_by_parse(document: &str) -> Result<Vec<GraphQlSummary>, ContentError> {
     let tree = Parser::new(document)
         .recursion_limit(MAX_DEPTH)
         .token_limit(MAX_TOKENS)
@@ -221,11 +388,19 @@ pub fn operation(request: &GraphQlRequest) -> Result<Option<GraphQlSummary>, Con
             operations.push(summarize(&op));
         }
     }
-    let chosen = match &request.operation_name {
+    Ok(operations)
+}
+
+/// The operation that `operation_name` names, or the only one.
+fn pick(
+    mut operations: Vec<GraphQlSummary>,
+    operation_name: Option<&str>,
+) -> Result<GraphQlSummary, ContentError> {
+    let chosen = match operation_name {
         Some(wanted) => {
             let mut named = operations
                 .into_iter()
-                .filter(|o| o.name.as_deref() == Some(wanted.as_str()));
+                .filter(|o| o.name.as_deref() == Some(wanted));
             let first = named.next().ok_or_else(|| {
                 ContentError::new(format!(
                     "GraphQL: operationName {:?} names no operation of the document",
@@ -251,7 +426,7 @@ pub fn operation(request: &GraphQlRequest) -> Result<Option<GraphQlSummary>, Con
                 .ok_or_else(|| ContentError::new("GraphQL: the document has no operation"))?
         }
     };
-    Ok(Some(chosen))
+    Ok(chosen)
 }
 
 fn summarize(op: &cst::OperationDefinition) -> GraphQlSummary {
@@ -274,5 +449,6 @@ fn line_col(text: &str, index: usize) -> (usize, usize) {
     (line, col)
 }
 
+mod scan;
 #[cfg(test)]
 mod tests;

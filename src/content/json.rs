@@ -6,6 +6,7 @@
 use super::error::{excerpt, ContentError};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Deepest nesting of arrays and objects accepted.
@@ -47,28 +48,232 @@ pub fn refuse_case_variants(
     what: &str,
 ) -> Result<(), ContentError> {
     for key in object.keys() {
-        if names.contains(&key.as_str()) {
-            continue;
-        }
-        let folded = fold(key);
-        if let Some(name) = names.iter().find(|n| fold(n) == folded) {
-            return Err(ContentError::new(format!(
-                "{what} has a key {:?} that differs from {name:?} only in case",
-                excerpt(key, 40)
-            )));
+        if let Some(name) = case_variant(key, names) {
+            return Err(case_variant_error(key, name, what));
         }
     }
     Ok(())
 }
 
-fn fold(key: &str) -> String {
-    key.chars()
-        .map(|c| match c {
-            '\u{17F}' => 's',
-            '\u{212A}' => 'k',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+/// The entry of `names` that `key` is not, but folds to the way
+/// case-insensitive decoders do (see [`refuse_case_variants`]).
+pub fn case_variant<'n>(key: &str, names: &[&'n str]) -> Option<&'n str> {
+    if names.contains(&key) {
+        return None;
+    }
+    names
+        .iter()
+        .find(|name| key.chars().map(fold).eq(name.chars().map(fold)))
+        .copied()
+}
+
+/// The error [`refuse_case_variants`] gives for `key`, a case variant of `name`.
+pub fn case_variant_error(key: &str, name: &str, what: &str) -> ContentError {
+    ContentError::new(format!(
+        "{what} has a key {:?} that differs from {name:?} only in case",
+        excerpt(key, 40)
+    ))
+}
+
+fn fold(c: char) -> char {
+    match c {
+        '\u{17F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    }
+}
+
+/// What a value was, as [`Skip`] read it: strings are kept (borrowed from the
+/// input unless they hold escapes), containers are only checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Shape<'de> {
+    Null,
+    Bool,
+    Number,
+    Str(Cow<'de, str>),
+    Array,
+    Object,
+}
+
+/// The object keys seen so far on the path being read, for refusing
+/// duplicates without building a map per object. An object's keys sit at the
+/// top of the stack from its `begin` to its `end` (inner objects are finished,
+/// and their keys dropped, before the next key of the outer one is read).
+#[derive(Debug, Default)]
+pub(super) struct Keys<'de> {
+    seen: Vec<Cow<'de, str>>,
+}
+
+/// Up to this many keys an object is checked for duplicates key by key; a
+/// larger one is also sorted and checked at its end (so a huge object costs
+/// O(n log n), not O(n²)).
+const LINEAR_KEYS: usize = 16;
+
+impl<'de> Keys<'de> {
+    /// Starts an object; pass the result to [`Keys::add`] and [`Keys::end`].
+    pub(super) fn begin(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Records `key` of the object begun at `start`.
+    pub(super) fn add<E: serde::de::Error>(
+        &mut self,
+        start: usize,
+        key: Cow<'de, str>,
+    ) -> Result<(), E> {
+        let object = self.seen.get(start..).unwrap_or_default();
+        if object.len() < LINEAR_KEYS && object.contains(&key) {
+            return Err(duplicate(&key));
+        }
+        self.seen.push(key);
+        Ok(())
+    }
+
+    /// Finishes the object begun at `start`.
+    pub(super) fn end<E: serde::de::Error>(&mut self, start: usize) -> Result<(), E> {
+        if let Some(object) = self.seen.get_mut(start..) {
+            if object.len() > LINEAR_KEYS {
+                object.sort_unstable();
+                if let Some(pair) = object.windows(2).find(|w| w[0] == w[1]) {
+                    return Err(duplicate(&pair[0]));
+                }
+            }
+        }
+        self.seen.truncate(start);
+        Ok(())
+    }
+}
+
+fn duplicate<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format!("duplicate key {:?}", excerpt(key, 40)))
+}
+
+/// The depth of a container's children, or the error when `depth` is the
+/// deepest allowed (the same bound as [`parse_strict`]).
+pub(super) fn child_depth<E: serde::de::Error>(depth: usize) -> Result<usize, E> {
+    if depth >= MAX_DEPTH {
+        return Err(E::custom(format!("nested deeper than {MAX_DEPTH} levels")));
+    }
+    Ok(depth + 1)
+}
+
+/// Reads an object key, borrowed from the input when it holds no escapes.
+pub(super) struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// Reads one value with the checks of [`parse_strict`] (duplicate keys,
+/// depth; the grammar is serde_json's) while keeping none of it but its
+/// [`Shape`]: for readers that need a few fields of a large body.
+pub(super) struct Skip<'k, 'de> {
+    /// The keys of the objects being read.
+    pub keys: &'k mut Keys<'de>,
+    /// The depth of this value (the body is at 0).
+    pub depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Skip<'_, 'de> {
+    type Value = Shape<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip<'_, 'de> {
+    type Value = Shape<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Shape::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Shape::Bool)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Shape::Number)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Shape::Number)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if v.is_finite() {
+            Ok(Shape::Number)
+        } else {
+            Err(E::custom("a number that is not finite"))
+        }
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Shape::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Shape::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Shape::Str(Cow::Owned(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Like parse_strict: an array at the deepest level is refused even empty.
+        let depth = child_depth(self.depth)?;
+        while seq
+            .next_element_seed(Skip {
+                keys: &mut *self.keys,
+                depth,
+            })?
+            .is_some()
+        {}
+        Ok(Shape::Array)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let start = self.keys.begin();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            self.keys.add(start, key)?;
+            map.next_value_seed(Skip {
+                depth: child_depth(self.depth)?,
+                keys: &mut *self.keys,
+            })?;
+        }
+        self.keys.end(start)?;
+        Ok(Shape::Object)
+    }
 }
 
 struct Strict {
@@ -154,6 +359,32 @@ impl<'de> Visitor<'de> for Strict {
         Ok(Value::Object(object))
     }
 }
+
+/// The scalar visits of a visitor that answers every scalar with `$value`
+/// (whose meaning is checked later).
+macro_rules! forward_scalars {
+    ($value:expr) => {
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+pub(super) use forward_scalars;
 
 #[cfg(test)]
 mod tests {

@@ -13,14 +13,18 @@
 //! pseudo-pattern `responses`. An empty `methods` list matches nothing. (So a
 //! real method literally named `responses` cannot be allowed by name.)
 //!
-//! The body is read strictly ([`super::json::parse_strict`]): duplicate keys
+//! The body is read as strictly as [`super::json::parse_strict`] reads (in one
+//! pass that keeps only the fields looked at): duplicate keys
 //! anywhere, and keys of a message or of `tools/call` params that differ from
 //! the keys read here only in case, are errors, so the matcher and the upstream
 //! cannot see two different messages.
 
 use super::error::{excerpt, ContentError};
-use super::json::{parse_strict, refuse_case_variants};
-use serde_json::{Map, Value};
+use super::json::{
+    case_variant, case_variant_error, child_depth, forward_scalars, KeySeed, Keys, Shape, Skip,
+};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
 
 /// Largest request body read.
 pub const MAX_BODY: usize = 1 << 20;
@@ -143,15 +147,28 @@ pub fn matches(rule: &JsonRpcRule, body: &[u8]) -> Result<Option<RpcSummary>, Co
 
 /// Reads `body` as JSON-RPC 2.0, without a rule.
 pub fn read(body: &[u8]) -> Result<RpcSummary, ContentError> {
-    let value = parse_strict(body, MAX_BODY)?;
-    let (batch, messages) = match &value {
-        Value::Array(items) if items.is_empty() => {
+    if body.len() > MAX_BODY {
+        return Err(ContentError::new(format!(
+            "JSON body is larger than {MAX_BODY} bytes"
+        )));
+    }
+    // One pass that checks the whole body as strictly as `parse_strict`
+    // (grammar, duplicate keys, depth) but keeps only the fields read below;
+    // what they mean is checked after, so the errors come in the same order.
+    let mut keys = Keys::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = BodySeed { keys: &mut keys }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| ContentError::new(format!("invalid JSON: {e}")))?;
+    let (batch, messages) = match raw {
+        Raw::Batch(items) if items.is_empty() => {
             return Err(ContentError::new("JSON-RPC: empty batch"))
         }
-        Value::Array(items) => (
+        Raw::Batch(items) => (
             true,
             items
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
                     read_message(item).map_err(|e| {
@@ -160,7 +177,7 @@ pub fn read(body: &[u8]) -> Result<RpcSummary, ContentError> {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        single => (false, vec![read_message(single)?]),
+        Raw::Single(item) => (false, vec![read_message(item)?]),
     };
     let first = messages.iter().find(|m| m.method.is_some());
     Ok(RpcSummary {
@@ -173,13 +190,15 @@ pub fn read(body: &[u8]) -> Result<RpcSummary, ContentError> {
 
 const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "method", "id", "params", "result", "error"];
 
-fn read_message(value: &Value) -> Result<RpcMessage, ContentError> {
-    let Value::Object(message) = value else {
+fn read_message(raw: Option<RawMessage<'_>>) -> Result<RpcMessage, ContentError> {
+    let Some(message) = raw else {
         return Err(ContentError::new("JSON-RPC: a message must be an object"));
     };
-    refuse_case_variants(message, &MESSAGE_KEYS, "JSON-RPC message")?;
-    match message.get("jsonrpc") {
-        Some(Value::String(v)) if v == "2.0" => {}
+    if let Some(error) = message.case_variant {
+        return Err(error);
+    }
+    match &message.jsonrpc {
+        Some(Shape::Str(v)) if v == "2.0" => {}
         Some(_) => return Err(ContentError::new("JSON-RPC: \"jsonrpc\" must be \"2.0\"")),
         None => {
             return Err(ContentError::new(
@@ -187,18 +206,15 @@ fn read_message(value: &Value) -> Result<RpcMessage, ContentError> {
             ))
         }
     }
-    let id = message.get("id");
-    if !matches!(
-        id,
-        None | Some(Value::String(_) | Value::Number(_) | Value::Null)
-    ) {
+    let id = &message.id;
+    if !matches!(id, None | Some(Shape::Str(_) | Shape::Number | Shape::Null)) {
         return Err(ContentError::new(
             "JSON-RPC: \"id\" must be a string, a number or null",
         ));
     }
-    let answer = message.contains_key("result") || message.contains_key("error");
-    let Some(method) = message.get("method") else {
-        if message.contains_key("result") && message.contains_key("error") {
+    let answer = message.result || message.error;
+    let Some(method) = message.method else {
+        if message.result && message.error {
             return Err(ContentError::new(
                 "JSON-RPC: a response has both \"result\" and \"error\"",
             ));
@@ -217,7 +233,7 @@ fn read_message(value: &Value) -> Result<RpcMessage, ContentError> {
             tool: None,
         });
     };
-    let Value::String(method) = method else {
+    let Shape::Str(method) = method else {
         return Err(ContentError::new("JSON-RPC: \"method\" must be a string"));
     };
     if answer {
@@ -225,10 +241,11 @@ fn read_message(value: &Value) -> Result<RpcMessage, ContentError> {
             "JSON-RPC: a message has both \"method\" and \"result\" or \"error\"",
         ));
     }
-    let params = match message.get("params") {
+    let has_params = message.params.is_some();
+    let params = match message.params {
         None => None,
-        Some(Value::Object(p)) => Some(p),
-        Some(Value::Array(_)) => None,
+        Some(p) if p.shape == Shape::Object => Some(p),
+        Some(p) if p.shape == Shape::Array => None,
         Some(_) => {
             return Err(ContentError::new(
                 "JSON-RPC: \"params\" must be an object or an array",
@@ -236,7 +253,7 @@ fn read_message(value: &Value) -> Result<RpcMessage, ContentError> {
         }
     };
     let tool = if method == "tools/call" {
-        Some(tool_name(params, message)?)
+        Some(tool_name(params, has_params)?)
     } else {
         None
     };
@@ -246,25 +263,24 @@ fn read_message(value: &Value) -> Result<RpcMessage, ContentError> {
         } else {
             MessageKind::Notification
         },
-        method: Some(method.clone()),
+        method: Some(method.into_owned()),
         tool,
     })
 }
 
-fn tool_name(
-    params: Option<&Map<String, Value>>,
-    message: &Map<String, Value>,
-) -> Result<String, ContentError> {
+fn tool_name(params: Option<RawParams<'_>>, has_params: bool) -> Result<String, ContentError> {
     let Some(params) = params else {
-        return Err(ContentError::new(if message.contains_key("params") {
+        return Err(ContentError::new(if has_params {
             "JSON-RPC: tools/call \"params\" must be an object"
         } else {
             "JSON-RPC: tools/call without \"params\""
         }));
     };
-    refuse_case_variants(params, &["name"], "tools/call params")?;
-    match params.get("name") {
-        Some(Value::String(name)) => Ok(name.clone()),
+    if let Some(error) = params.case_variant {
+        return Err(error);
+    }
+    match params.name {
+        Some(Shape::Str(name)) => Ok(name.into_owned()),
         Some(_) => Err(ContentError::new(
             "JSON-RPC: tools/call \"params.name\" must be a string",
         )),
@@ -272,6 +288,225 @@ fn tool_name(
             "JSON-RPC: tools/call without \"params.name\"",
         )),
     }
+}
+
+/// A body as the first pass read it: each message, or `None` for a batch
+/// item or body that is not an object.
+enum Raw<'de> {
+    Single(Option<RawMessage<'de>>),
+    Batch(Vec<Option<RawMessage<'de>>>),
+}
+
+/// The fields of one message that [`read_message`] looks at.
+#[derive(Default)]
+struct RawMessage<'de> {
+    /// The first key that differs from one of [`MESSAGE_KEYS`] only in case.
+    case_variant: Option<ContentError>,
+    jsonrpc: Option<Shape<'de>>,
+    id: Option<Shape<'de>>,
+    method: Option<Shape<'de>>,
+    params: Option<RawParams<'de>>,
+    result: bool,
+    error: bool,
+}
+
+/// `params`: its shape and, for an object, `name`.
+struct RawParams<'de> {
+    shape: Shape<'de>,
+    /// The first key that differs from `name` only in case.
+    case_variant: Option<ContentError>,
+    name: Option<Shape<'de>>,
+}
+
+struct BodySeed<'k, 'de> {
+    keys: &'k mut Keys<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_, 'de> {
+    type Value = Raw<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_, 'de> {
+    type Value = Raw<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message or batch")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(MessageSeed {
+            keys: &mut *self.keys,
+            depth: 1,
+        })? {
+            items.push(item);
+        }
+        Ok(Raw::Batch(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        message_from_map(map, self.keys, 0).map(|m| Raw::Single(Some(m)))
+    }
+
+    forward_scalars!(Raw::Single(None));
+}
+
+/// One message (an object) or a batch item that is something else (`None`).
+struct MessageSeed<'k, 'de> {
+    keys: &'k mut Keys<'de>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_, 'de> {
+    type Value = Option<RawMessage<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed<'_, 'de> {
+    type Value = Option<RawMessage<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Skip {
+            keys: self.keys,
+            depth: self.depth,
+        }
+        .visit_seq(seq)
+        .map(|_| None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        message_from_map(map, self.keys, self.depth).map(Some)
+    }
+
+    forward_scalars!(None);
+}
+
+fn message_from_map<'de, A: MapAccess<'de>>(
+    mut map: A,
+    keys: &mut Keys<'de>,
+    depth: usize,
+) -> Result<RawMessage<'de>, A::Error> {
+    let mut message = RawMessage::default();
+    let start = keys.begin();
+    while let Some(key) = map.next_key_seed(KeySeed)? {
+        let slot = match &*key {
+            "jsonrpc" => Some(&mut message.jsonrpc),
+            "id" => Some(&mut message.id),
+            "method" => Some(&mut message.method),
+            "result" => {
+                message.result = true;
+                None
+            }
+            "error" => {
+                message.error = true;
+                None
+            }
+            "params" => None,
+            other => {
+                if message.case_variant.is_none() {
+                    message.case_variant = case_variant(other, &MESSAGE_KEYS)
+                        .map(|name| case_variant_error(other, name, "JSON-RPC message"));
+                }
+                None
+            }
+        };
+        let is_params = key == "params";
+        keys.add(start, key)?;
+        let depth = child_depth(depth)?;
+        if is_params {
+            message.params = Some(map.next_value_seed(ParamsSeed {
+                keys: &mut *keys,
+                depth,
+            })?);
+            continue;
+        }
+        let shape = map.next_value_seed(Skip {
+            keys: &mut *keys,
+            depth,
+        })?;
+        if let Some(slot) = slot {
+            *slot = Some(shape);
+        }
+    }
+    keys.end(start)?;
+    Ok(message)
+}
+
+struct ParamsSeed<'k, 'de> {
+    keys: &'k mut Keys<'de>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ParamsSeed<'_, 'de> {
+    type Value = RawParams<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ParamsSeed<'_, 'de> {
+    type Value = RawParams<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON-RPC params")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        let shape = Skip {
+            keys: self.keys,
+            depth: self.depth,
+        }
+        .visit_seq(seq)?;
+        Ok(RawParams {
+            shape,
+            case_variant: None,
+            name: None,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut params = RawParams {
+            shape: Shape::Object,
+            case_variant: None,
+            name: None,
+        };
+        let start = self.keys.begin();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let is_name = key == "name";
+            if !is_name && params.case_variant.is_none() {
+                params.case_variant = case_variant(&key, &["name"])
+                    .map(|name| case_variant_error(&key, name, "tools/call params"));
+            }
+            self.keys.add(start, key)?;
+            let shape = map.next_value_seed(Skip {
+                depth: child_depth(self.depth)?,
+                keys: &mut *self.keys,
+            })?;
+            if is_name {
+                params.name = Some(shape);
+            }
+        }
+        self.keys.end(start)?;
+        Ok(params)
+    }
+
+    forward_scalars!(RawParams {
+        shape: Shape::Null,
+        case_variant: None,
+        name: None,
+    });
 }
 
 #[cfg(test)]

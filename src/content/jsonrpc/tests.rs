@@ -216,3 +216,25 @@ fn error_messages_do_not_echo_long_input() {
     let body = format!(r#"{{"jsonrpc":"2.0","{key}":1,"{key}":2}}"#);
     assert!(err(&body).len() < 300);
 }
+
+#[test]
+fn duplicate_keys_are_refused_in_large_objects_too() {
+    // Past the first keys an object is checked at its end (sorted), not key by key.
+    let many: String = (0..40).map(|i| format!(r#""k{i}":{i},"#)).collect();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_file","arguments":{{{many}"k3":0}}}}}}"#
+    );
+    assert!(
+        err(&body).contains("duplicate key \"k3\""),
+        "{}",
+        err(&body)
+    );
+    let body = format!(r#"{{{many}"jsonrpc":"2.0","id":1,"method":"tools/list","k39":1}}"#);
+    assert!(err(&body).contains("duplicate key \"k39\""));
+    let ok = format!(r#"{{{many}"jsonrpc":"2.0","id":1,"method":"tools/list"}}"#);
+    assert!(matches(&mcp_rule(), ok.as_bytes()).unwrap().is_some());
+    // Keys with escapes are compared by what they decode to.
+    assert!(
+        err(r#"{"jsonrpc":"2.0","id":1,"method":"a","m\u0065thod":"b"}"#).contains("duplicate key")
+    );
+}
