@@ -74,6 +74,9 @@ impl Policy {
     /// Whether matching this request may need its body: a content rule that
     /// reads the body comes before the first plain rule that matches.
     pub fn needs_body(&self, facts: &RequestFacts<'_>) -> bool {
+        if self.rules.iter().all(|r| r.content.is_none()) {
+            return false;
+        }
         for rule in self.rules.iter().filter(|r| r.matches(facts)) {
             match &rule.content {
                 None => return false,

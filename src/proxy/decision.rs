@@ -46,22 +46,43 @@ pub async fn matching_rule<'p>(
     req: Request<RequestBody>,
 ) -> Result<Decided<'p>, Refusal> {
     let (parts, body) = req.into_parts();
-    let body = if with_facts(policy, target, &parts, |facts| policy.needs_body(facts))? {
-        PendingBody::Inspected(read_for_content(&parts, body).await?)
-    } else {
-        PendingBody::Streamed(body)
+    // Most requests meet no rule that reads the body: decided at once.
+    let at_once = with_facts(target, &parts, |facts| {
+        (!policy.needs_body(facts)).then(|| policy.decide(facts, &content_input(&parts, None)))
+    })?;
+    let (body, decided) = match at_once {
+        Some(decided) => (PendingBody::Streamed(body), decided),
+        None => {
+            let bytes = read_for_content(&parts, body).await?;
+            let decided = with_facts(target, &parts, |facts| {
+                policy.decide(facts, &content_input(&parts, Some(&bytes)))
+            })?;
+            (PendingBody::Inspected(bytes), decided)
+        }
     };
-    decide(ctx, policy, target, parts, body)
+    let decided =
+        decided.map_err(|refusal| Refusal::new(Reason::BadRequest, refusal.to_string()))?;
+    conclude(ctx, policy, target, parts, body, decided)
+}
+
+/// What content rules see of a request besides its facts.
+fn content_input<'a>(parts: &'a Parts, body: Option<&'a [u8]>) -> ContentInput<'a> {
+    ContentInput {
+        query: parts.uri.query(),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        body,
+    }
 }
 
 /// Runs `f` on the facts of the request, once its path and headers pass.
 fn with_facts<T>(
-    policy: &Policy,
     target: &Target,
     parts: &Parts,
     f: impl FnOnce(&RequestFacts<'_>) -> T,
 ) -> Result<T, Refusal> {
-    let _ = policy;
     let path = RequestPath::parse(parts.uri.path())
         .map_err(|e| Refusal::new(Reason::BadRequest, format!("ambiguous request path: {e}")))?;
     if let Some(header) = rerouting_header(&parts.headers) {
@@ -80,26 +101,14 @@ fn with_facts<T>(
 }
 
 /// The decision on a request whose body, if a rule reads it, has been read.
-fn decide<'p>(
+fn conclude<'p>(
     ctx: &mut RequestCtx<'_>,
     policy: &'p Policy,
     target: &Target,
     parts: Parts,
     body: PendingBody,
+    decided: crate::policy::Decided<'p>,
 ) -> Result<Decided<'p>, Refusal> {
-    let input = ContentInput {
-        query: parts.uri.query(),
-        content_type: parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        body: match &body {
-            PendingBody::Inspected(bytes) => Some(bytes),
-            _ => None,
-        },
-    };
-    let decided = with_facts(policy, target, &parts, |facts| policy.decide(facts, &input))?
-        .map_err(|refusal| Refusal::new(Reason::BadRequest, refusal.to_string()))?;
     let lists_tools = record_content(ctx, decided.content.as_ref());
     let Some(rule) = decided.rule else {
         return Err(Refusal::new(
