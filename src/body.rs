@@ -105,3 +105,33 @@ impl Drop for RequestBody {
         });
     }
 }
+
+/// Why a request body could not be read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadWholeError {
+    /// It is (or says it is) larger than the limit.
+    TooLarge,
+    /// The client broke it off, or it did not parse as HTTP framing.
+    Unreadable,
+}
+
+/// Reads a request body of at most `limit` bytes, refusing one whose
+/// `Content-Length` says it is larger before reading anything.
+pub async fn read_whole(
+    headers: &http::HeaderMap,
+    body: RequestBody,
+    limit: usize,
+) -> Result<Vec<u8>, ReadWholeError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ReadWholeError::TooLarge);
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ReadWholeError::TooLarge),
+        Err(_) => Err(ReadWholeError::Unreadable),
+    }
+}

@@ -12,34 +12,29 @@
 
 mod common;
 
+use common::python::PyServer;
 use common::upstream::TestCa;
 use common::{curl, start_proxy, wait_record, CurlOut, ProxyProc, ProxySetup};
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether python3 with strawberry-graphql and uvicorn is here; skips loudly when not.
 fn python_ready() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import strawberry.asgi, uvicorn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        common::skip::skipped(
-            "needs python3 with strawberry-graphql and uvicorn for tests/graphql/server.py (.ci/run installs them)",
-        );
-    }
-    ok
+    common::python::has_modules(
+        "strawberry.asgi, uvicorn",
+        "strawberry-graphql and uvicorn for tests/graphql/server.py",
+    )
 }
 
 /// tests/graphql/server.py for `gql.test`, killed on drop.
-struct GqlServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+struct GqlServer(PyServer);
+
+impl std::ops::Deref for GqlServer {
+    type Target = PyServer;
+
+    fn deref(&self) -> &PyServer {
+        &self.0
+    }
 }
 
 impl GqlServer {
@@ -52,48 +47,15 @@ impl GqlServer {
             "record": dir.path().join("mutations.jsonl"),
             "port": 0,
         });
-        let config = common::write_file(dir.path(), "config.json", &config.to_string());
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut child = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/graphql/server.py"))
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let port = common::announced_port(&mut child);
-        let mut server = GqlServer {
-            child,
-            port: 0,
-            dir,
-        };
-        let Some(port) = port else {
-            panic!("tests/graphql/server.py did not start: {}", server.log());
-        };
-        server.port = port;
-        server
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        GqlServer(PyServer::start("tests/graphql/server.py", dir, &config))
     }
 
     /// The repositories `deleteRepo` deleted, in order.
     fn deleted(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("mutations.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        self.json_lines("mutations.jsonl")
+            .iter()
             .map(|m| m["name"].as_str().unwrap_or("").to_string())
             .collect()
-    }
-}
-
-impl Drop for GqlServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -16,13 +16,14 @@
 
 mod common;
 
+use common::python::PyServer;
 use common::upstream::TestCa;
 use common::{
     admin_call, audit_records, curl, start_proxy, wait_record, CurlOut, ProxyProc, ProxySetup,
 };
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const OPENAI: &str = "api.openai.test";
@@ -34,25 +35,21 @@ const PER_CALL: u64 = 18;
 
 /// Whether python3 with the official clients is here; skips loudly when not.
 fn python_ready() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import openai, anthropic"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        common::skip::skipped(
-            "needs python3 with openai and anthropic for tests/llm/client.py (.ci/run installs them)",
-        );
-    }
-    ok
+    common::python::has_modules(
+        "openai, anthropic",
+        "openai and anthropic for tests/llm/client.py",
+    )
 }
 
 /// tests/llm/server.py with a certificate for both API hosts, killed on drop.
-struct LlmDouble {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+struct LlmDouble(PyServer);
+
+impl std::ops::Deref for LlmDouble {
+    type Target = PyServer;
+
+    fn deref(&self) -> &PyServer {
+        &self.0
+    }
 }
 
 impl LlmDouble {
@@ -66,25 +63,7 @@ impl LlmDouble {
         config["port"] = json!(0);
         config["api_keys"] = json!({"openai": OPENAI_SECRET, "anthropic": ANTHROPIC_SECRET});
         common::write_file(dir.path(), "ca.pem", &ca.cert_pem);
-        let config_path = common::write_file(dir.path(), "config.json", &config.to_string());
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/llm/server.py");
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let Some(port) = common::announced_port(&mut child) else {
-            let _ = child.kill();
-            panic!(
-                "tests/llm/server.py did not start: {}",
-                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
-            );
-        };
-        LlmDouble { child, port, dir }
+        LlmDouble(PyServer::start("tests/llm/server.py", dir, &config))
     }
 
     /// Every request the double got, in order (straight to it, not through
@@ -112,13 +91,6 @@ impl LlmDouble {
             .iter()
             .filter(|h| h["path"] == path)
             .count()
-    }
-}
-
-impl Drop for LlmDouble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -195,16 +167,7 @@ fn client_command(f: &Fixture, call: &str, n: u32) -> tokio::process::Command {
         .args(["--timeout", "60"])
         .args(call.split_whitespace())
         .arg(n.to_string());
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
+    for var in common::python::PROXY_VARS {
         cmd.env_remove(var);
     }
     cmd.stdin(Stdio::null())

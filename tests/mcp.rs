@@ -13,29 +13,19 @@
 
 mod common;
 
+use common::python::PyServer;
 use common::upstream::TestCa;
 use common::{start_proxy, wait_record, ProxyProc, ProxySetup};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 /// Whether python3 with the MCP SDK and uvicorn is here; skips loudly when not.
 fn python_ready() -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import mcp.server.mcpserver, mcp.client.streamable_http, httpx2, uvicorn",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        common::skip::skipped(
-            "needs python3 with mcp and uvicorn for tests/mcp/*.py (.ci/run installs them)",
-        );
-    }
-    ok
+    common::python::has_modules(
+        "mcp.server.mcpserver, mcp.client.streamable_http, httpx2, uvicorn",
+        "mcp and uvicorn for tests/mcp/*.py",
+    )
 }
 
 fn script(name: &str) -> PathBuf {
@@ -45,10 +35,14 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// tests/mcp/server.py for `mcp.test`, killed on drop.
-struct McpServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+struct McpServer(PyServer);
+
+impl std::ops::Deref for McpServer {
+    type Target = PyServer;
+
+    fn deref(&self) -> &PyServer {
+        &self.0
+    }
 }
 
 impl McpServer {
@@ -63,48 +57,15 @@ impl McpServer {
             "port": 0,
             "json_response": json_response,
         });
-        let config = common::write_file(dir.path(), "config.json", &config.to_string());
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut child = Command::new("python3")
-            .arg(script("server.py"))
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let port = common::announced_port(&mut child);
-        let mut server = McpServer {
-            child,
-            port: 0,
-            dir,
-        };
-        let Some(port) = port else {
-            panic!("tests/mcp/server.py did not start: {}", server.log());
-        };
-        server.port = port;
-        server
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        McpServer(PyServer::start("tests/mcp/server.py", dir, &config))
     }
 
     /// The tools that ran, in order.
     fn ran(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("calls.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        self.json_lines("calls.jsonl")
+            .iter()
             .map(|c| c["tool"].as_str().unwrap_or("").to_string())
             .collect()
-    }
-}
-
-impl Drop for McpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -168,18 +129,10 @@ impl Mcp {
             .arg(self.url())
             .arg(command)
             .arg(args.to_string());
-        for var in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "NO_PROXY",
-            "no_proxy",
-            "SSL_CERT_FILE",
-            "SSL_CERT_DIR",
-        ] {
+        for var in common::python::PROXY_VARS
+            .into_iter()
+            .chain(["SSL_CERT_FILE", "SSL_CERT_DIR"])
+        {
             cmd.env_remove(var);
         }
         cmd.env("HTTPS_PROXY", self.proxy.url())

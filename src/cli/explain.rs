@@ -4,7 +4,7 @@
 use crate::error::Reason;
 use crate::policy::content::MAX_CONTENT_BODY;
 use crate::policy::{
-    normalize_host, Action, ContentInput, ContentSummary, Policy, RequestFacts, RequestPath, Scheme,
+    normalize_host, Action, ContentInput, Policy, RequestFacts, RequestPath, Scheme,
 };
 use http::{Method, Uri};
 use std::fmt::Write;
@@ -120,7 +120,7 @@ pub fn explain(
         }
     };
     if let Some(content) = &decided.content {
-        let _ = writeln!(report, "content: {}", describe(content));
+        let _ = writeln!(report, "content: {}", content.describe());
     } else if body.is_none() && policy.needs_body(&facts) {
         let _ = writeln!(
             report,
@@ -223,31 +223,4 @@ pub fn explain(
         report,
         allowed: rule.action == Action::Allow,
     })
-}
-
-/// `JSON-RPC tools/call, tool add` or `GraphQL mutation DeleteRepo`.
-fn describe(content: &ContentSummary) -> String {
-    match content {
-        ContentSummary::Rpc(rpc) => {
-            let calls: Vec<String> = rpc
-                .messages
-                .iter()
-                .map(|m| match (&m.method, &m.tool) {
-                    (Some(method), Some(tool)) => format!("{method} (tool {tool})"),
-                    (Some(method), None) => method.clone(),
-                    (None, _) => "a response".into(),
-                })
-                .collect();
-            let batch = if rpc.batch { "batch: " } else { "" };
-            format!("JSON-RPC {batch}{}", calls.join(", "))
-        }
-        ContentSummary::GraphQl(op) => format!(
-            "GraphQL {}{}",
-            op.operation.as_str(),
-            op.name
-                .as_deref()
-                .map(|n| format!(" {n}"))
-                .unwrap_or_default()
-        ),
-    }
 }

@@ -39,6 +39,46 @@ pub enum ContentSummary {
     GraphQl(GraphQlSummary),
 }
 
+impl ContentSummary {
+    /// What was read, in a few words: `JSON-RPC tools/call (tool add)`,
+    /// `JSON-RPC batch: initialize, tools/call (tool rm)`, `GraphQL mutation M`.
+    /// Names are cut short: they come from the sandbox.
+    pub fn describe(&self) -> String {
+        let cut = |s: &str| crate::content::error::excerpt(s, 60);
+        match self {
+            ContentSummary::Rpc(rpc) => {
+                let calls: Vec<String> = rpc
+                    .messages
+                    .iter()
+                    .take(8)
+                    .map(|m| match (&m.method, &m.tool) {
+                        (Some(method), Some(tool)) => {
+                            format!("{} (tool {})", cut(method), cut(tool))
+                        }
+                        (Some(method), None) => cut(method),
+                        (None, _) => "a response".into(),
+                    })
+                    .collect();
+                let more = if rpc.messages.len() > calls.len() {
+                    ", …"
+                } else {
+                    ""
+                };
+                let batch = if rpc.batch { "batch: " } else { "" };
+                format!("JSON-RPC {batch}{}{more}", calls.join(", "))
+            }
+            ContentSummary::GraphQl(op) => format!(
+                "GraphQL {}{}",
+                op.operation.as_str(),
+                op.name
+                    .as_deref()
+                    .map(|n| format!(" {}", cut(n)))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
 /// The outcome of matching a request against a policy's rules.
 #[derive(Debug)]
 pub struct Decided<'p> {

@@ -10,7 +10,7 @@ use super::destination::Target;
 use super::headers::rerouting_header;
 use super::injection::PendingBody;
 use crate::audit::{GraphQlInfo, RpcInfo};
-use crate::body::RequestBody;
+use crate::body::{read_whole, ReadWholeError, RequestBody};
 use crate::error::{Reason, Refusal};
 use crate::policy::content::MAX_CONTENT_BODY;
 use crate::policy::{
@@ -18,7 +18,6 @@ use crate::policy::{
 };
 use http::request::Parts;
 use http::{header, Request};
-use http_body_util::BodyExt;
 use std::time::Duration;
 
 /// Longest a content rule waits for the body it reads (400 after).
@@ -170,26 +169,13 @@ fn record_content(ctx: &mut RequestCtx<'_>, content: Option<&ContentSummary>) ->
     }
 }
 
-/// What a refusal adds about the body: ` (tools/call search)`.
+/// What a refusal adds about the body: ` (JSON-RPC tools/call (tool rm))`.
 fn described(content: Option<&ContentSummary>) -> String {
-    let excerpt = |s: &str| crate::content::error::excerpt(s, 60);
     match content {
-        Some(ContentSummary::Rpc(rpc)) => match (&rpc.method, &rpc.tool, rpc.batch) {
-            (_, _, true) => " (a JSON-RPC batch: every call in it must be allowed)".into(),
-            (Some(method), Some(tool), _) => {
-                format!(" (JSON-RPC {} of tool {})", excerpt(method), excerpt(tool))
-            }
-            (Some(method), None, _) => format!(" (JSON-RPC {})", excerpt(method)),
-            (None, _, _) => " (a JSON-RPC response)".into(),
-        },
-        Some(ContentSummary::GraphQl(op)) => format!(
-            " (GraphQL {}{})",
-            op.operation.as_str(),
-            op.name
-                .as_deref()
-                .map(|n| format!(" {}", excerpt(n)))
-                .unwrap_or_default()
-        ),
+        Some(c @ ContentSummary::Rpc(rpc)) if rpc.batch => {
+            format!(" ({}; every call of a batch must be allowed)", c.describe())
+        }
+        Some(c) => format!(" ({})", c.describe()),
         None => String::new(),
     }
 }
@@ -205,27 +191,18 @@ async fn read_for_content(parts: &Parts, body: RequestBody) -> Result<Vec<u8>, R
             crate::content::error::excerpt(&coding, 40)
         )));
     }
-    let too_large = || {
-        bad(format!(
-            "a rule reads this request's body, and it is over the {MAX_CONTENT_BODY} byte limit"
-        ))
-    };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_CONTENT_BODY as u64) {
-        return Err(too_large());
-    }
-    let read = http_body_util::Limited::new(body, MAX_CONTENT_BODY).collect();
+    let read = read_whole(&parts.headers, body, MAX_CONTENT_BODY);
     match tokio::time::timeout(CONTENT_READ_TIMEOUT, read).await {
         Err(_) => Err(bad(format!(
             "a rule reads this request's body, and it did not arrive within {}s (the content read timeout)",
             CONTENT_READ_TIMEOUT.as_secs()
         ))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
-        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err(bad("the request body could not be read".into())),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(ReadWholeError::TooLarge)) => Err(bad(format!(
+            "a rule reads this request's body, and it is over the {MAX_CONTENT_BODY} byte limit"
+        ))),
+        Ok(Err(ReadWholeError::Unreadable)) => {
+            Err(bad("the request body could not be read".into()))
+        }
     }
 }

@@ -6,14 +6,15 @@
 use super::context::RequestCtx;
 use super::destination::Target;
 use super::signing;
-use crate::body::{empty_body, full_body, stream_body, ProxyBody, RequestBody};
+use crate::body::{
+    empty_body, full_body, read_whole, stream_body, ProxyBody, ReadWholeError, RequestBody,
+};
 use crate::error::{Reason, Refusal};
 use crate::inject::{self, InjectionPermit, Scrubber};
 use crate::policy::{Policy, Rule};
 use crate::secrets::SecretValue;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Request};
-use http_body_util::BodyExt;
 use std::sync::Arc;
 
 /// A request body on its way through the pipeline.
@@ -292,25 +293,15 @@ async fn read_limited(
     limit: usize,
     what: &str,
 ) -> Result<Vec<u8>, Refusal> {
-    let too_large = || {
-        Refusal::new(
-            Reason::BodyTooLarge,
-            format!("the body is over the {limit} byte limit of {what}"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(Refusal::new(
-            Reason::BadRequest,
-            "the request body could not be read",
-        )),
-    }
+    read_whole(headers, body, limit)
+        .await
+        .map_err(|err| match err {
+            ReadWholeError::TooLarge => Refusal::new(
+                Reason::BodyTooLarge,
+                format!("the body is over the {limit} byte limit of {what}"),
+            ),
+            ReadWholeError::Unreadable => {
+                Refusal::new(Reason::BadRequest, "the request body could not be read")
+            }
+        })
 }

@@ -85,10 +85,10 @@ impl Charger {
         let charge = match reader.finish() {
             Ok(usage) => {
                 let tokens = usage.total_tokens();
-                let micro_usd = cost_usd(&usage, &self.prices)
-                    // Rounded up: a budget is never under-charged.
-                    .map_or(0, |usd| (usd * 1e6).ceil() as u64);
-                if cost_usd(&usage, &self.prices).is_none() {
+                let cost = cost_usd(&usage, &self.prices);
+                // Rounded up: a budget is never under-charged.
+                let micro_usd = cost.map_or(0, |usd| (usd * 1e6).ceil() as u64);
+                if cost.is_none() {
                     tracing::warn!(
                         model = usage.model.as_deref().unwrap_or("-"),
                         "no price is listed for this model; its tokens count, its cost does not"

@@ -16,6 +16,7 @@ pub mod github;
 pub mod hostile;
 pub mod moto;
 pub mod oauth;
+pub mod python;
 pub mod skip;
 pub mod upstream;
 

@@ -283,15 +283,7 @@ pub fn run_client(command: &str, args: &Value, env: &[(String, String)]) -> Valu
 
 /// Removes proxy and AWS variables the machine might have.
 pub fn clean_env(cmd: &mut Command) {
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
+    for var in super::python::PROXY_VARS.into_iter().chain([
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
@@ -305,7 +297,7 @@ pub fn clean_env(cmd: &mut Command) {
         "AWS_DEFAULT_REGION",
         "REQUESTS_CA_BUNDLE",
         "SSL_CERT_FILE",
-    ] {
+    ]) {
         cmd.env_remove(var);
     }
     cmd.env("AWS_EC2_METADATA_DISABLED", "true");

@@ -10,18 +10,10 @@ use std::process::{Child, Command, Stdio};
 
 /// Whether python3 with authlib and Flask is here; skips loudly when not.
 pub fn python_ready() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import authlib, flask"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        super::skip::skipped(
-            "needs python3 with authlib and flask for tests/oauth/server.py (.ci/run installs them)",
-        );
-    }
-    ok
+    super::python::has_modules(
+        "authlib, flask",
+        "authlib and flask for tests/oauth/server.py",
+    )
 }
 
 /// tests/oauth/server.py, killed on drop.
