@@ -29,6 +29,8 @@ struct Rule {
     inject: Vec<Index>,
     action: &'static str,
     rate: Option<(u32, &'static str)>,
+    /// 0 none, 1 `jsonrpc`, 2 `graphql`.
+    content: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -99,8 +101,9 @@ fn generated() -> impl Strategy<Value = Generated> {
         prop::collection::vec(any::<Index>(), 0..3),
         select(&["allow", "deny", "approve"][..]),
         prop::option::of((1u32..1000, select(&["1s", "1m", "500ms"][..]))),
+        0u8..3,
     )
-        .prop_map(|(host, port, methods, paths, inject, action, rate)| Rule {
+        .prop_map(|(host, port, methods, paths, inject, action, rate, content)| Rule {
             host,
             port,
             methods,
@@ -108,6 +111,7 @@ fn generated() -> impl Strategy<Value = Generated> {
             inject,
             action,
             rate,
+            content,
         });
     (
         "[a-z][a-z0-9-]{0,12}",
@@ -422,6 +426,41 @@ fn render(policy: &Generated) -> Vec<Line> {
                 )
                 .of(owner),
             );
+        }
+        match r.content {
+            1 => lines.push(
+                Line::field(
+                    4,
+                    "jsonrpc",
+                    "    jsonrpc: { methods: [initialize, \"notifications/*\", tools/call], tools: [search] }"
+                        .into(),
+                    &[
+                        "[tools/call]",
+                        "{ methods: [\"a*b\"] }",
+                        "{ methods: [initialize], tools: [x] }",
+                        "{ tools: [x] }",
+                        "{ methods: [a], tool: [x] }",
+                        "7",
+                    ],
+                )
+                .of(owner),
+            ),
+            2 => lines.push(
+                Line::field(
+                    4,
+                    "graphql",
+                    "    graphql: { operations: [query], names: [Issues] }".into(),
+                    &[
+                        "{ operations: [delete] }",
+                        "{ operations: [] }",
+                        "{ operations: query }",
+                        "[query]",
+                        "{ operations: [query], names: [\"\"] }",
+                    ],
+                )
+                .of(owner),
+            ),
+            _ => {}
         }
         lines.push(
             Line::field(
