@@ -177,3 +177,49 @@ async fn broken_budgets_are_refused_with_the_line_at_fault() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_passthrough_tunnel_is_charged_when_it_closes_and_none_opens_past_the_budget() {
+    let ca = TestCa::new("budget test CA");
+    let api = start_upstream(Some(ca.server_config(&["pass.test"]))).await;
+    let yaml = format!(
+        "name: main\nbudgets: {{ bytes_down: 2KiB }}\nrules:\n  - host: api.test\n    port: {p}\ntunnel:\n  - {{ host: pass.test, port: {p} }}\n",
+        p = api.port
+    );
+    let setup = ProxySetup::with_policy("main", &yaml).resolve("pass.test", api.port);
+    let proxy = start_proxy(&setup);
+    let upstream_ca = common::write_file(proxy.dir.path(), "upstream-ca.pem", &ca.cert_pem);
+    let through_tunnel = |path: &str| {
+        let url = format!("https://pass.test:{}{path}", api.port);
+        let (proxy_url, ca) = (proxy.url(), upstream_ca.clone());
+        async move {
+            common::curl_raw(&[
+                "--proxy",
+                &proxy_url,
+                "--cacert",
+                ca.to_str().unwrap(),
+                &url,
+            ])
+            .await
+        }
+    };
+    // Nothing in a tunnel is read, so the one that crosses the budget finishes.
+    let first = through_tunnel("/bytes/4096").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let record = common::wait_record(&proxy, |r| {
+        r["method"] == "CONNECT" && r["host"] == "pass.test"
+    })
+    .await;
+    assert_eq!(
+        record["budget"], "bytes_down",
+        "the tunnel's record names the budget it used up: {record}"
+    );
+    let second = through_tunnel("/bytes/10").await;
+    assert_eq!(second.connect_status, 429, "{second:?}");
+    assert_eq!(api.hits(), 1, "no second tunnel reached the upstream");
+    let refused = common::wait_record(&proxy, |r| {
+        r["method"] == "CONNECT" && r["reason"] == "budget_exceeded"
+    })
+    .await;
+    assert_eq!(refused["status"], 429, "{refused}");
+}

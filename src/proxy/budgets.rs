@@ -5,9 +5,11 @@
 //! request when it goes upstream, its bytes as they flow, and LLM usage when
 //! the answer ends ([`super::llm_usage`]), so the request that crosses a limit
 //! finishes (an upload crossing `bytes_up` excepted: it is cut) and the next
-//! is refused.
+//! is refused. A passthrough tunnel is checked before it opens and charged
+//! its bytes when it closes ([`admit_tunnel`]).
 
 use super::context::RequestCtx;
+use super::state::ProxyState;
 use crate::budget::ledger::{Account, Limits, Meter};
 use crate::error::{Reason, Refusal};
 use crate::metrics::Counter;
@@ -22,53 +24,95 @@ pub fn admit(ctx: &mut RequestCtx<'_>, policy: &Policy) -> Result<Option<Meter>,
     if policy.budgets.is_empty() {
         return Ok(None);
     }
-    let account = ctx.state.budgets.account(&ctx.task().id);
+    let task = &ctx.task().id;
+    let account = ctx.state.budgets.account(task);
+    let standing = standing(ctx.state, task, policy, &*account);
+    ctx.log.record.budget = standing.meter.map(Meter::name);
+    if let Some(verdict) = standing.lifted_by {
+        ctx.log.record.approval = Some(verdict.audit());
+    }
+    match standing.exceeded {
+        Some(meter) if policy.on_exceed == OnExceed::Deny => Err(used_up(policy, meter, &*account)),
+        over => {
+            let metered = metered(ctx.state, policy, account);
+            ctx.log.charge_to(metered, policy.budgets.clone());
+            Ok(over)
+        }
+    }
+}
+
+/// Checks the task's budgets before a passthrough tunnel opens: past a
+/// used-up budget it is 429 whatever `on_exceed` says (a tunnel cannot wait
+/// for an operator). Returns the account its bytes are charged to when it
+/// closes (they are not cut as they flow: nothing in a tunnel is read).
+pub fn admit_tunnel(
+    state: &ProxyState,
+    task: &str,
+    policy: &Policy,
+) -> Result<Option<Arc<dyn Account>>, Refusal> {
+    if policy.budgets.is_empty() {
+        return Ok(None);
+    }
+    let account = state.budgets.account(task);
+    if let Some(meter) = standing(state, task, policy, &*account).exceeded {
+        return Err(used_up(policy, meter, &*account));
+    }
+    Ok(Some(metered(state, policy, account)))
+}
+
+/// Where a task stands against its budgets before a request.
+struct Standing {
+    /// The used-up budget nothing lifts.
+    exceeded: Option<Meter>,
+    /// The budget the record names: the used-up one, or the one a grant lifts.
+    meter: Option<Meter>,
+    /// The grant that lifts a used-up budget, if one does.
+    lifted_by: Option<crate::approvals::Verdict>,
+}
+
+fn standing(state: &ProxyState, task: &str, policy: &Policy, account: &dyn Account) -> Standing {
     let grant = |meter: Meter| {
         (policy.on_exceed == OnExceed::Approve)
             .then(|| {
-                ctx.state.approvals.granted(
-                    &ctx.task().id,
-                    &policy.name,
-                    &budget_key(policy, meter),
-                )
+                state
+                    .approvals
+                    .granted(task, &policy.name, &budget_key(policy, meter))
             })
             .flatten()
     };
     let exceeded = account.exceeded(&policy.budgets, &|meter| grant(meter).is_some());
-    if exceeded.is_none() {
-        // A grant that lets this request past a used-up budget goes on record.
-        let lifted = Meter::ALL.into_iter().find_map(|meter| {
-            let limit = policy.budgets.get(meter)?;
-            (account.used(meter) >= limit)
-                .then(|| grant(meter).map(|verdict| (meter, verdict)))
-                .flatten()
-        });
-        if let Some((meter, verdict)) = lifted {
-            ctx.log.record.budget = Some(meter.name());
-            ctx.log.record.approval = Some(verdict.audit());
-        }
+    if exceeded.is_some() {
+        return Standing {
+            exceeded,
+            meter: exceeded,
+            lifted_by: None,
+        };
     }
-    if let Some(meter) = exceeded {
-        ctx.log.record.budget = Some(meter.name());
-        if policy.on_exceed == OnExceed::Approve {
-            ctx.log
-                .charge_to(metered(ctx, policy, account), policy.budgets.clone());
-            return Ok(Some(meter));
-        }
-        let limit = policy.budgets.get(meter).unwrap_or_default();
-        return Err(Refusal::new(
-            Reason::BudgetExceeded,
-            format!(
-                "the task's {} budget is used up ({} of {})",
-                meter.name(),
-                shown(meter, account.used(meter)),
-                shown(meter, limit)
-            ),
-        ));
+    let lifted = Meter::ALL.into_iter().find_map(|meter| {
+        let limit = policy.budgets.get(meter)?;
+        (account.used(meter) >= limit)
+            .then(|| grant(meter).map(|verdict| (meter, verdict)))
+            .flatten()
+    });
+    Standing {
+        exceeded: None,
+        meter: lifted.as_ref().map(|(meter, _)| *meter),
+        lifted_by: lifted.map(|(_, verdict)| verdict),
     }
-    ctx.log
-        .charge_to(metered(ctx, policy, account), policy.budgets.clone());
-    Ok(None)
+}
+
+/// The 429 of a used-up budget.
+fn used_up(policy: &Policy, meter: Meter, account: &dyn Account) -> Refusal {
+    let limit = policy.budgets.get(meter).unwrap_or_default();
+    Refusal::new(
+        Reason::BudgetExceeded,
+        format!(
+            "the task's {} budget is used up ({} of {})",
+            meter.name(),
+            shown(meter, account.used(meter)),
+            shown(meter, limit)
+        ),
+    )
 }
 
 /// What grants of a budget hold are keyed by: like a rule's key
@@ -86,11 +130,11 @@ fn shown(meter: Meter, amount: u64) -> String {
 }
 
 /// The task's account, with its charges summed per policy for `/metrics`.
-fn metered(ctx: &RequestCtx<'_>, policy: &Policy, account: Arc<dyn Account>) -> Arc<dyn Account> {
+fn metered(state: &ProxyState, policy: &Policy, account: Arc<dyn Account>) -> Arc<dyn Account> {
     let counters = Meter::ALL
         .into_iter()
         .filter(|&m| policy.budgets.get(m).is_some())
-        .map(|m| (m, ctx.state.metrics.budgets.counter(&policy.name, m.name())))
+        .map(|m| (m, state.metrics.budgets.counter(&policy.name, m.name())))
         .collect();
     Arc::new(Metered { account, counters })
 }

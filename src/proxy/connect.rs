@@ -64,7 +64,11 @@ pub struct Admitted {
 
 #[derive(Debug)]
 enum TunnelKind {
-    Passthrough(tokio::net::TcpStream),
+    /// Dialled, with the budget account its bytes are charged to.
+    Passthrough(
+        tokio::net::TcpStream,
+        Option<Arc<dyn crate::budget::ledger::Account>>,
+    ),
     Intercept,
 }
 
@@ -108,13 +112,15 @@ pub async fn admit_tunnel(
         return Err(refusal);
     };
     let kind = match decision {
-        ConnectDecision::Passthrough => TunnelKind::Passthrough(
-            state
+        ConnectDecision::Passthrough => {
+            let account = super::budgets::admit_tunnel(state, &task.id, policy)?;
+            let upstream = state
                 .dialer
                 .dial(host, port)
                 .await
-                .map_err(|err| dial_refusal(&err))?,
-        ),
+                .map_err(|err| dial_refusal(&err))?;
+            TunnelKind::Passthrough(upstream, account)
+        }
         _ => TunnelKind::Intercept,
     };
     Ok(Admitted { kind, slot })
@@ -140,8 +146,11 @@ pub fn spawn_tunnel<S, F>(
     let expired = until_expiry(task.time_left());
     let Admitted { kind, slot } = admitted;
     match kind {
-        TunnelKind::Passthrough(upstream) => {
+        TunnelKind::Passthrough(upstream, account) => {
             let mut exchange = connect_exchange(&state, &task, client, &host, port);
+            if let Some(account) = account {
+                exchange.charge_to(account, policy.budgets.clone());
+            }
             exchange.record.decision = crate::audit::Decision::Allow;
             exchange.record.status = 200;
             tracker.spawn(async move {

@@ -103,16 +103,18 @@ fn generated() -> impl Strategy<Value = Generated> {
         prop::option::of((1u32..1000, select(&["1s", "1m", "500ms"][..]))),
         0u8..3,
     )
-        .prop_map(|(host, port, methods, paths, inject, action, rate, content)| Rule {
-            host,
-            port,
-            methods,
-            paths,
-            inject,
-            action,
-            rate,
-            content,
-        });
+        .prop_map(
+            |(host, port, methods, paths, inject, action, rate, content)| Rule {
+                host,
+                port,
+                methods,
+                paths,
+                inject,
+                action,
+                rate,
+                content,
+            },
+        );
     (
         "[a-z][a-z0-9-]{0,12}",
         prop::collection::btree_map("[A-Z][A-Z0-9_]{0,8}", secret, 0..3),
