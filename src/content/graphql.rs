@@ -346,7 +346,7 @@ pub fn operation(request: &GraphQlRequest) -> Result<Option<GraphQlSummary>, Con
 }
 
 /// The operations of `document` from the fast path, when it vouches for them.
-fn scan_operations(document: &str) -> Option<Vec<GraphQlSummary>> {
+pub(crate) fn scan_operations(document: &str) -> Option<Vec<GraphQlSummary>> {
     let scanned = scan::operations(document, MAX_TOKENS, MAX_DEPTH, MAX_DEFINITIONS)?;
     Some(
         scanned
@@ -365,7 +365,7 @@ fn scan_operations(document: &str) -> Option<Vec<GraphQlSummary>> {
 
 /// The operations of `document` from apollo-parser's full parse: the
 /// authority, and the only path that reports errors.
-fn operations_by_parse(document: &str) -> Result<Vec<GraphQlSummary>, ContentError> {
+pub(crate) fn operations_by_parse(document: &str) -> Result<Vec<GraphQlSummary>, ContentError> {
     let tree = Parser::new(document)
         .recursion_limit(MAX_DEPTH)
         .token_limit(MAX_TOKENS)

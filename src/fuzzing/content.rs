@@ -7,8 +7,9 @@
 //! - 3: an SSE stream through [`SseToolsFilter`], whole and cut in three.
 //!
 //! Invariants: never a panic; a matched JSON-RPC body has one message per
-//! batch item and names only the allowed tool; the SSE output does not depend
-//! on how the input is cut.
+//! batch item and names only the allowed tool; whenever the GraphQL fast path
+//! answers, apollo-parser's full parse finds the same operations; the SSE
+//! output does not depend on how the input is cut.
 
 use crate::content::graphql::{self, GraphQlRule, OperationKind};
 use crate::content::jsonrpc::{self, JsonRpcRule, MethodPattern};
@@ -23,15 +24,27 @@ pub fn run(data: &[u8]) {
         0 => rpc(rest),
         1 => {
             if let Ok(request) = graphql::request_from_json(rest) {
+                fast_path_agrees(&request);
                 let _ = graphql::matches(&reads(), &request);
             }
         }
         2 => {
             if let Ok(request) = graphql::request_from_query(&String::from_utf8_lossy(rest)) {
+                fast_path_agrees(&request);
                 let _ = graphql::matches(&reads(), &request);
             }
         }
         _ => sse(rest),
+    }
+}
+
+/// Whenever the GraphQL fast path answers, the full parse agrees.
+fn fast_path_agrees(request: &graphql::GraphQlRequest) {
+    let Some(document) = &request.query else {
+        return;
+    };
+    if let Some(fast) = graphql::scan_operations(document) {
+        assert_eq!(Ok(fast), graphql::operations_by_parse(document));
     }
 }
 
