@@ -18,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -43,9 +43,10 @@ pub struct Exchange {
     /// Whether the request was charged (it went upstream).
     charged_request: bool,
     /// The LLM usage read from the answer, when it was read.
-    llm: LlmSlot,
+    /// (Both made on first use: most exchanges need neither.)
+    llm: OnceLock<LlmSlot>,
     /// Why the upload was cut, when a budget cut it.
-    cut: BudgetCut,
+    cut: OnceLock<BudgetCut>,
     /// Whether the client's connection took a response (hyper looked at its body).
     answered: AtomicBool,
     emitted: bool,
@@ -64,8 +65,8 @@ impl Exchange {
             slot: None,
             account: None,
             charged_request: false,
-            llm: LlmSlot::default(),
-            cut: BudgetCut::default(),
+            llm: OnceLock::new(),
+            cut: OnceLock::new(),
             answered: AtomicBool::new(false),
             emitted: false,
         }
@@ -111,13 +112,16 @@ impl Exchange {
 
     /// Where the LLM usage of the answer is put when it has been read.
     pub fn llm_slot(&self) -> LlmSlot {
-        self.llm.clone()
+        self.llm.get_or_init(LlmSlot::default).clone()
     }
 
     /// What the upstream request carries, so that a failed send can tell a
-    /// budget's cut from an upstream's fault.
-    pub fn budget_cut(&self) -> BudgetCut {
-        self.cut.clone()
+    /// budget's cut from an upstream's fault; `None` when no `bytes_up`
+    /// limit can cut it.
+    pub fn budget_cut(&self) -> Option<BudgetCut> {
+        let (_, limits) = self.account.as_ref()?;
+        limits.get(Meter::BytesUp)?;
+        Some(self.cut.get_or_init(BudgetCut::default).clone())
     }
 
     /// Charges one request that goes upstream.
@@ -174,12 +178,12 @@ impl Exchange {
         let (account, limits) = self.account.as_ref()?;
         let cut_at = (meter == Meter::BytesUp)
             .then(|| limits.get(Meter::BytesUp))
-            .flatten();
+            .flatten()
+            .map(|limit| (limit, self.cut.get_or_init(BudgetCut::default).clone()));
         Some(Charge {
             account: account.clone(),
             meter,
             cut_at,
-            cut: self.cut.clone(),
         })
     }
 
@@ -239,7 +243,7 @@ impl Exchange {
         }
         record.bytes_up = self.up.load(Ordering::Relaxed);
         record.bytes_down = self.down.load(Ordering::Relaxed);
-        let llm = self.llm.take();
+        let llm = self.llm.get().and_then(LlmSlot::take);
         if let Some((account, limits)) = &self.account {
             let (tokens, micro_usd) = llm.as_ref().map_or((0, 0), |l| (l.tokens, l.micro_usd));
             let mine = |meter: Meter| match meter {
@@ -256,7 +260,11 @@ impl Exchange {
                     used >= limit && used.saturating_sub(mine(meter)) < limit
                 })
             });
-            let cut = self.cut.reason().map(|_| Meter::BytesUp);
+            let cut = self
+                .cut
+                .get()
+                .and_then(BudgetCut::reason)
+                .map(|_| Meter::BytesUp);
             record.budget = record.budget.or(cut.or(crossed).map(Meter::name));
         }
         if let Some(llm) = llm {
@@ -326,9 +334,9 @@ impl LlmSlot {
 struct Charge {
     account: Arc<dyn Account>,
     meter: Meter,
-    /// Bytes up to which the account may be charged (`bytes_up`).
-    cut_at: Option<u64>,
-    cut: BudgetCut,
+    /// Bytes up to which the account may be charged (`bytes_up`), and where
+    /// the cut is told.
+    cut_at: Option<(u64, BudgetCut)>,
 }
 
 /// A body that counts the data passing through it and, for responses, owns the
@@ -365,7 +373,8 @@ impl Body for Counted {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if let Some(charge) = &self.charge {
-                        if let Some(limit) = charge.cut_at {
+                        if let Some((limit, cut)) = &charge.cut_at {
+                            let limit = *limit;
                             let used = charge.account.used(charge.meter);
                             if used.saturating_add(len) > limit {
                                 // SECURITY: an exfiltration ceiling is not
@@ -373,7 +382,7 @@ impl Body for Counted {
                                 let why = format!(
                                     "the task's bytes_up budget is used up: this upload would take it past {limit} bytes ({used} sent before it), so it was cut off"
                                 );
-                                charge.cut.set(why.clone());
+                                cut.set(why.clone());
                                 // The attempt uses the budget up: the next request is refused.
                                 charge
                                     .account

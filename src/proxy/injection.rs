@@ -147,7 +147,9 @@ pub async fn inject(
             parts.headers.remove(header::IF_RANGE);
         }
     }
-    parts.extensions.insert(ctx.log.budget_cut());
+    if let Some(cut) = ctx.log.budget_cut() {
+        parts.extensions.insert(cut);
+    }
     if scrubber.is_some() {
         // An uncompressed answer can be scrubbed as it streams.
         parts.headers.insert(
