@@ -310,7 +310,12 @@ fn https_url(name: &PlaceholderName, key: &'static str, raw: &str) -> Result<Str
             format!("secret `{name}`: {key} `{raw}` must not carry credentials"),
         ));
     }
-    Ok(raw.to_string())
+    // The scheme as written may be `Https`; it is kept lower-case, as it is
+    // compared and signed (the JWT `aud` of jwt_bearer).
+    Ok(format!(
+        "https{}",
+        raw.get("https".len()..).unwrap_or_default()
+    ))
 }
 
 /// Letters, digits, `-`, `_` and `.`: what GitHub account and repository names use.

@@ -290,3 +290,17 @@ fn aws_blocks() {
         6,
     );
 }
+
+#[test]
+fn an_upper_case_scheme_is_kept_lower_case() {
+    // Found by the `config` fuzz target: `Https://` parses as https, and the
+    // URL the minter posts to and signs into a JWT's `aud` is written `https://`.
+    let source = load(
+        "  T:\n    oauth2: { token_url: \"Https://l.example.com/t\", grant: client_credentials, client_id: a, client_secret: { env: S } }\n    hosts: [api.example.com]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let SecretSource::OAuth2(oauth) = source else {
+        panic!("not oauth2: {source:?}")
+    };
+    assert_eq!(oauth.token_url, "https://l.example.com/t");
+}
