@@ -7,7 +7,7 @@
 mod common;
 
 use common::upstream::{start_upstream, TestCa};
-use common::{audit_records, curl, start_proxy, ProxySetup};
+use common::{curl, start_proxy, ProxySetup};
 
 const CALL: &str =
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1}}}"#;
@@ -51,8 +51,8 @@ async fn the_body_a_rule_read_goes_upstream_unchanged() {
         )
     );
     assert_eq!(api.hits(), 1);
-    let records = audit_records(&proxy);
-    let record = records.iter().find(|r| r["path"] == "/echo-body").unwrap();
+    // An allowed exchange is recorded when its response body ends.
+    let record = common::wait_record(&proxy, |r| r["path"] == "/echo-body").await;
     assert_eq!(record["rpc"]["tool"], "add", "{record}");
     assert_eq!(record["bytes_up"], CALL.len(), "{record}");
 }

@@ -252,12 +252,21 @@ fn assert_budget_refusal(result: &Value, budget: &str) {
     assert_eq!(result["headers"]["retry-after"], Value::Null, "{result}");
 }
 
-/// The audit records of requests to `path` that went upstream, in order.
-fn forwarded_records(proxy: &ProxyProc, path: &str) -> Vec<Value> {
-    audit_records(proxy)
-        .into_iter()
-        .filter(|r| r["path"] == path && r["status"] != 429 && r["llm"].is_object())
-        .collect()
+/// The audit records of requests to `path` that went upstream, in order,
+/// once there are `at_least` of them (an allowed exchange is recorded when
+/// its body ends, which may be just after the client has it) or 5 s passed.
+fn forwarded_records(proxy: &ProxyProc, path: &str, at_least: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let records: Vec<Value> = audit_records(proxy)
+            .into_iter()
+            .filter(|r| r["path"] == path && r["status"] != 429 && r["llm"].is_object())
+            .collect();
+        if records.len() >= at_least || Instant::now() > deadline {
+            return records;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `GET /v1/tasks/agent` → its `budgets`.
@@ -270,7 +279,7 @@ async fn task_budgets(proxy: &ProxyProc) -> Value {
 /// Checks the usage every forwarded call to `path` was audited with, and that
 /// exactly the `crossing`-th (1-based) says it crossed `budget`.
 fn assert_usage_audited(proxy: &ProxyProc, path: &str, model: &str, crossing: usize, budget: &str) {
-    let records = forwarded_records(proxy, path);
+    let records = forwarded_records(proxy, path, crossing);
     assert!(records.len() >= crossing, "{records:?}");
     for (i, record) in records.iter().enumerate() {
         assert_eq!(
@@ -417,7 +426,7 @@ async fn a_usd_budget_prices_the_dated_model_and_stops_the_fourth_call() {
     assert_eq!(results[0]["model"], "gpt-4.1-2025-04-14");
     assert_budget_refusal(&results[3], "llm_usd");
     assert_eq!(f.llm.hits_on("/v1/chat/completions").await, 3);
-    let records = forwarded_records(&f.proxy, "/v1/chat/completions");
+    let records = forwarded_records(&f.proxy, "/v1/chat/completions", 3);
     assert_eq!(records.len(), 3, "{records:?}");
     for record in &records {
         assert_eq!(record["llm"]["model"], "gpt-4.1-2025-04-14", "{record}");
@@ -448,10 +457,7 @@ async fn a_stream_without_usage_is_let_through_and_audited_as_missing() {
     assert_eq!(f.llm.hits_on("/v1/chat/completions").await, 2);
     let hits = f.llm.hits().await;
     assert_eq!(hits[0]["include_usage"], false, "{hits:?}");
-    let records: Vec<Value> = audit_records(&f.proxy)
-        .into_iter()
-        .filter(|r| r["path"] == "/v1/chat/completions")
-        .collect();
+    let records = forwarded_records(&f.proxy, "/v1/chat/completions", 2);
     assert_eq!(records.len(), 2, "{records:?}");
     for record in &records {
         assert_eq!(record["status"], 200, "{record}");
@@ -562,7 +568,7 @@ async fn an_approval_for_a_minute_lifts_the_budget_for_later_calls_too() {
     let later = calls(&f, "anthropic messages json", 2).await;
     assert_eq!(outcomes(&later), ["ok", "ok"], "{later:?}");
     assert_eq!(f.llm.hits_on("/v1/messages").await, 6);
-    let records = forwarded_records(&f.proxy, "/v1/messages");
+    let records = forwarded_records(&f.proxy, "/v1/messages", 6);
     assert_eq!(records.len(), 6, "{records:?}");
     for record in &records[4..] {
         assert_eq!(
