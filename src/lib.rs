@@ -13,6 +13,7 @@ pub mod config;
 pub mod content;
 pub mod duration;
 pub mod error;
+pub mod file_lock;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inject;

@@ -58,7 +58,7 @@ fn lock_log(path: &Path) -> Result<File, FileLogError> {
         .mode(0o600)
         .open(&lock_path)
         .map_err(|e| err(&lock_path, e))?;
-    match lock.try_lock() {
+    match crate::file_lock::lock_exclusive(&lock) {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(err(
             path,

@@ -161,25 +161,6 @@ fn scan(file: &File, from: u64, to: u64) -> io::Result<(u64, u64)> {
     Ok((count, end))
 }
 
-/// How long a spool held by someone else is retried before giving up.
-///
-/// A lock taken with `flock` belongs to the open file, and a child process
-/// forked by another thread holds a copy of every descriptor until it execs.
-/// A spool closed a moment ago can therefore still look taken for that long.
-const SPOOL_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(300);
-
-fn lock_spool(file: &File) -> Result<(), TryLockError> {
-    let deadline = Instant::now() + SPOOL_LOCK_PATIENCE;
-    loop {
-        match file.try_lock() {
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
-}
-
 impl Spool {
     fn open(dir: &Path, name: &str) -> Result<Spool, String> {
         let path = dir.join(format!("{name}.spool"));
@@ -192,7 +173,7 @@ impl Spool {
             .mode(0o600)
             .open(&path)
             .map_err(|e| format!("cannot open audit spool {shown}: {e}"))?;
-        match lock_spool(&file) {
+        match crate::file_lock::lock_exclusive(&file) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 return Err(format!(
