@@ -46,6 +46,8 @@ pub enum Reason {
     SpoolUnavailable,
     /// A budget of the task is used up (`on_exceed: deny`).
     BudgetExceeded,
+    /// Cluster mode and Redis unreachable: nothing passes unchecked.
+    ClusterUnavailable,
 }
 
 impl Reason {
@@ -68,6 +70,7 @@ impl Reason {
             Reason::AuditUnavailable => "audit_unavailable",
             Reason::SpoolUnavailable => "spool_unavailable",
             Reason::BudgetExceeded => "budget_exceeded",
+            Reason::ClusterUnavailable => "cluster_unavailable",
         }
     }
 
@@ -78,7 +81,8 @@ impl Reason {
             | Reason::UpstreamTimeout
             | Reason::SecretUnavailable
             | Reason::AuditUnavailable
-            | Reason::SpoolUnavailable => Decision::Error,
+            | Reason::SpoolUnavailable
+            | Reason::ClusterUnavailable => Decision::Error,
             Reason::RateLimited => Decision::RateLimited,
             Reason::ApprovalDenied => Decision::ApprovalDenied,
             Reason::ProxyAuthRequired
@@ -108,9 +112,10 @@ impl Reason {
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
             Reason::UpstreamError => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Reason::SecretUnavailable | Reason::AuditUnavailable | Reason::SpoolUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Reason::SecretUnavailable
+            | Reason::AuditUnavailable
+            | Reason::SpoolUnavailable
+            | Reason::ClusterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -45,6 +45,9 @@ pub enum StartError {
     /// The metadata emulation has no randomness for its session key.
     #[error("the metadata emulation's session key: the system gave no random bytes")]
     MetadataKey,
+    /// The cluster settings are unusable.
+    #[error("{0}")]
+    Cluster(String),
     /// The audit trail could not start.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -117,13 +120,19 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         config.state_dir.join("held"),
         notifier,
     );
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(|c| crate::cluster::connect::start(c, shutdown.clone()))
+        .transpose()
+        .map_err(StartError::Cluster)?;
     let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     Ok(ProxyState {
         policies: Swap::new(report.policies),
         policies_dir: config.policies_dir.clone(),
         tasks: TaskRegistry::from_static(&config.tasks).with_signer(
-            crate::task_token::TaskKey::load_or_create(&config.state_dir.join("task.key"))
+            crate::task_token::TaskKey::load_or_create(&config.task_key)
                 .map_err(StartError::Task)?,
         ),
         leaves: LeafIssuer::new(ca, tls::leaf::DEFAULT_CACHE_CAPACITY)
@@ -159,6 +168,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         budgets: Box::new(crate::budget::ledger::LocalLedger::default()),
         sigv4_keys: crate::sigv4::SigningKeys::default(),
         metadata: crate::metadata::MetadataService::new().ok_or(StartError::MetadataKey)?,
+        cluster,
     })
 }
 
@@ -199,6 +209,9 @@ impl Running {
 /// Starts the proxy on every `listen` address. Returns once listening.
 pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let state = Arc::new(build_state(config, shutdown)?);
+    if let Some(cluster) = &state.cluster {
+        crate::replicas::start_listening(&state, cluster);
+    }
     tokio::spawn(forget_idle_limits(state.clone()));
     state.minter.spawn_sweeper(state.shutdown.clone());
     crate::reload::spawn_reloaders(&state);

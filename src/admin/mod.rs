@@ -1,5 +1,5 @@
 //! The admin API on `admin.listen` (never on the proxy port): bearer-token auth,
-//! `/healthz`, `/metrics`, `/v1/tasks` for tasks with self-verifying tokens,
+//! `/healthz`, `/readyz`, `/metrics`, `/v1/tasks` for tasks with self-verifying tokens,
 //! `/v1/approvals` for requests held by `action: approve` rules, `/v1/reload`.
 
 pub mod channel;
@@ -7,6 +7,7 @@ pub mod client;
 pub mod listen;
 
 use crate::body::{full_body, ProxyBody};
+use crate::cluster::ClusterUnavailable;
 use crate::proxy::state::ProxyState;
 use crate::task_token::{now_secs, Claims};
 use crate::tasks::Task;
@@ -31,7 +32,7 @@ pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(3600);
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// A task this process created (listing only; tokens are never kept).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskInfo {
     /// Task id.
     pub id: String,
@@ -99,6 +100,9 @@ impl Admin {
         if req.method() == Method::GET && path == "/healthz" {
             return reply(StatusCode::OK, json!({"status": "ok"}));
         }
+        if req.method() == Method::GET && path == "/readyz" {
+            return self.readiness();
+        }
         if req.method() == Method::GET && path == "/metrics" {
             return self.state.metrics.response(&self.state.gauges());
         }
@@ -116,12 +120,16 @@ impl Admin {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (req.method().clone(), segments.as_slice()) {
             (Method::POST, ["v1", "tasks"]) => self.create_task(req).await,
-            (Method::GET, ["v1", "tasks"]) => {
-                let tasks: Vec<TaskInfo> = self.live_tasks();
-                reply(StatusCode::OK, json!(tasks))
-            }
+            (Method::GET, ["v1", "tasks"]) => match self.all_tasks().await {
+                Ok(tasks) => reply(StatusCode::OK, json!(tasks)),
+                Err(err) => cluster_unavailable(&err),
+            },
             (Method::GET, ["v1", "tasks", id]) => {
-                let shown = self.task(id).map(|info| (json!(info), info.policy)).or_else(|| {
+                let found = match self.find_task(id).await {
+                    Ok(found) => found,
+                    Err(err) => return cluster_unavailable(&err),
+                };
+                let shown = found.map(|info| (json!(info), info.policy)).or_else(|| {
                     // A static task from the config: no expiry, no token to show.
                     let task = self.state.tasks.iter().find(|t| t.id == *id)?;
                     let body = json!({"id": task.id, "policy": task.policy, "source": task.source, "expires_at": null, "static": true});
@@ -161,6 +169,29 @@ impl Admin {
                 }
             },
             _ => not_found("no such endpoint"),
+        }
+    }
+
+    /// `/readyz`: 200 while this replica can serve (policies loaded, audit
+    /// writable, Redis reachable in cluster mode), else 503 saying what is wrong.
+    fn readiness(&self) -> Response<ProxyBody> {
+        let mut problems = Vec::new();
+        if let Err(err) = self.state.audit.ensure_writable() {
+            problems.push(json!({"check": "audit", "message": err.to_string()}));
+        }
+        if let Err(err) = self.state.ensure_cluster() {
+            problems.push(json!({"check": "cluster", "message": err.to_string()}));
+        }
+        if problems.is_empty() {
+            reply(
+                StatusCode::OK,
+                json!({"status": "ready", "policies": self.state.policies.current().len()}),
+            )
+        } else {
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "not_ready", "problems": problems}),
+            )
         }
     }
 
@@ -206,6 +237,34 @@ impl Admin {
         self.live_tasks().into_iter().find(|t| t.id == id)
     }
 
+    /// Task `id`: created here, or (cluster mode) by any replica.
+    async fn find_task(&self, id: &str) -> Result<Option<TaskInfo>, ClusterUnavailable> {
+        if let Some(info) = self.task(id) {
+            return Ok(Some(info));
+        }
+        let Some(cluster) = &self.state.cluster else {
+            return Ok(None);
+        };
+        let listed = crate::cluster::tasks::lookup(cluster, id).await?;
+        Ok(listed
+            .and_then(|text| serde_json::from_str::<TaskInfo>(&text).ok())
+            .filter(|info| info.expires_at > now_secs()))
+    }
+
+    /// Every live task: this replica's, or (cluster mode) every replica's.
+    async fn all_tasks(&self) -> Result<Vec<TaskInfo>, ClusterUnavailable> {
+        let Some(cluster) = &self.state.cluster else {
+            return Ok(self.live_tasks());
+        };
+        let now = now_secs();
+        Ok(crate::cluster::tasks::list(cluster)
+            .await?
+            .iter()
+            .filter_map(|text| serde_json::from_str::<TaskInfo>(text).ok())
+            .filter(|info| info.expires_at > now)
+            .collect())
+    }
+
     async fn create_task(self: &Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
         let body = match http_body_util::Limited::new(req.into_body(), MAX_ADMIN_BODY)
             .collect()
@@ -228,6 +287,11 @@ impl Admin {
                 )
             }
         };
+        if let Err(err) = self.list_in_cluster(&created.task.id).await {
+            // Another replica could neither show nor end it: no such task.
+            let _ = self.end(&created.task.id).await;
+            return cluster_unavailable(&err);
+        }
         let mut body = json!({
             "id": created.task.id,
             "token": created.token,
@@ -241,7 +305,9 @@ impl Admin {
             let admin = self.clone();
             let id = created.task.id.clone();
             let end_task = async move {
-                admin.end(&id).await;
+                if let Err(err) = admin.end(&id).await {
+                    tracing::warn!(task = %id, error = %err, "task ended here only");
+                }
             };
             match channel::open(self.state.clone(), created.task.clone(), end_task) {
                 Ok(name) => {
@@ -249,7 +315,7 @@ impl Admin {
                     body["ca_cert"] = json!(self.state.leaves.ca_pem());
                 }
                 Err(err) => {
-                    self.end(&created.task.id).await;
+                    let _ = self.end(&created.task.id).await;
                     return reply(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         json!({"error": "channel", "message": format!("cannot open the task's channel: {err}")}),
@@ -258,6 +324,15 @@ impl Admin {
             }
         }
         reply(StatusCode::CREATED, body)
+    }
+
+    /// Cluster mode: lists task `id` (created here) for every replica.
+    async fn list_in_cluster(&self, id: &str) -> Result<(), ClusterUnavailable> {
+        let (Some(cluster), Some(info)) = (&self.state.cluster, self.task(id)) else {
+            return Ok(());
+        };
+        let text = json!(info).to_string();
+        crate::cluster::tasks::register(cluster, id, &text, info.expires_at).await
     }
 
     /// Creates a task with a self-verifying token. The caller keeps the token; this
@@ -375,34 +450,57 @@ impl Admin {
     }
 
     async fn end_task(&self, id: &str) -> Response<ProxyBody> {
-        if self.end(id).await {
-            reply(StatusCode::OK, json!({"id": id, "ended": true}))
-        } else {
-            not_found("no such task")
+        match self.end(id).await {
+            Ok(true) => reply(StatusCode::OK, json!({"id": id, "ended": true})),
+            Ok(false) => not_found("no such task"),
+            Err(err) => cluster_unavailable(&err),
         }
     }
 
-    /// Ends a task this process created: its token stops working, its open
-    /// tunnels and channel close, and its Vault leases are revoked. Returns
-    /// whether there was such a task.
-    pub async fn end(&self, id: &str) -> bool {
-        let info = self
+    /// Ends a task created here or (cluster mode) by any replica: its token
+    /// stops working on every replica, its open tunnels and channel close, and
+    /// its Vault leases and minted tokens are revoked. Returns whether there
+    /// was such a task. In cluster mode the revocation is recorded in Redis
+    /// first; when Redis cannot take it, the task still ends here, and the
+    /// error says the other replicas were not told.
+    pub async fn end(&self, id: &str) -> Result<bool, ClusterUnavailable> {
+        let local = self
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        let Some(info) = info else {
-            return false;
+        let info = match (local, &self.state.cluster) {
+            (Some(info), _) => info,
+            (None, Some(_)) => match self.find_task(id).await? {
+                Some(info) => info,
+                None => return Ok(false),
+            },
+            (None, None) => return Ok(false),
         };
-        self.state.tasks.revoke(id, info.expires_at);
-        self.state.task_ends.end(id, info.expires_at);
-        let leases = self.state.secrets.end_task(id).await;
-        let minted_revoked = self.state.minter.end_task(id).await;
-        self.state.injected.forget(id);
-        self.state.budgets.forget(id);
+        let shared = match &self.state.cluster {
+            Some(cluster) => {
+                let published =
+                    crate::cluster::revocations::publish(cluster, id, info.expires_at).await;
+                match published {
+                    Ok(()) => crate::cluster::tasks::unlist(cluster, id).await,
+                    Err(err) => Err(err),
+                }
+            }
+            None => Ok(()),
+        };
+        let (leases, minted_revoked) =
+            crate::replicas::end_task_here(&self.state, id, info.expires_at).await;
         tracing::info!(task = %id, leases, minted_revoked, "task ended");
-        true
+        shared.map(|()| true)
     }
+}
+
+/// 503 `cluster_unavailable` from the admin API.
+fn cluster_unavailable(err: &ClusterUnavailable) -> Response<ProxyBody> {
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "cluster_unavailable", "message": err.to_string()}),
+    )
 }
 
 /// `POST /v1/tasks` body.

@@ -2,6 +2,7 @@
 //! [`Config`], with every relative path resolved against the config file's directory.
 
 mod audit;
+mod cluster;
 mod wire;
 
 pub use audit::{
@@ -10,6 +11,7 @@ pub use audit::{
 };
 
 use crate::yaml::{locate_item, locate_key, parse_yaml, FileError};
+pub use cluster::ClusterConfig;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -113,6 +115,10 @@ pub struct Config {
     pub tasks: Vec<StaticTask>,
     /// Approval holds.
     pub approvals: ApprovalsConfig,
+    /// HMAC key file of the self-verifying task tokens (the same on every replica).
+    pub task_key: PathBuf,
+    /// Shared state in Redis, for several replicas; `None`: one process.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `approvals:` settings.
@@ -134,7 +140,11 @@ impl Config {
             self.ca_key.clone(),
             self.audit.key.clone(),
             self.admin_token_file.clone(),
+            self.task_key.clone(),
         ];
+        if let Some(file) = self.cluster.as_ref().and_then(|c| c.password_file.clone()) {
+            paths.push(file);
+        }
         if let Some(vault) = &self.vault {
             match &vault.auth {
                 VaultAuth::Token { token_file } => paths.push(token_file.clone()),
@@ -299,8 +309,19 @@ impl Config {
                 .map_or(DEFAULT_MAX_PENDING_PER_TASK, |n| n as usize),
         };
 
+        let task_key = wire
+            .task_key
+            .map(|p| rel(&p))
+            .unwrap_or_else(|| state_dir.join("task.key"));
+        let cluster = wire
+            .cluster
+            .map(|c| cluster::cluster_config(c, &rel))
+            .transpose()
+            .map_err(|msg| at_key("cluster", msg))?;
         let tasks = static_tasks(file, text, wire.tasks, tokens)?;
         Ok(Config {
+            task_key,
+            cluster,
             source,
             listen,
             admin_listen,

@@ -33,6 +33,10 @@ pub(super) struct ConfigWire {
     pub(super) approvals: Option<ApprovalsWire>,
     #[serde(default)]
     pub(super) tasks: Vec<TaskWire>,
+    #[serde(default)]
+    pub(super) task_key: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) cluster: Option<super::cluster::ClusterWire>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -233,7 +233,9 @@ impl TaskLink {
                 shutdown,
                 ..
             } => {
-                admin.end(&self.id).await;
+                if let Err(err) = admin.end(&self.id).await {
+                    tracing::warn!(task = %self.id, error = %err, "task ended here only");
+                }
                 shutdown.cancel();
                 state.tracker.close();
                 let _ = tokio::time::timeout(Duration::from_secs(2), state.tracker.wait()).await;

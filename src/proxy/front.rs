@@ -65,6 +65,9 @@ async fn serve_front(
         )
         .await;
     };
+    if let Err(unavailable) = state.ensure_cluster() {
+        return refuse_early(&state, client, &req, Some(&task), unavailable.into()).await;
+    }
     let Some(policy) = state.policies.current().get(&task.policy) else {
         let refusal = Refusal::new(
             Reason::NoRule,
@@ -96,6 +99,9 @@ async fn transparent_http(
 ) -> Response<ProxyBody> {
     if let Err(ended) = state.tasks.ensure_current(&task) {
         return refuse_early(&state, client, &req, None, ended.into()).await;
+    }
+    if let Err(unavailable) = state.ensure_cluster() {
+        return refuse_early(&state, client, &req, Some(&task), unavailable.into()).await;
     }
     let Some(policy) = state.policies.current().get(&task.policy) else {
         let refusal = Refusal::new(

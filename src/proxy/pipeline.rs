@@ -1,7 +1,8 @@
 //! The path of one request. Authentication happened per connection (by the
 //! caller); everything else happens here, per request, in this order:
 //!
-//! 1. the task is still current (407) and the audit trail can take records (503);
+//! 1. the task is still current (407), the cluster's shared state is reachable
+//!    (503, cluster mode only) and the audit trail can take records (503);
 //! 2. the policy as loaded now, and a `max_concurrent` place ([`RequestCtx`]);
 //! 3. where the request goes ([`destination`]); a cloud metadata address is
 //!    answered right there by the emulated service ([`metadata`]);
@@ -53,6 +54,7 @@ async fn phases(
 ) -> Result<Response<ProxyBody>, Refusal> {
     // An ended task is told so (407) even while the audit trail refuses everything.
     ctx.ensure_current()?;
+    ctx.state.ensure_cluster()?;
     ctx.state.audit.ensure_writable()?;
     let policy = ctx.current_policy()?;
     ctx.take_slot(&policy)?;
@@ -74,6 +76,7 @@ async fn phases(
     let (req, scrubber) = injection::inject(ctx, &policy, &target, (parts, body, permit)).await?;
     // Ended while this request was on its way (a held one above all)?
     ctx.ensure_current()?;
+    ctx.state.ensure_cluster()?;
     ctx.let_through();
     ctx.log.charge_request();
     forward::send(ctx, &policy, req, &target, scrubber, decided.tools_filter).await

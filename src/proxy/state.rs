@@ -82,9 +82,20 @@ pub struct ProxyState {
     pub sigv4_keys: crate::sigv4::SigningKeys,
     /// The emulated cloud metadata services (IMDSv2 session key, GCP identities).
     pub metadata: crate::metadata::MetadataService,
+    /// Cluster mode: the state shared with the other replicas (Redis).
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl ProxyState {
+    /// In cluster mode, `Err` while the shared state is unreachable: nothing
+    /// may pass then, since a revocation could be missed.
+    pub fn ensure_cluster(&self) -> Result<(), crate::cluster::ClusterUnavailable> {
+        match &self.cluster {
+            Some(cluster) => cluster.ensure_available(),
+            None => Ok(()),
+        }
+    }
+
     /// The gauges of a metrics scrape, read now. Takes no lock the request path
     /// holds for more than a counter update.
     pub fn gauges(&self) -> crate::metrics::Gauges {
