@@ -139,7 +139,8 @@ impl TaskRegistry {
         self.revoked_count.store(revoked.len(), Ordering::SeqCst);
     }
 
-    fn is_revoked(&self, id: &str) -> bool {
+    /// Whether task `id` was revoked (here, or by another replica).
+    pub fn is_revoked(&self, id: &str) -> bool {
         // Cheap common case: no revocation at all. The count is stored under the
         // lock after the map changes, so once `revoke` has returned it is non-zero.
         if self.revoked_count.load(Ordering::SeqCst) == 0 {

@@ -215,7 +215,8 @@ impl Admin {
     fn live_tasks(&self) -> Vec<TaskInfo> {
         let now = now_secs();
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.retain(|_, t| t.expires_at > now);
+        // Ended by another replica: the revocation reached this one.
+        tasks.retain(|id, t| t.expires_at > now && !self.state.tasks.is_revoked(id));
         tasks.values().cloned().collect()
     }
 

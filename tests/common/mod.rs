@@ -17,6 +17,7 @@ pub mod hostile;
 pub mod moto;
 pub mod oauth;
 pub mod python;
+pub mod redis;
 pub mod skip;
 pub mod upstream;
 
