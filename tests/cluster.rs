@@ -1,7 +1,10 @@
 //! Cluster mode with a real redis-server and three tollgate replicas on
 //! loopback, sharing the task key, the CA and the audit key.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
 
 mod common;
 
