@@ -76,6 +76,28 @@ async fn a_task_made_on_one_replica_works_on_all_and_ends_on_all() {
     let listed = admin_call(&replicas[1], "GET", "/v1/tasks", None).await;
     assert!(listed.body.contains(&id), "{listed:?}");
 
+    // An open tunnel of the task on B, waiting inside.
+    let (creds, _) = proxy_url
+        .trim_start_matches("http://")
+        .rsplit_once('@')
+        .unwrap();
+    let mut tunnel = tokio::net::TcpStream::connect(replicas[1].addr)
+        .await
+        .unwrap();
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, creds);
+    let target = format!("api.test:{}", api.port);
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tunnel,
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {basic}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = tokio::io::AsyncReadExt::read(&mut tunnel, &mut head)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+
     // Ended on C: refused on A and B within a second.
     let ended = admin_call(&replicas[2], "DELETE", &format!("/v1/tasks/{id}"), None).await;
     assert_eq!(ended.status, 200, "{ended:?}");
@@ -88,12 +110,19 @@ async fn a_task_made_on_one_replica_works_on_all_and_ends_on_all() {
             }
             assert!(
                 Instant::now() < deadline,
-                "still served {}s after the DELETE: {out:?}",
-                1
+                "still served a second after the DELETE: {out:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // B closed the open tunnel too, well before any timeout of its own.
+    let closed = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::io::AsyncReadExt::read(&mut tunnel, &mut head),
+    )
+    .await
+    .expect("the tunnel on another replica is closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
     let gone = admin_call(&replicas[0], "GET", &format!("/v1/tasks/{id}"), None).await;
     assert_eq!(gone.status, 404, "{gone:?}");
 }
@@ -179,4 +208,53 @@ async fn redis_down_fails_closed_and_service_resumes_when_it_returns() {
         let out = curl_via(replica, &via(&proxy_url, replica), &[&url]).await;
         assert_eq!(out.status, 200, "{out:?}");
     }
+}
+
+#[tokio::test]
+async fn rediss_with_a_password_file_works_and_a_wrong_password_fails_closed() {
+    let redis_ca = TestCa::new("redis test CA");
+    let Some(redis) =
+        RedisServer::start_tls("cluster TLS test", &redis_ca, "correct-horse-battery")
+    else {
+        return;
+    };
+    let keys = SharedKeys::new();
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = files.path().join("redis-ca.pem");
+    std::fs::write(&ca_file, &redis_ca.cert_pem).unwrap();
+    let good = files.path().join("good");
+    std::fs::write(&good, "correct-horse-battery\n").unwrap();
+    let bad = files.path().join("bad");
+    std::fs::write(&bad, "wrong\n").unwrap();
+    let url = format!("https://api.test:{}/x", api.port);
+
+    let mut with_good = setup(&ca, &api, "");
+    with_good.extra_yaml =
+        common::redis::cluster_tls_yaml(&redis, &keys, "tollgate-0", &ca_file, &good);
+    let replica = common::spawn_serve(common::write_setup(&with_good), &[]);
+    let mut replica = replica;
+    replica.ca_pem = keys.ca_pem();
+    wait_ready(std::slice::from_ref(&replica), 200, Duration::from_secs(10)).await;
+    let out = curl_via(&replica, &replica.url(), &[&url]).await;
+    assert_eq!(out.status, 200, "{out:?}");
+
+    let mut with_bad = setup(&ca, &api, "");
+    with_bad.extra_yaml =
+        common::redis::cluster_tls_yaml(&redis, &keys, "tollgate-1", &ca_file, &bad);
+    let mut wrong = common::spawn_serve(common::write_setup(&with_bad), &[]);
+    wrong.ca_pem = keys.ca_pem();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(readyz(&wrong).await, 503);
+    let out = curl_via(&wrong, &wrong.url(), &[&url]).await;
+    let status = if out.connect_status != 0 {
+        out.connect_status
+    } else {
+        out.status
+    };
+    assert_eq!(
+        status, 503,
+        "a replica Redis refuses serves nothing: {out:?}"
+    );
 }
