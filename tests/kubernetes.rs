@@ -556,6 +556,24 @@ fn committed_secrets_are_placeholders() {
         "PLACEHOLDER, not a key: replace this file with a real one.\n"
     ));
 
+    // Every file in base/secrets, used by a generator or not.
+    let dir = root().join("docker/kubernetes/base/secrets");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "README.md") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(
+            text.contains(PLACEHOLDER) && !looks_like_key(&text),
+            "{} is not a marked placeholder: never commit a real key",
+            path.display()
+        );
+        files += 1;
+    }
+    assert!(files >= 7, "base/secrets has its placeholders");
+
     let Some((kubectl, validate)) = tools() else {
         return;
     };
