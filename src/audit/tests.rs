@@ -21,6 +21,7 @@ fn config(dir: &Path, log: PathBuf, sign: SignMode) -> AuditConfig {
             rotate_bytes: None,
         })],
         on_failure: OnFailure::Closed,
+        stream: None,
     }
 }
 
