@@ -607,3 +607,6 @@ fn check_chain(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stream_tests;
