@@ -30,7 +30,7 @@ enum Item<'a> {
 use Item::{Checkpoint, Request};
 
 /// A chain sealed from genesis, one line per record, every record signed.
-fn seal(items: &[Item]) -> Vec<String> {
+fn seal(items: &[Item<'_>]) -> Vec<String> {
     let mut sealer = Sealer::new(key(), ChainHead::genesis());
     items
         .iter()
