@@ -564,7 +564,8 @@ mod cluster {
             let (proxy, tls) = &proxies[i % proxies.len()];
             senders.push(open(Route::Proxy(proxy.addr), port, tls).await);
         }
-        let cpu = |ps: &[(Proxy, TlsConnector)]| ps.iter().map(|(p, _)| p.cpu_seconds()).sum::<f64>();
+        let cpu =
+            |ps: &[(Proxy, TlsConnector)]| ps.iter().map(|(p, _)| p.cpu_seconds()).sum::<f64>();
         let cpu0 = cpu(proxies);
         let redis0 = redis.map_or(0.0, Redis::cpu_seconds);
         let start = Instant::now();
@@ -601,7 +602,12 @@ mod cluster {
         lat[lat.len() / 2]
     }
 
-    pub(super) async fn section(up: &upstream::Upstream, ca: &upstream::TestCa, conns: usize, reqs: usize) {
+    pub(super) async fn section(
+        up: &upstream::Upstream,
+        ca: &upstream::TestCa,
+        conns: usize,
+        reqs: usize,
+    ) {
         let Some(redis) = Redis::start() else {
             println!("cluster: skipped (redis-server is not installed)");
             return;
@@ -612,7 +618,11 @@ mod cluster {
             let tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
             (proxy, tls)
         };
-        for (name, replicas) in [("single process", 0usize), ("cluster, 1 replica", 1), ("cluster, 3 replicas", 3)] {
+        for (name, replicas) in [
+            ("single process", 0usize),
+            ("cluster, 1 replica", 1),
+            ("cluster, 3 replicas", 3),
+        ] {
             let proxies: Vec<(Proxy, TlsConnector)> = if replicas == 0 {
                 vec![start(String::new())]
             } else {
@@ -625,7 +635,8 @@ mod cluster {
                 keepalive_run(Route::Proxy(proxy.addr), up.port, tls, 2, 50, Ask::Plain).await;
             }
             let shared = (replicas > 0).then_some(&redis);
-            let (rps, proxy_us, redis_us) = spread_run(&proxies, shared, up.port, conns, reqs).await;
+            let (rps, proxy_us, redis_us) =
+                spread_run(&proxies, shared, up.port, conns, reqs).await;
             let lat = median_latency(&proxies[0].0, up.port, &proxies[0].1, 2000).await;
             println!(
                 "  {name:<20} {rps:>9.0} req/s, tollgate {proxy_us:>6.1} µs CPU/request, redis {redis_us:>5.1} µs CPU/request, median {lat:.1} µs on one connection"

@@ -258,3 +258,153 @@ async fn rediss_with_a_password_file_works_and_a_wrong_password_fails_closed() {
         "a replica Redis refuses serves nothing: {out:?}"
     );
 }
+
+/// Every audit file a replica wrote (rotated ones included).
+fn audit_files(replica: &ProxyProc) -> Vec<std::path::PathBuf> {
+    let dir = replica.dir.path().join("state/audit");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().contains(".jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn records_of(files: &[std::path::PathBuf]) -> Vec<serde_json::Value> {
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_replica_killed_under_load_loses_no_record_and_every_stream_verifies() {
+    let Some(redis) = RedisServer::start("cluster kill -9 test") else {
+        return;
+    };
+    let keys = SharedKeys::new();
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let mut replicas = start_replicas(3, &setup(&ca, &api, ""), &redis, &keys);
+    wait_ready(&replicas, 200, Duration::from_secs(10)).await;
+    let (_, proxy_url) = create_task(&replicas[0], r#"{"policy":"main"}"#).await;
+
+    // A client that goes round the replicas and, when one fails it, retries
+    // the same request on the next one.
+    let mut served: Vec<(usize, usize)> = Vec::new();
+    let mut killed = false;
+    let mut next = 0usize;
+    for i in 0..45usize {
+        if i == 20 {
+            // Killed between two of its requests, once its last record is in.
+            let last = served.iter().rev().find(|(_, r)| *r == 1).map(|(i, _)| *i);
+            if let Some(last) = last {
+                let path = format!("/r/{last}");
+                common::wait_record(&replicas[1], |r| r["path"] == path.as_str()).await;
+            }
+            replicas[1].kill_now();
+            killed = true;
+        }
+        let url = format!("https://api.test:{}/r/{i}", api.port);
+        let mut tries = 0;
+        loop {
+            let at = next % 3;
+            next += 1;
+            if killed && at == 1 {
+                // The client does not know yet: it tries, fails, moves on.
+                let out = curl_via(&replicas[1], &via(&proxy_url, &replicas[1]), &[&url]).await;
+                assert_ne!(out.status, 200, "a killed replica answered: {out:?}");
+                tries += 1;
+                continue;
+            }
+            let out = curl_via(&replicas[at], &via(&proxy_url, &replicas[at]), &[&url]).await;
+            tries += 1;
+            if out.status == 200 {
+                served.push((i, at));
+                break;
+            }
+            assert!(tries < 6, "request {i} failed everywhere: {out:?}");
+        }
+    }
+    assert_eq!(served.len(), 45);
+    assert!(
+        served.iter().any(|(_, r)| *r == 1),
+        "the killed replica served some"
+    );
+
+    // The survivors stop cleanly (their streams end with a shutdown checkpoint).
+    for at in [0, 2] {
+        replicas[at].terminate();
+        assert!(replicas[at].wait_exit(Duration::from_secs(20)).is_some());
+    }
+    let files: Vec<std::path::PathBuf> = replicas.iter().flat_map(audit_files).collect();
+    let records = records_of(&files);
+    for (i, at) in &served {
+        let path = format!("/r/{i}");
+        let found: Vec<_> = records
+            .iter()
+            .filter(|r| {
+                r["type"] == "request" && r["path"] == path.as_str() && r["decision"] == "allow"
+            })
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "request {i} (served by replica {at}) has exactly one record"
+        );
+    }
+    for (at, replica) in replicas.iter().enumerate() {
+        let stream = format!("tollgate-{at}");
+        assert!(
+            records_of(&audit_files(replica))
+                .iter()
+                .filter(|r| r["type"] == "checkpoint")
+                .all(|r| r["stream"] == stream.as_str()),
+            "every checkpoint of replica {at} names its stream"
+        );
+    }
+    let out = std::process::Command::new(common::tollgate_bin())
+        .args(["audit", "verify", "--key"])
+        .arg(keys.audit_pub())
+        .args(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stream tollgate-0: ") && stdout.contains("stream tollgate-2: "),
+        "{stdout}"
+    );
+    let killed_line = stdout
+        .lines()
+        .find(|l| l.starts_with("stream tollgate-1: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        killed_line.contains("after the last checkpoint unconfirmed"),
+        "a stream cut by kill -9 is reported unconfirmed: {killed_line}"
+    );
+    for at in [0, 2] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("stream tollgate-{at}: ")))
+            .unwrap();
+        assert!(
+            line.ends_with("records ok"),
+            "a clean stop confirms all: {line}"
+        );
+    }
+}

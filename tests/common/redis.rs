@@ -167,6 +167,11 @@ impl SharedKeys {
         self.dir.path().join(name)
     }
 
+    /// The audit public key, for `tollgate audit verify`.
+    pub fn audit_pub(&self) -> PathBuf {
+        self.path("audit.key.pub")
+    }
+
     /// The CA certificate clients must trust.
     pub fn ca_pem(&self) -> PathBuf {
         self.path("ca.pem")
