@@ -176,6 +176,15 @@ async fn redis_down_fails_closed_and_service_resumes_when_it_returns() {
     wait_ready(&replicas, 503, Duration::from_secs(5)).await;
     let ready = curl_raw(&[&format!("http://{}/readyz", admin_addr(&replicas[0]))]).await;
     assert!(ready.body.contains("cluster"), "{ready:?}");
+    let metrics = curl_raw(&[&format!("http://{}/metrics", admin_addr(&replicas[0]))]).await;
+    assert!(
+        metrics
+            .body
+            .lines()
+            .any(|l| l == "tollgate_cluster_unavailable 1"),
+        "{}",
+        metrics.body
+    );
     let health = curl_raw(&[&format!("http://{}/healthz", admin_addr(&replicas[0]))]).await;
     assert_eq!(health.status, 200, "liveness stays green: {health:?}");
     for replica in &replicas {

@@ -105,6 +105,7 @@ impl ProxyState {
             approvals_pending: self.approvals.pending_count() as u64,
             approvals_spooled: self.approvals.spool_budget().used(),
             policies_loaded: self.policies.current().len() as u64,
+            cluster_unavailable: self.ensure_cluster().is_err(),
         }
     }
 }
