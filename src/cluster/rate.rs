@@ -29,8 +29,15 @@ local next_tat = {}
 for i, key in ipairs(KEYS) do
   local t = tonumber(ARGV[2 * i - 1])
   local tau = tonumber(ARGV[2 * i])
-  -- GET of a missing key is false, and tonumber(false) is nil.
-  local tat = tonumber(redis.call('GET', key)) or now
+  local stored = redis.call('GET', key)
+  local tat = now
+  if stored then
+    tat = tonumber(stored)
+    -- A bucket that is not a number is an error, not a full bucket.
+    if not tat then
+      return redis.error_reply('tollgate: unreadable rate bucket ' .. key)
+    end
+  end
   if now < tat - tau then
     return {i, tat - tau - now}
   end
