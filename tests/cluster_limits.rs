@@ -331,3 +331,42 @@ async fn a_redis_that_cannot_answer_a_limit_refuses_instead_of_skipping_it() {
     }
     assert_eq!(api.hits(), hits);
 }
+
+#[tokio::test]
+async fn a_live_lease_is_renewed_past_its_ttl() {
+    let api = start_upstream(None).await;
+    let setup = setup(&api, "max_concurrent: 1\n", "");
+    let Some((_redis, _keys, replicas)) = fleet("cluster lease renewal test", &setup).await else {
+        return;
+    };
+    let target = format!("api.test:{}", api.port);
+    // Inside an intercepted tunnel (the upstream speaks plain HTTP, so only
+    // the CONNECT's answer matters).
+    let through = format!("https://{target}/x");
+
+    // A tunnel held open on A, idle, longer than a lease lives unrenewed
+    // (15 s), still counts on B.
+    let tcp = common::connect_tunnel(&replicas[0], &target).await;
+    let held = common::tls_via_proxy(&replicas[0], "api.test", tcp).await;
+    let early = tunnel_on(&replicas[1], &through).await;
+    assert_eq!(early.connect_status, 429, "{early:?}");
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    let out = tunnel_on(&replicas[1], &through).await;
+    assert_eq!(out.connect_status, 429, "renewed: {out:?}");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let out = tunnel_on(&replicas[1], &through).await;
+        if out.connect_status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never freed: {out:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A request to `url` through a CONNECT tunnel opened on `replica` as its
+/// default task.
+async fn tunnel_on(replica: &ProxyProc, url: &str) -> CurlOut {
+    curl_via(replica, &replica.url(), &[url]).await
+}
