@@ -171,8 +171,8 @@ pub fn saturating_add(counter: &AtomicU64, amount: u64) {
     }
 }
 
-/// Accounts kept in this process's memory (budgets are per process until
-/// cluster mode moves them).
+/// Accounts kept in this process's memory (without `cluster:`; in cluster
+/// mode `crate::cluster::ledger::SharedLedger` keeps them in Redis).
 #[derive(Default)]
 pub struct LocalLedger {
     accounts: Mutex<HashMap<String, Arc<Counters>>>,
