@@ -12,7 +12,11 @@
 pub mod bus;
 pub mod connect;
 pub mod keys;
+pub mod leases;
+pub mod ledger;
+pub mod rate;
 pub mod revocations;
+pub mod scripts;
 pub mod tasks;
 
 use crate::error::{Reason, Refusal};
