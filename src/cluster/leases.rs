@@ -32,6 +32,10 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 -- Leases nobody renewed (their replica died) give their slots back.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+-- Sent twice (its pipeline is resent after a NOSCRIPT): the lease is ours.
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  return 1
+end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
   return 0
 end
@@ -55,6 +59,8 @@ return 0
 ";
 
 static ACQUIRE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE));
+/// The script of [`Leases::prepare`]'s command.
+pub static SCRIPT: &LazyLock<Script> = &ACQUIRE_SCRIPT;
 static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
 
 fn ttl_ms() -> u64 {
@@ -69,6 +75,10 @@ pub struct Leases {
     next: AtomicU64,
     /// Live leases: member → the set it is in.
     live: Mutex<HashMap<String, String>>,
+    /// Released leases not yet removed from Redis: `(set, member)`.
+    released: Mutex<Vec<(String, String)>>,
+    /// Wakes the releaser.
+    release_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Leases {
@@ -99,6 +109,8 @@ impl Leases {
             cluster,
             next: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
+            released: Mutex::new(Vec::new()),
+            release_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -114,6 +126,19 @@ impl Leases {
         key: String,
         cap: usize,
     ) -> Result<Option<Lease>, ClusterUnavailable> {
+        let (lease, command) = self.prepare(key, cap);
+        let mut pipe = redis::pipe();
+        pipe.add_command(command);
+        // On an error the lease may or may not exist: dropping it removes it.
+        let (taken,): (i64,) = scripts::query(&self.cluster, &pipe, &[&ACQUIRE_SCRIPT]).await?;
+        Ok(lease.settle(taken == 1))
+    }
+
+    /// A lease in the set `key` not yet taken, and the command that takes it
+    /// (for a caller that sends it in a pipeline of its own, with
+    /// [`SCRIPT`] among its scripts); then [`Lease::settle`] with its answer.
+    /// Dropped unsettled (the pipeline failed), the lease is released.
+    pub fn prepare(self: &Arc<Self>, key: String, cap: usize) -> (Lease, redis::Cmd) {
         let member = format!(
             "{}{}",
             self.prefix,
@@ -121,31 +146,30 @@ impl Leases {
         );
         // Listed before it exists: a renewal meanwhile keeps it, not loses it.
         self.live().insert(member.clone(), key.clone());
+        let command = scripts::evalsha(&ACQUIRE_SCRIPT, &[&key], (cap, &member, ttl_ms()));
         let lease = Lease {
             leases: self.clone(),
             key,
             member,
         };
-        let mut pipe = redis::pipe();
-        pipe.add_command(scripts::evalsha(
-            &ACQUIRE_SCRIPT,
-            &[&lease.key],
-            (cap, &lease.member, ttl_ms()),
-        ));
-        // On an error the lease may or may not exist: dropping it removes it.
-        let (taken,): (i64,) = scripts::query(&self.cluster, &pipe, &[&ACQUIRE_SCRIPT]).await?;
-        if taken == 1 {
-            return Ok(Some(lease));
-        }
-        let mut refused = lease;
-        self.live().remove(&refused.member);
-        refused.member.clear();
-        Ok(None)
+        (lease, command)
     }
 
     /// Renews every live lease of this replica, every [`RENEW_EVERY`] until
-    /// `stop`.
+    /// `stop`, and removes released ones from Redis as they come (those that
+    /// drop while a removal is on its way go together in the next one).
     pub fn spawn_renewal(self: &Arc<Self>, stop: CancellationToken) {
+        let releaser = self.clone();
+        let release_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = release_stop.cancelled() => return,
+                    () = releaser.release_wake.notified() => {}
+                }
+                releaser.remove_released().await;
+            }
+        });
         let leases = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RENEW_EVERY);
@@ -178,9 +202,37 @@ impl Leases {
         scripts::query::<()>(&self.cluster, &pipe, &[&RENEW_SCRIPT]).await
     }
 
+    async fn remove_released(&self) {
+        let batch = std::mem::take(&mut *self.released.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (key, member) in &batch {
+            pipe.zrem(key, member).ignore();
+        }
+        let removed: Result<(), _> = pipe.query_async(&mut self.cluster.conn()).await;
+        if let Err(err) = removed {
+            tracing::debug!(error = %err, leases = batch.len(), "leases not released; they expire");
+        }
+    }
+
     /// Live leases of this replica.
     pub fn held(&self) -> usize {
         self.live().len()
+    }
+}
+
+impl Lease {
+    /// The lease if the script `taken` it; else it is forgotten (nothing to
+    /// release).
+    pub fn settle(mut self, taken: bool) -> Option<Lease> {
+        if taken {
+            return Some(self);
+        }
+        self.leases.live().remove(&self.member);
+        self.member.clear();
+        None
     }
 }
 
@@ -191,21 +243,16 @@ impl Drop for Lease {
         }
         self.leases.live().remove(&self.member);
         // Best effort: a lease not removed expires anyway.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut conn = self.leases.cluster.conn();
         let key = std::mem::take(&mut self.key);
         let member = std::mem::take(&mut self.member);
-        runtime.spawn(async move {
-            let removed: Result<i64, _> = redis::cmd("ZREM")
-                .arg(&key)
-                .arg(&member)
-                .query_async(&mut conn)
-                .await;
-            if let Err(err) = removed {
-                tracing::debug!(error = %err, "lease not released; it expires");
-            }
-        });
+        let mut released = self
+            .leases
+            .released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        released.push((key, member));
+        if released.len() == 1 {
+            self.leases.release_wake.notify_one();
+        }
     }
 }

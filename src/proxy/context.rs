@@ -83,6 +83,9 @@ pub struct RequestCtx<'a> {
     pub conn: &'a ConnCtx,
     /// Its audit record, filled in phase by phase.
     pub log: Exchange,
+    /// Cluster mode: the `max_concurrent` place still to take, with the rate
+    /// limits in one round trip ([`super::throttle`]).
+    pub slot_wanted: Option<usize>,
 }
 
 impl<'a> RequestCtx<'a> {
@@ -96,6 +99,7 @@ impl<'a> RequestCtx<'a> {
             state,
             conn,
             log: Exchange::new(state, record),
+            slot_wanted: None,
         }
     }
 
@@ -128,7 +132,13 @@ impl<'a> RequestCtx<'a> {
 
     /// Takes one of the task's `max_concurrent` places for the rest of the
     /// exchange (429 when none is free; 503 when the cluster cannot count).
+    /// In cluster mode the place is taken later, in the same round trip as the
+    /// rate limits ([`super::throttle::check`]), so a request costs one.
     pub async fn take_slot(&mut self, policy: &Policy) -> Result<(), Refusal> {
+        if self.state.leases.is_some() {
+            self.slot_wanted = Some(policy.max_concurrent);
+            return Ok(());
+        }
         let slot =
             super::slots::take_for_request(self.state, &self.conn.task.id, policy.max_concurrent)
                 .await?;

@@ -1,18 +1,19 @@
 //! Phase 5's shared checks: the rule's rate limit (429 `rate_limited` with
 //! `Retry-After`), kept by governor in this process or, in cluster mode, by
-//! one script in Redis ([`crate::cluster::rate`]). In cluster mode the task's
-//! budget use is read in the same round trip, when its policy has budgets,
-//! so that [`super::budgets::admit`] checks the fleet's numbers.
+//! one script in Redis ([`crate::cluster::rate`]). In cluster mode the same
+//! round trip takes the request's `max_concurrent` lease and reads the task's
+//! budget use (when its policy has budgets, so that [`super::budgets::admit`]
+//! checks the fleet's numbers): one round trip per request.
 
 use super::context::RequestCtx;
-use crate::cluster::{ledger, rate, scripts, Cluster};
+use crate::cluster::{keys, leases, ledger, rate, scripts, Cluster};
 use crate::error::Refusal;
 use crate::policy::{Policy, Rule};
 
 /// Takes the request from the task's rate limits under `rule`, and in
 /// cluster mode brings its budget account up to date. Any Redis error is
 /// 503 `cluster_unavailable`: no limit is ever skipped.
-pub async fn check(ctx: &RequestCtx<'_>, policy: &Policy, rule: &Rule) -> Result<(), Refusal> {
+pub async fn check(ctx: &mut RequestCtx<'_>, policy: &Policy, rule: &Rule) -> Result<(), Refusal> {
     match &ctx.state.cluster {
         None => Ok(ctx
             .state
@@ -24,32 +25,59 @@ pub async fn check(ctx: &RequestCtx<'_>, policy: &Policy, rule: &Rule) -> Result
 }
 
 async fn check_shared(
-    ctx: &RequestCtx<'_>,
+    ctx: &mut RequestCtx<'_>,
     cluster: &Cluster,
     policy: &Policy,
     rule: &Rule,
 ) -> Result<(), Refusal> {
-    let task = ctx.task();
+    let task = ctx.conn.task.clone();
     let buckets = rate::buckets(policy, rule, &task.id);
     let budgets = !policy.budgets.is_empty();
-    if buckets.is_empty() && !budgets {
+    let slot = match (ctx.slot_wanted.take(), &ctx.state.leases) {
+        (Some(cap), Some(leases)) => {
+            Some((leases.prepare(keys::request_leases(&task.id), cap), cap))
+        }
+        _ => None,
+    };
+    if buckets.is_empty() && !budgets && slot.is_none() {
         return Ok(());
     }
-    // One round trip: the rate script, then the budget read.
+    // One round trip: the lease, the rate script, then the budget read.
     let mut pipe = redis::pipe();
+    let lease = slot.map(|((lease, command), cap)| {
+        pipe.add_command(command);
+        (lease, cap)
+    });
     if !buckets.is_empty() {
         pipe.add_command(rate::command(&buckets));
     }
     if budgets {
         pipe.add_command(ledger::read(&task.id));
     }
+    // On an error an unsettled lease drops here, and is released.
     let mut answers: Vec<redis::Value> =
-        scripts::query::<Vec<redis::Value>>(cluster, &pipe, &[&rate::SCRIPT])
+        scripts::query::<Vec<redis::Value>>(cluster, &pipe, &[&rate::SCRIPT, leases::SCRIPT])
             .await
             .map_err(Refusal::from)?
             .into_iter()
             .rev()
             .collect();
+    if let Some((lease, cap)) = lease {
+        let taken = answers
+            .pop()
+            .and_then(|v| redis::from_redis_value_ref::<i64>(&v).ok())
+            .ok_or_else(|| unreadable("max_concurrent"))?;
+        match lease.settle(taken == 1) {
+            Some(lease) => ctx.log.hold(super::slots::Slot::Shared(lease)),
+            None => {
+                return Err(super::limits::InFlightCap {
+                    task: task.id.clone(),
+                    max: cap,
+                }
+                .into())
+            }
+        }
+    }
     if !buckets.is_empty() {
         let verdict = answers
             .pop()
