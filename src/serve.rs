@@ -145,7 +145,8 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
             .forbid(&config.own_secret_paths()),
             crate::mint::IssuerClient::new(dialer.clone(), client_tls.clone()),
             metrics.mints.clone(),
-        )),
+        )
+        .with_cluster(cluster.clone())),
         upstream: Upstream::new(dialer.clone(), client_tls),
         dialer,
         shutdown,

@@ -14,3 +14,35 @@ pub const TASKS: &str = "tollgate:tasks";
 pub fn task(id: &str) -> String {
     format!("tollgate:task:{id}")
 }
+
+/// Sorted set of pending holds, every replica's, scored by the end of their
+/// lease (Unix milliseconds); the holding replica renews it.
+pub const HOLDS: &str = "tollgate:holds";
+/// Channel carrying operators' answers to the replica holding the request
+/// (JSON, [`crate::cluster::holds::AnswerMessage`]).
+pub const ANSWER_CHANNEL: &str = "tollgate:answers";
+/// Channel announcing a `--for` grant to every replica (JSON).
+pub const GRANT_CHANNEL: &str = "tollgate:grants";
+
+/// What is shown of hold `id`, and which replica holds it (JSON).
+pub fn hold(id: &str) -> String {
+    format!("tollgate:hold:{id}")
+}
+
+/// Where the holding replica leaves the outcome of a forwarded answer for the
+/// replica that took it (`reply` is that answer's random nonce).
+pub fn answer_result(reply: &str) -> String {
+    format!("tollgate:answer:{reply}")
+}
+
+/// A live `--for` grant; `digest` is the hex SHA-256 of task, policy and
+/// rule key (so no id can be read as part of another).
+pub fn grant(digest: &str) -> String {
+    format!("tollgate:grant:{digest}")
+}
+
+/// The lock one replica holds while it mints secret `name` for `scope`
+/// (`t` + task id or `p` + policy).
+pub fn mint_lock(scope: &str, name: &str) -> String {
+    format!("tollgate:mint:{}:{name}", crate::text::hex(scope.as_bytes()))
+}

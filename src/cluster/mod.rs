@@ -11,7 +11,10 @@
 
 pub mod bus;
 pub mod connect;
+pub mod grants;
+pub mod holds;
 pub mod keys;
+pub mod mint_lock;
 pub mod revocations;
 pub mod tasks;
 
