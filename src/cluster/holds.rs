@@ -14,7 +14,7 @@
 //! decides which) audits it as withdrawn.
 
 use super::{keys, Cluster, ClusterUnavailable};
-use crate::approvals::{Answer, HoldDetail};
+use crate::approvals::api::{Answer, HoldDetail};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -302,6 +302,13 @@ pub enum AnswerResult {
         /// Why.
         message: String,
     },
+}
+
+/// A fresh nonce for [`AnswerMessage::reply`].
+pub fn reply_nonce() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).ok()?;
+    Some(crate::text::hex(&bytes))
 }
 
 /// Sends `message` to the holding replica and waits up to [`ANSWER_WAIT`]

@@ -68,7 +68,7 @@ async fn phases(
     let limits = ctx.state.rate_limits.current();
     limits.check(&policy, rule, &ctx.task().id)?;
     let over_budget = budgets::admit(ctx, &policy)?;
-    let admission = approval::admit(ctx, &policy, rule, over_budget)?;
+    let admission = approval::admit(ctx, &policy, rule, over_budget).await?;
     let request = (decided.parts, decided.body);
     let checked = injection::check(&policy, rule, &target, request, &ctx.state.sigv4_keys);
     let (parts, body, permit) = approval::within_deadline(admission.as_ref(), checked).await?;
