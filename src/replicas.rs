@@ -45,7 +45,12 @@ pub fn start_listening(state: &Arc<ProxyState>, cluster: &Arc<Cluster>) {
 /// Answers hold `id`, pending on this replica, exactly as the admin API
 /// does in one process; in cluster mode a `--for` grant it makes is shared
 /// with every replica before the answer counts as taken.
-pub async fn answer_here(state: &ProxyState, id: &str, approve: bool, answer: Answer) -> AnswerResult {
+pub async fn answer_here(
+    state: &ProxyState,
+    id: &str,
+    approve: bool,
+    answer: Answer,
+) -> AnswerResult {
     let by = answer.by.clone();
     let decided = if approve {
         state

@@ -494,9 +494,7 @@ impl Admin {
                 Err(err) => return cluster_unavailable(&err),
             };
             let Some(reply_to) = holds::reply_nonce() else {
-                return cluster_unavailable(&ClusterUnavailable(
-                    "random bytes unavailable".into(),
-                ));
+                return cluster_unavailable(&ClusterUnavailable("random bytes unavailable".into()));
             };
             let message = AnswerMessage {
                 hold: id.to_string(),

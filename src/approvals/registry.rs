@@ -577,7 +577,10 @@ impl Approvals {
                 let _ = p.answer.send(verdict);
             }
         }
-        let keep = inner.grants.get(&key).is_some_and(|g| g.until >= grant.until);
+        let keep = inner
+            .grants
+            .get(&key)
+            .is_some_and(|g| g.until >= grant.until);
         if !keep {
             inner.grants.insert(key, grant);
         }

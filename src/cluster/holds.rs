@@ -121,7 +121,10 @@ pub async fn renew(cluster: &Cluster, id: &str) -> Result<bool, ClusterUnavailab
 /// Takes hold `id` off the list (it ended here); whether it was listed.
 pub async fn release(cluster: &Cluster, id: &str) -> Result<bool, ClusterUnavailable> {
     let mut pipe = redis::pipe();
-    pipe.atomic().zrem(keys::HOLDS, id).del(keys::hold(id)).ignore();
+    pipe.atomic()
+        .zrem(keys::HOLDS, id)
+        .del(keys::hold(id))
+        .ignore();
     let (removed,): (i64,) = pipe.query_async(&mut cluster.conn()).await?;
     cluster.answered();
     Ok(removed == 1)
@@ -195,7 +198,10 @@ pub async fn take_expired(
             continue;
         }
         let mut pipe = redis::pipe();
-        pipe.atomic().get(keys::hold(&id)).del(keys::hold(&id)).ignore();
+        pipe.atomic()
+            .get(keys::hold(&id))
+            .del(keys::hold(&id))
+            .ignore();
         let (text,): (Option<String>,) = pipe.query_async(&mut cluster.conn()).await?;
         taken.push((id, text.and_then(|t| serde_json::from_str(&t).ok())));
     }
@@ -382,6 +388,9 @@ mod tests {
             reply: "n".into(),
         };
         let text = serde_json::to_string(&message).unwrap();
-        assert_eq!(serde_json::from_str::<AnswerMessage>(&text).unwrap(), message);
+        assert_eq!(
+            serde_json::from_str::<AnswerMessage>(&text).unwrap(),
+            message
+        );
     }
 }

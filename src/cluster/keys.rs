@@ -44,5 +44,8 @@ pub fn grant(digest: &str) -> String {
 /// The lock one replica holds while it mints secret `name` for `scope`
 /// (`t` + task id or `p` + policy).
 pub fn mint_lock(scope: &str, name: &str) -> String {
-    format!("tollgate:mint:{}:{name}", crate::text::hex(scope.as_bytes()))
+    format!(
+        "tollgate:mint:{}:{name}",
+        crate::text::hex(scope.as_bytes())
+    )
 }

@@ -195,9 +195,8 @@ async fn await_approval(
         Err(lost) => {
             // SECURITY: a hold whose shared state is lost is never let through
             // unanswered: its answer might be waiting on another replica.
-            ctx.log.record.approval = Some(
-                Verdict::ended(&id, ApprovalOutcome::LeaseExpired, lost.to_string()).audit(),
-            );
+            ctx.log.record.approval =
+                Some(Verdict::ended(&id, ApprovalOutcome::LeaseExpired, lost.to_string()).audit());
             return Err(lost.into());
         }
     };

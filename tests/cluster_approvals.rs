@@ -1,0 +1,431 @@
+//! Cluster mode, approvals and minting: a real redis-server and tollgate
+//! replicas on loopback. A hold on one replica is listed and answerable on
+//! every replica, its answer reaches the holder, `--for` grants cover the
+//! task everywhere, a dead replica's holds are withdrawn and audited once,
+//! and one replica at a time mints a task's GitHub App token.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected value"
+)]
+
+mod common;
+
+use common::github::{AppKey, FakeGitHub, GitHubSpec, ACME_INSTALLATION, APP_ID};
+use common::redis::{start_replicas, RedisServer, SharedKeys};
+use common::upstream::{start_upstream, TestCa, Upstream};
+use common::{admin_addr, admin_call, create_task, curl_raw, CurlOut, ProxyProc, ProxySetup};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// `proxy_url` (as the admin API of one replica wrote it) pointed at `replica`.
+fn via(proxy_url: &str, replica: &ProxyProc) -> String {
+    let (creds, _) = proxy_url
+        .trim_start_matches("http://")
+        .rsplit_once('@')
+        .unwrap();
+    format!("http://{creds}@{}", replica.addr)
+}
+
+/// Waits (up to `limit`) until every replica's `/readyz` answers 200.
+async fn wait_ready(replicas: &[ProxyProc], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    for replica in replicas {
+        loop {
+            let out = curl_raw(&[&format!("http://{}/readyz", admin_addr(replica))]).await;
+            if out.status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "/readyz never answered 200");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn setup(ca: &TestCa, api: &Upstream) -> ProxySetup {
+    let yaml = format!(
+        r#"name: main
+rules:
+  - name: merge needs a person
+    host: api.test
+    port: {p}
+    methods: [PUT]
+    action: approve
+  - name: read
+    host: api.test
+    port: {p}
+    methods: [GET]
+"#,
+        p = api.port
+    );
+    ProxySetup::with_policy("main", &yaml)
+        .trust(&ca.cert_pem)
+        .resolve("api.test", api.port)
+}
+
+struct World {
+    redis: RedisServer,
+    _keys: SharedKeys,
+    api: Upstream,
+    replicas: Vec<ProxyProc>,
+    proxy_url: String,
+}
+
+async fn world(test: &str) -> Option<World> {
+    let redis = RedisServer::start(test)?;
+    let keys = SharedKeys::new();
+    let ca = TestCa::new("upstream test CA");
+    let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
+    let replicas = start_replicas(3, &setup(&ca, &api), &redis, &keys);
+    wait_ready(&replicas, Duration::from_secs(10)).await;
+    let (_, proxy_url) = create_task(&replicas[0], r#"{"policy":"main","ttl":"10m"}"#).await;
+    Some(World {
+        redis,
+        _keys: keys,
+        api,
+        replicas,
+        proxy_url,
+    })
+}
+
+impl World {
+    /// A PUT (held by the approve rule) sent through replica `i`, in the background.
+    fn held_put(&self, i: usize, path: &str) -> tokio::task::JoinHandle<CurlOut> {
+        let replica = &self.replicas[i];
+        let args: Vec<String> = vec![
+            "--proxy".into(),
+            via(&self.proxy_url, replica),
+            "--cacert".into(),
+            replica.ca_pem.to_str().unwrap().into(),
+            "-X".into(),
+            "PUT".into(),
+            format!("https://api.test:{}{path}", self.api.port),
+        ];
+        tokio::spawn(async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            curl_raw(&refs).await
+        })
+    }
+}
+
+async fn admin(proxy: &ProxyProc, method: &str, path: &str, body: Option<Value>) -> CurlOut {
+    let body = body.map(|b| b.to_string());
+    admin_call(proxy, method, path, body.as_deref()).await
+}
+
+async fn pending(proxy: &ProxyProc) -> Vec<Value> {
+    let out = admin(proxy, "GET", "/v1/approvals", None).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    out.json().as_array().cloned().unwrap_or_default()
+}
+
+/// Waits (up to `limit`) until `proxy` lists `n` holds, and returns them.
+async fn wait_pending(proxy: &ProxyProc, n: usize, limit: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let holds = pending(proxy).await;
+        if holds.len() == n {
+            return holds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} holds, have {holds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn finished(call: tokio::task::JoinHandle<CurlOut>) -> CurlOut {
+    tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_hold_on_one_replica_is_listed_everywhere_and_approved_through_another() {
+    let Some(w) = world("cluster hold approve test").await else {
+        return;
+    };
+    let call = w.held_put(0, "/repos/acme/x/merge");
+    let holds = wait_pending(&w.replicas[1], 1, Duration::from_secs(10)).await;
+    let hold = &holds[0];
+    assert_eq!(hold["replica"], "tollgate-0");
+    assert_eq!(hold["method"], "PUT");
+    assert_eq!(hold["path"], "/repos/acme/x/merge");
+    assert_eq!(hold["rule"], "merge needs a person");
+    let id = hold["id"].as_str().unwrap().to_string();
+    let on_c = wait_pending(&w.replicas[2], 1, Duration::from_secs(2)).await;
+    assert_eq!(on_c[0]["id"], id.as_str());
+    assert_eq!(on_c[0]["replica"], "tollgate-0");
+    let detail = admin(&w.replicas[2], "GET", &format!("/v1/approvals/{id}"), None).await;
+    assert_eq!(detail.status, 200, "{detail:?}");
+    assert_eq!(detail.json()["replica"], "tollgate-0");
+    assert!(detail.json()["headers"].is_array(), "{detail:?}");
+    assert_eq!(w.api.hits(), 0, "nothing goes out while it waits");
+
+    let answer = admin(
+        &w.replicas[1],
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        Some(json!({"by": "bob", "reason": "ship it"})),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.json(),
+        json!({"id": id, "decision": "approved", "by": "bob", "grant": null})
+    );
+    let out = finished(call).await;
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(w.api.hits(), 1);
+    let record = common::wait_record(&w.replicas[0], |r| r["decision"] == "approved").await;
+    assert_eq!(record["approval"]["id"], id.as_str());
+    assert_eq!(record["approval"]["by"], "bob");
+    assert_eq!(record["approval"]["reason"], "ship it");
+    assert_eq!(record["status"], 200);
+
+    // Answered: gone from every list, and a second answer anywhere is a 404.
+    for replica in &w.replicas {
+        wait_pending(replica, 0, Duration::from_secs(2)).await;
+    }
+    let again = admin(
+        &w.replicas[2],
+        "POST",
+        &format!("/v1/approvals/{id}/deny"),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 404, "{again:?}");
+    let unknown = admin(
+        &w.replicas[1],
+        "GET",
+        "/v1/approvals/a-0000000000000000",
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+}
+
+#[tokio::test]
+async fn a_denial_through_another_replica_is_a_403_at_the_holder() {
+    let Some(w) = world("cluster hold deny test").await else {
+        return;
+    };
+    let call = w.held_put(0, "/repos/acme/x/merge");
+    let holds = wait_pending(&w.replicas[2], 1, Duration::from_secs(10)).await;
+    let id = holds[0]["id"].as_str().unwrap().to_string();
+    let answer = admin(
+        &w.replicas[2],
+        "POST",
+        &format!("/v1/approvals/{id}/deny"),
+        Some(json!({"by": "carol", "reason": "not today"})),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["decision"], "denied");
+    let out = finished(call).await;
+    assert_eq!(out.status, 403, "{out:?}");
+    assert_eq!(
+        out.header("x-tollgate-reason").as_deref(),
+        Some("approval_denied")
+    );
+    assert!(out.body.contains("not today"), "{out:?}");
+    assert_eq!(w.api.hits(), 0);
+    let record = common::wait_record(&w.replicas[0], |r| r["decision"] == "approval_denied").await;
+    assert_eq!(record["approval"]["outcome"], "denied");
+    assert_eq!(record["approval"]["by"], "carol");
+}
+
+#[tokio::test]
+async fn a_grant_given_through_one_replica_covers_the_task_on_every_replica() {
+    let Some(w) = world("cluster grant test").await else {
+        return;
+    };
+    let call = w.held_put(0, "/repos/acme/x/merge");
+    let holds = wait_pending(&w.replicas[1], 1, Duration::from_secs(10)).await;
+    let id = holds[0]["id"].as_str().unwrap().to_string();
+    let answer = admin(
+        &w.replicas[1],
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        Some(json!({"by": "bob", "for": "1m"})),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let grant = answer.json()["grant"]["id"].as_str().unwrap().to_string();
+    assert_eq!(finished(call).await.status, 200);
+
+    // The next matching request on C goes through without a hold.
+    let next = w.held_put(2, "/repos/acme/y/merge");
+    let out = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("not held")
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(w.api.hits(), 2);
+    let record = common::wait_record(&w.replicas[2], |r| r["decision"] == "approved").await;
+    assert_eq!(record["approval"]["grant"], grant.as_str());
+    assert_eq!(record["path"], "/repos/acme/y/merge");
+    assert!(pending(&w.replicas[2]).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_replicas_hold_is_withdrawn_and_audited_once() {
+    let Some(mut w) = world("cluster withdrawn hold test").await else {
+        return;
+    };
+    let call = w.held_put(0, "/repos/acme/x/merge");
+    let holds = wait_pending(&w.replicas[1], 1, Duration::from_secs(10)).await;
+    let id = holds[0]["id"].as_str().unwrap().to_string();
+    w.replicas[0].kill_now();
+    let out = finished(call).await;
+    assert_ne!(out.status, 200, "{out:?}");
+    // The lease (5 s) runs out; then the hold is gone from every list.
+    let killed = Instant::now();
+    for replica in &w.replicas[1..] {
+        wait_pending(replica, 0, Duration::from_secs(10)).await;
+    }
+    assert!(
+        killed.elapsed() > Duration::from_secs(2),
+        "listed while its lease lasted"
+    );
+    let withdrawn = |replica: &ProxyProc| {
+        common::audit_records(replica)
+            .into_iter()
+            .filter(|r| r["approval"]["id"] == id.as_str())
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let records = loop {
+        let records: Vec<Value> = w.replicas[1..].iter().flat_map(withdrawn).collect();
+        if !records.is_empty() || Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Let a second sweep have its chance to record it again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records_later: Vec<Value> = w.replicas[1..].iter().flat_map(withdrawn).collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        records_later.len(),
+        1,
+        "recorded exactly once: {records_later:?}"
+    );
+    let record = &records[0];
+    assert_eq!(record["decision"], "approval_denied");
+    assert_eq!(record["approval"]["outcome"], "lease_expired");
+    assert!(
+        record["approval"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tollgate-0"),
+        "{record}"
+    );
+    assert_eq!(record["path"], "/repos/acme/x/merge");
+    assert_eq!(w.api.hits(), 0);
+    let gone = admin(
+        &w.replicas[2],
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 404, "{gone:?}");
+    drop(w.redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_at_a_time_mints_a_tasks_token_and_each_gets_its_own() {
+    let Some(redis) = RedisServer::start("cluster mint lock test") else {
+        return;
+    };
+    const NAMES: &[&str] = &["api.github.test"];
+    let ca = TestCa::new("github test CA");
+    let key = AppKey::generate();
+    let gh = FakeGitHub::start(GitHubSpec::standard(&key), ca.server_config(NAMES)).await;
+    gh.set_mint_delay(Duration::from_millis(300));
+    let policy = format!(
+        r#"name: coder
+secrets:
+  GITHUB_TOKEN:
+    github_app:
+      app_id: {APP_ID}
+      installation_id: {ACME_INSTALLATION}
+      private_key: {{ env: GH_APP_KEY }}
+      repositories: [widgets]
+      permissions: {{ contents: read }}
+      api: {api}
+    hosts: [api.github.test]
+rules:
+  - name: github api
+    host: api.github.test
+    port: {port}
+    inject: [GITHUB_TOKEN]
+"#,
+        api = gh.api_base("api.github.test"),
+        port = gh.port
+    );
+    let mut setup = ProxySetup::with_policy("coder", &policy)
+        .trust(&ca.cert_pem)
+        .resolve("api.github.test", gh.port);
+    setup.env = vec![("TOLLGATE_SECRET_GH_APP_KEY".into(), key.pem.clone())];
+    let keys = SharedKeys::new();
+    let replicas = start_replicas(3, &setup, &redis, &keys);
+    wait_ready(&replicas, Duration::from_secs(10)).await;
+    let (_, proxy_url) = create_task(&replicas[0], r#"{"policy":"coder","ttl":"10m"}"#).await;
+    let url = format!("https://api.github.test:{}/repos/acme/widgets", gh.port);
+
+    let mut calls = Vec::new();
+    for replica in &replicas {
+        for _ in 0..2 {
+            let args: Vec<String> = vec![
+                "--proxy".into(),
+                via(&proxy_url, replica),
+                "--cacert".into(),
+                replica.ca_pem.to_str().unwrap().into(),
+                "-H".into(),
+                "Authorization: Bearer __GITHUB_TOKEN__".into(),
+                url.clone(),
+            ];
+            calls.push(tokio::spawn(async move {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                curl_raw(&refs).await
+            }));
+        }
+    }
+    for call in calls {
+        let out = call.await.unwrap();
+        assert_eq!(
+            out.status, 200,
+            "every replica got a working token: {out:?}"
+        );
+    }
+    let mut mints: Vec<_> = gh
+        .mints()
+        .into_iter()
+        .filter(|m| m.token.is_some())
+        .collect();
+    // Each replica mints its own copy (the value never goes through Redis).
+    assert_eq!(mints.len(), 3, "one mint per replica: {mints:?}");
+    let tokens: std::collections::BTreeSet<_> = mints.iter().map(|m| m.token.clone()).collect();
+    assert_eq!(tokens.len(), 3);
+    mints.sort_by_key(|m| m.started);
+    for pair in mints.windows(2) {
+        assert!(
+            pair[1].started >= pair[0].ended,
+            "two replicas minted for the task at the same time: {:?} began {:?} before {:?} ended",
+            pair[1].token,
+            pair[0].ended.saturating_duration_since(pair[1].started),
+            pair[0].token
+        );
+    }
+    // Every lock was released by its owner (none left to expire).
+    assert_eq!(
+        redis
+            .command("EVAL \"return #redis.call('KEYS','tollgate:mint:*')\" 0")
+            .as_deref(),
+        Some(":0")
+    );
+}
