@@ -215,6 +215,12 @@ async fn a_denial_through_another_replica_is_a_403_at_the_holder() {
     let call = w.held_put(0, "/repos/acme/x/merge");
     let holds = wait_pending(&w.replicas[2], 1, Duration::from_secs(10)).await;
     let id = holds[0]["id"].as_str().unwrap().to_string();
+    // Its replica renews the lease (5 s) while it waits: still listed after it.
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let still = pending(&w.replicas[2]).await;
+    assert_eq!(still.len(), 1, "{still:?}");
+    assert_eq!(still[0]["id"], id.as_str());
+    assert!(still[0]["waited_ms"].as_u64().unwrap() >= 6000, "{still:?}");
     let answer = admin(
         &w.replicas[2],
         "POST",
@@ -334,6 +340,40 @@ async fn a_dead_replicas_hold_is_withdrawn_and_audited_once() {
     .await;
     assert_eq!(gone.status, 404, "{gone:?}");
     drop(w.redis);
+}
+
+#[tokio::test]
+async fn a_held_request_whose_shared_state_is_lost_gets_503_and_never_goes_out() {
+    let Some(mut w) = world("cluster hold outage test").await else {
+        return;
+    };
+    let call = w.held_put(0, "/repos/acme/x/merge");
+    let holds = wait_pending(&w.replicas[1], 1, Duration::from_secs(10)).await;
+    let id = holds[0]["id"].as_str().unwrap().to_string();
+    w.redis.stop();
+    let out = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("refused within a few seconds")
+        .unwrap();
+    assert_eq!(out.status, 503, "{out:?}");
+    assert_eq!(
+        out.header("x-tollgate-reason").as_deref(),
+        Some("cluster_unavailable")
+    );
+    assert_eq!(w.api.hits(), 0);
+    // Answers cannot be taken meanwhile either.
+    let answer = admin(
+        &w.replicas[1],
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    let record = common::wait_record(&w.replicas[0], |r| r["approval"]["id"] == id.as_str()).await;
+    assert_eq!(record["reason"], "cluster_unavailable");
+    assert_eq!(record["approval"]["outcome"], "lease_expired");
+    w.redis.restart();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
