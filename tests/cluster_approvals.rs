@@ -65,7 +65,8 @@ rules:
 
 struct World {
     redis: RedisServer,
-    _keys: SharedKeys,
+    keys: SharedKeys,
+    setup: ProxySetup,
     api: Upstream,
     replicas: Vec<ProxyProc>,
     proxy_url: String,
@@ -76,12 +77,14 @@ async fn world(test: &str) -> Option<World> {
     let keys = SharedKeys::new();
     let ca = TestCa::new("upstream test CA");
     let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
-    let replicas = start_replicas(3, &setup(&ca, &api), &redis, &keys);
+    let setup = setup(&ca, &api);
+    let replicas = start_replicas(3, &setup, &redis, &keys);
     wait_ready(&replicas, Duration::from_secs(10)).await;
     let (_, proxy_url) = create_task(&replicas[0], r#"{"policy":"main","ttl":"10m"}"#).await;
     Some(World {
         redis,
-        _keys: keys,
+        keys,
+        setup,
         api,
         replicas,
         proxy_url,
@@ -249,8 +252,20 @@ async fn a_grant_given_through_one_replica_covers_the_task_on_every_replica() {
         return;
     };
     let call = w.held_put(0, "/repos/acme/x/merge");
-    let holds = wait_pending(&w.replicas[1], 1, Duration::from_secs(10)).await;
-    let id = holds[0]["id"].as_str().unwrap().to_string();
+    wait_pending(&w.replicas[1], 1, Duration::from_secs(10)).await;
+    let on_c = w.held_put(2, "/repos/acme/z/merge");
+    let holds = wait_pending(&w.replicas[1], 2, Duration::from_secs(10)).await;
+    let replica_of = |h: &Value| h["replica"].as_str().unwrap().to_string();
+    let on_a = holds
+        .iter()
+        .find(|h| replica_of(h) == "tollgate-0")
+        .unwrap();
+    let id = on_a["id"].as_str().unwrap().to_string();
+    let c_hold = holds
+        .iter()
+        .find(|h| replica_of(h) == "tollgate-2")
+        .unwrap();
+    let c_id = c_hold["id"].as_str().unwrap().to_string();
     let answer = admin(
         &w.replicas[1],
         "POST",
@@ -261,6 +276,14 @@ async fn a_grant_given_through_one_replica_covers_the_task_on_every_replica() {
     assert_eq!(answer.status, 200, "{answer:?}");
     let grant = answer.json()["grant"]["id"].as_str().unwrap().to_string();
     assert_eq!(finished(call).await.status, 200);
+    // The hold waiting on C under the same rule is covered by the grant too,
+    // recorded there under its own hold id.
+    assert_eq!(finished(on_c).await.status, 200);
+    let record =
+        common::wait_record(&w.replicas[2], |r| r["approval"]["id"] == c_id.as_str()).await;
+    assert_eq!(record["decision"], "approved");
+    assert_eq!(record["approval"]["grant"], grant.as_str());
+    assert_eq!(w.api.hits(), 2);
 
     // The next matching request on C goes through without a hold.
     let next = w.held_put(2, "/repos/acme/y/merge");
@@ -269,11 +292,25 @@ async fn a_grant_given_through_one_replica_covers_the_task_on_every_replica() {
         .expect("not held")
         .unwrap();
     assert_eq!(out.status, 200, "{out:?}");
-    assert_eq!(w.api.hits(), 2);
-    let record = common::wait_record(&w.replicas[2], |r| r["decision"] == "approved").await;
+    assert_eq!(w.api.hits(), 3);
+    let record = common::wait_record(&w.replicas[2], |r| r["path"] == "/repos/acme/y/merge").await;
+    assert_eq!(record["decision"], "approved");
     assert_eq!(record["approval"]["grant"], grant.as_str());
-    assert_eq!(record["path"], "/repos/acme/y/merge");
     assert!(pending(&w.replicas[2]).await.is_empty());
+
+    // A replica started after the announcement finds the grant in Redis.
+    let mut w = w;
+    let late = common::redis::start_replica(&w.setup, &w.redis, &w.keys, "tollgate-late");
+    wait_ready(std::slice::from_ref(&late), Duration::from_secs(10)).await;
+    w.replicas.push(late);
+    let out = tokio::time::timeout(Duration::from_secs(5), w.held_put(3, "/late/merge"))
+        .await
+        .expect("not held on the late replica")
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(w.api.hits(), 4);
+    let record = common::wait_record(&w.replicas[3], |r| r["decision"] == "approved").await;
+    assert_eq!(record["approval"]["grant"], grant.as_str());
 }
 
 #[tokio::test]
