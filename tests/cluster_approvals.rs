@@ -166,6 +166,21 @@ async fn a_hold_on_one_replica_is_listed_everywhere_and_approved_through_another
     assert_eq!(detail.json()["replica"], "tollgate-0");
     assert!(detail.json()["headers"].is_array(), "{detail:?}");
     assert_eq!(w.api.hits(), 0, "nothing goes out while it waits");
+    // `tollgate approvals show` against C says where it is held.
+    let shown = std::process::Command::new(common::tollgate_bin())
+        .args(["approvals", "show", &id, "--admin"])
+        .arg(format!("http://{}", admin_addr(&w.replicas[2])))
+        .env("TOLLGATE_ADMIN_TOKEN", common::admin_token(&w.replicas[2]))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("replica:") && l.ends_with("tollgate-0")),
+        "{stdout}"
+    );
 
     let answer = admin(
         &w.replicas[1],

@@ -149,7 +149,7 @@ impl Admin {
                 None => reply(StatusCode::OK, json!(self.state.approvals.pending())),
                 Some(cluster) => match crate::cluster::holds::list(cluster).await {
                     Ok(holds) => {
-                        let shown: Vec<_> = holds.iter().map(|h| h.view_json()).collect();
+                        let shown: Vec<_> = holds.iter().map(|h| h.shown().view).collect();
                         reply(StatusCode::OK, json!(shown))
                     }
                     Err(err) => cluster_unavailable(&err),
@@ -159,7 +159,7 @@ impl Admin {
                 let shown = match &self.state.cluster {
                     None => self.state.approvals.detail(id).map(|d| json!(d)),
                     Some(cluster) => match crate::cluster::holds::lookup(cluster, id).await {
-                        Ok(hold) => hold.map(|h| h.detail_json()),
+                        Ok(hold) => hold.map(|h| json!(h.shown())),
                         Err(err) => return cluster_unavailable(&err),
                     },
                 };

@@ -354,6 +354,7 @@ impl Approvals {
             since: crate::text::rfc3339_millis(p.since),
             waited_ms: p.started.elapsed().as_millis() as u64,
             expires_at: crate::text::rfc3339_millis(p.since + p.request.timeout),
+            replica: None,
         }
     }
 

@@ -55,21 +55,11 @@ pub struct SharedHold {
 
 impl SharedHold {
     /// The detail, `waited_ms` as of now, with the holding replica.
-    pub fn detail_json(&self) -> serde_json::Value {
+    pub fn shown(&self) -> HoldDetail {
         let mut detail = self.detail.clone();
         detail.view.waited_ms = now_ms().saturating_sub(self.since_ms);
-        let mut value = serde_json::json!(detail);
-        value["replica"] = serde_json::json!(self.replica);
-        value
-    }
-
-    /// The list item, `waited_ms` as of now, with the holding replica.
-    pub fn view_json(&self) -> serde_json::Value {
-        let mut view = self.detail.view.clone();
-        view.waited_ms = now_ms().saturating_sub(self.since_ms);
-        let mut value = serde_json::json!(view);
-        value["replica"] = serde_json::json!(self.replica);
-        value
+        detail.view.replica = Some(self.replica.clone());
+        detail
     }
 }
 
