@@ -139,6 +139,7 @@ fn answer_subscription(state: &Arc<ProxyState>, cluster: &Arc<Cluster>) -> Subsc
 
 /// Grants made on other replicas, adopted here.
 fn grant_subscription(state: &Arc<ProxyState>) -> Subscription {
+    let catch_state = Arc::downgrade(state);
     let state = Arc::downgrade(state);
     Subscription {
         channel: keys::GRANT_CHANNEL,
@@ -150,22 +151,36 @@ fn grant_subscription(state: &Arc<ProxyState>) -> Subscription {
             let Some(state) = state.upgrade() else {
                 return;
             };
-            let left = grant.until_ms.saturating_sub(holds::now_ms());
-            state.approvals.adopt_grant(GrantRecord {
-                task: grant.task,
-                policy: grant.policy,
-                rule_key: grant.rule_key,
-                id: grant.id,
-                hold: grant.hold,
-                by: grant.by,
-                reason: grant.reason,
-                left: Duration::from_millis(left),
-            });
+            adopt(&state, grant);
         }),
-        // Missed announcements cost nothing unsafe: a request is then held
-        // only if the grant is not found in Redis before holding it.
-        catch_up: None,
+        catch_up: Some(Arc::new(move |cluster| {
+            let state = catch_state.clone();
+            Box::pin(async move {
+                let live = grants::current(&cluster).await?;
+                if let Some(state) = state.upgrade() {
+                    for grant in live {
+                        adopt(&state, grant);
+                    }
+                }
+                Ok(())
+            })
+        })),
     }
+}
+
+/// Takes in a grant another replica made.
+fn adopt(state: &ProxyState, grant: SharedGrant) {
+    let left = grant.until_ms.saturating_sub(holds::now_ms());
+    state.approvals.adopt_grant(GrantRecord {
+        task: grant.task,
+        policy: grant.policy,
+        rule_key: grant.rule_key,
+        id: grant.id,
+        hold: grant.hold,
+        by: grant.by,
+        reason: grant.reason,
+        left: Duration::from_millis(left),
+    });
 }
 
 /// Withdraws the holds whose lease ran out (their replica died or lost

@@ -58,9 +58,15 @@ rules:
 "#,
         p = api.port
     );
-    ProxySetup::with_policy("main", &yaml)
+    let mut setup = ProxySetup::with_policy("main", &yaml)
         .trust(&ca.cert_pem)
-        .resolve("api.test", api.port)
+        .resolve("api.test", api.port);
+    let metered = format!(
+        "name: metered\nbudgets: {{ requests: 1, on_exceed: approve }}\nrules:\n  - name: read\n    host: api.test\n    port: {}\n",
+        api.port
+    );
+    setup.policies.push(("metered".into(), metered));
+    setup
 }
 
 struct World {
@@ -326,6 +332,69 @@ async fn a_grant_given_through_one_replica_covers_the_task_on_every_replica() {
     assert_eq!(w.api.hits(), 4);
     let record = common::wait_record(&w.replicas[3], |r| r["decision"] == "approved").await;
     assert_eq!(record["approval"]["grant"], grant.as_str());
+}
+
+/// A GET through `replica` as the task of `proxy_url`, given up after 5 s
+/// (a request held for an operator never comes back in that time).
+async fn get_within_5s(replica: &ProxyProc, proxy_url: &str, url: &str) -> Option<CurlOut> {
+    let out = common::curl_via(replica, &via(proxy_url, replica), &["-m", "5", url]).await;
+    (out.exit != 28).then_some(out)
+}
+
+#[tokio::test]
+async fn a_grant_lifting_a_budget_reaches_every_replica_even_one_started_later() {
+    let Some(mut w) = world("cluster budget grant test").await else {
+        return;
+    };
+    let (_, proxy_url) = create_task(&w.replicas[0], r#"{"policy":"metered","ttl":"10m"}"#).await;
+    let url = format!("https://api.test:{}/read", w.api.port);
+    let first = get_within_5s(&w.replicas[0], &proxy_url, &url)
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200, "{first:?}");
+    // The budget is used up on A: the next request there waits for an operator.
+    let replica = &w.replicas[0];
+    let args: Vec<String> = vec![
+        "--proxy".into(),
+        via(&proxy_url, replica),
+        "--cacert".into(),
+        replica.ca_pem.to_str().unwrap().into(),
+        url.clone(),
+    ];
+    let held = tokio::spawn(async move {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl_raw(&refs).await
+    });
+    let holds = wait_pending(&w.replicas[1], 1, Duration::from_secs(10)).await;
+    assert_eq!(holds[0]["budget"], "requests", "{holds:?}");
+    let id = holds[0]["id"].as_str().unwrap().to_string();
+    let answer = admin(
+        &w.replicas[1],
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        Some(json!({"for": "1m"})),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let grant = answer.json()["grant"]["id"].as_str().unwrap().to_string();
+    assert_eq!(finished(held).await.status, 200);
+
+    // On C, and on a replica started after the grant, the used-up budget is
+    // lifted by the grant (the budget check asks the local registry).
+    let late = common::redis::start_replica(&w.setup, &w.redis, &w.keys, "tollgate-late");
+    wait_ready(std::slice::from_ref(&late), Duration::from_secs(10)).await;
+    w.replicas.push(late);
+    for i in [2, 3] {
+        for _ in 0..2 {
+            let out = get_within_5s(&w.replicas[i], &proxy_url, &url).await;
+            let out = out.unwrap_or_else(|| panic!("held on replica {i}"));
+            assert_eq!(out.status, 200, "{out:?}");
+        }
+        let lifted =
+            common::wait_record(&w.replicas[i], |r| r["approval"]["grant"] == grant.as_str()).await;
+        assert_eq!(lifted["budget"], "requests", "{lifted}");
+    }
+    assert!(pending(&w.replicas[1]).await.is_empty());
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! a window stores the grant in Redis, expiring with it ([`keys::grant`]),
 //! and announces it on [`keys::GRANT_CHANNEL`]. Every replica looks it up
 //! before holding a request ([`lookup`]), and adopts announced grants into
-//! its own registry, which releases its own pending holds the grant covers.
+//! its own registry, which releases its own pending holds the grant covers
+//! and lets the budget check (which asks the registry) see grants lifting a
+//! budget; on every (re)connection it adopts the live ones ([`current`]).
 
 use super::{keys, Cluster, ClusterUnavailable};
 use serde::{Deserialize, Serialize};
@@ -28,11 +30,16 @@ pub struct SharedGrant {
     pub until_ms: u64,
 }
 
-/// The Redis key of the grant for `task`'s requests under `rule_key` of `policy`.
-fn key(task: &str, policy: &str, rule_key: &str) -> String {
+/// What names the grant for `task`'s requests under `rule_key` of `policy`.
+fn digest(task: &str, policy: &str, rule_key: &str) -> String {
     let joined = [task, policy, rule_key].join("\0");
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, joined.as_bytes());
-    keys::grant(&crate::text::hex(digest.as_ref()))
+    crate::text::hex(digest.as_ref())
+}
+
+/// The Redis key of the grant for `task`'s requests under `rule_key` of `policy`.
+fn key(task: &str, policy: &str, rule_key: &str) -> String {
+    keys::grant(&digest(task, policy, rule_key))
 }
 
 /// Stores `grant` until it lapses and tells every replica.
@@ -49,6 +56,14 @@ pub async fn share(cluster: &Cluster, grant: &SharedGrant) -> Result<(), Cluster
         .arg(&text)
         .arg("PX")
         .arg(left)
+        .ignore()
+        .zadd(
+            keys::GRANTS,
+            digest(&grant.task, &grant.policy, &grant.rule_key),
+            grant.until_ms,
+        )
+        .ignore()
+        .zrembyscore(keys::GRANTS, "-inf", format!("({}", super::holds::now_ms()))
         .ignore()
         .publish(keys::GRANT_CHANNEL, &text)
         .ignore();
@@ -78,6 +93,33 @@ pub async fn lookup(
             && g.rule_key == rule_key
             && g.until_ms > super::holds::now_ms()
     }))
+}
+
+/// Every live grant, for a replica catching up on announcements it missed.
+pub async fn current(cluster: &Cluster) -> Result<Vec<SharedGrant>, ClusterUnavailable> {
+    let now = super::holds::now_ms();
+    let digests: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys::GRANTS)
+        .arg(now)
+        .arg("+inf")
+        .arg("BYSCORE")
+        .query_async(&mut cluster.conn())
+        .await?;
+    cluster.answered();
+    if digests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = digests.iter().map(|d| keys::grant(d)).collect();
+    let texts: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&names)
+        .query_async(&mut cluster.conn())
+        .await?;
+    Ok(texts
+        .into_iter()
+        .flatten()
+        .filter_map(|text| parse(&text))
+        .filter(|g| g.until_ms > now)
+        .collect())
 }
 
 /// Reads an announced grant; `None` for anything else.

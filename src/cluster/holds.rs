@@ -244,8 +244,23 @@ impl Listed {
     }
 }
 
+impl Listed {
+    /// Takes the hold off the list now (it was answered or ended here), so
+    /// that no other replica takes it for withdrawn, even if this process
+    /// exits right after (shutdown).
+    pub async fn end(mut self) {
+        let id = std::mem::take(&mut self.id);
+        if let Err(err) = release(&self.cluster, &id).await {
+            tracing::warn!(hold = %id, error = %err, "hold not taken off the cluster's list");
+        }
+    }
+}
+
 impl Drop for Listed {
     fn drop(&mut self) {
+        if self.id.is_empty() {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

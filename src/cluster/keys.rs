@@ -21,8 +21,11 @@ pub const HOLDS: &str = "tollgate:holds";
 /// Channel carrying operators' answers to the replica holding the request
 /// (JSON, [`crate::cluster::holds::AnswerMessage`]).
 pub const ANSWER_CHANNEL: &str = "tollgate:answers";
+/// Sorted set of the digests of live grants ([`grant`]), scored by their end
+/// (Unix milliseconds): what a (re)connecting replica reads to catch up.
+pub const GRANTS: &str = "tollgate:grants";
 /// Channel announcing a `--for` grant to every replica (JSON).
-pub const GRANT_CHANNEL: &str = "tollgate:grants";
+pub const GRANT_CHANNEL: &str = "tollgate:grant-announcements";
 
 /// What is shown of hold `id`, and which replica holds it (JSON).
 pub fn hold(id: &str) -> String {

@@ -200,7 +200,9 @@ async fn await_approval(
             return Err(lost.into());
         }
     };
-    drop(listed);
+    if let Some(listed) = listed {
+        listed.end().await;
+    }
     let verdict = still_valid(ctx, policy, verdict, &id);
     ctx.log.record.approval = Some(verdict.audit());
     ctx.log.record.reason = None;
