@@ -99,6 +99,7 @@ fn config(dir: &std::path::Path, sign: SignMode) -> AuditConfig {
             rotate_bytes: Some(1 << 40),
         })],
         on_failure: OnFailure::Closed,
+        stream: None,
     }
 }
 

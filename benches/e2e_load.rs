@@ -13,7 +13,10 @@
 //! E2E_NEW_CONNS (default 1000), E2E_LOG (tollgate's RUST_LOG, default `info`,
 //! i.e. with its per-request log line), E2E_UPSTREAM_H1 (set: the upstream offers
 //! only HTTP/1.1, so tollgate pools one upstream connection per client connection),
-//! E2E_AUDIT_ONLY (set: only the audit section).
+//! E2E_AUDIT_ONLY (set: only the audit section), E2E_CLUSTER_ONLY (set: only the
+//! cluster section: single process against cluster mode on a local
+//! redis-server, one replica and three, with a rate limit and a budget checked
+//! on every request).
 
 #![expect(
     clippy::unwrap_used,
@@ -94,12 +97,22 @@ fn clock_ticks() -> u64 {
 }
 
 fn start_proxy(upstream_port: u16, upstream_ca: &str, audit_yaml: &str) -> Proxy {
+    start_proxy_with(upstream_port, upstream_ca, audit_yaml, "")
+}
+
+/// [`start_proxy`] with `policy_extra` (top-level policy keys) in the policy.
+fn start_proxy_with(
+    upstream_port: u16,
+    upstream_ca: &str,
+    audit_yaml: &str,
+    policy_extra: &str,
+) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::create_dir(p.join("policies")).unwrap();
     std::fs::write(
         p.join("policies/bench.yaml"),
-        format!("name: bench\nsecrets:\n  BENCH_TOKEN:\n    env: BENCH\n    hosts: [{HOST}]\nrules:\n  - name: small\n    host: {HOST}\n    port: {upstream_port}\n    methods: [GET]\n    paths: [\"/small\"]\n    inject: [BENCH_TOKEN]\n"),
+        format!("name: bench\n{policy_extra}secrets:\n  BENCH_TOKEN:\n    env: BENCH\n    hosts: [{HOST}]\nrules:\n  - name: small\n    host: {HOST}\n    port: {upstream_port}\n    methods: [GET]\n    paths: [\"/small\"]\n    inject: [BENCH_TOKEN]\n"),
     )
     .unwrap();
     std::fs::write(p.join("upstream-ca.pem"), upstream_ca).unwrap();
@@ -338,6 +351,10 @@ fn main() {
         let direct_tls = tls_connector(ca.cert_pem.as_bytes());
         let proxy_tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
 
+        if std::env::var("E2E_CLUSTER_ONLY").is_ok() {
+            cluster::section(&up, &ca, conns, reqs).await;
+            return;
+        }
         if std::env::var("E2E_AUDIT_ONLY").is_ok() {
             audit_section(&up, &ca, conns, reqs).await;
             return;
@@ -373,6 +390,7 @@ fn main() {
         println!("tollgate peak RSS:         {:>10.1} MiB", proxy.peak_rss_mib());
         drop(proxy);
         audit_section(&up, &ca, conns, reqs).await;
+        cluster::section(&up, &ca, conns, reqs).await;
     });
 }
 
@@ -433,6 +451,195 @@ async fn audit_section(up: &upstream::Upstream, ca: &upstream::TestCa, conns: us
                 "  {:<17} {rps:>10.0} req/s, {per_req_us:>6.1} µs CPU/request, median {:.1} µs on one connection",
                 "  denied (403)",
                 lat[lat.len() / 2]
+            );
+        }
+    }
+}
+
+/// Cluster mode's cost: the same load through a single process and through
+/// replicas sharing a local redis-server, with a policy whose rate limit and
+/// request budget are checked on every request (the Redis round trips a
+/// cluster adds; without them a replica asks Redis nothing per request).
+mod cluster {
+    use super::*;
+
+    /// Checked per request, never reached: the work, not a refusal, is measured.
+    const POLICY_LIMITS: &str =
+        "rate: { requests: 100000000, per: 1s, burst: 100000000 }\nbudgets: { requests: 1000000000 }\n";
+
+    struct Redis {
+        child: Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Redis {
+        fn start() -> Option<Redis> {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let conf = format!(
+                "port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {}\nlogfile \"\"\n",
+                dir.path().display()
+            );
+            std::fs::write(dir.path().join("redis.conf"), conf).unwrap();
+            let child = Command::new("redis-server")
+                .arg(dir.path().join("redis.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(Redis {
+                child,
+                port,
+                _dir: dir,
+            })
+        }
+
+        fn cpu_seconds(&self) -> f64 {
+            cpu_of(self.child.id())
+        }
+    }
+
+    fn cpu_of(pid: u32) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / clock_ticks() as f64
+    }
+
+    fn replica_yaml(redis: &Redis, id: &str) -> String {
+        format!(
+            "cluster: {{ redis: \"redis://127.0.0.1:{}/0\", replica_id: {id} }}\n",
+            redis.port
+        )
+    }
+
+    /// Waits until the replica's subscriber and health check see Redis.
+    async fn settle(proxy: &Proxy, port: u16, tls: &TlsConnector) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = tokio::time::timeout(Duration::from_secs(2), async {
+                let mut sender = open(Route::Proxy(proxy.addr), port, tls).await;
+                sender.ready().await.is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replica never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `conns` connections spread over `proxies`, `reqs` GETs each: requests
+    /// per second, tollgate CPU µs per request (all replicas), Redis CPU µs
+    /// per request.
+    async fn spread_run(
+        proxies: &[(Proxy, TlsConnector)],
+        redis: Option<&Redis>,
+        port: u16,
+        conns: usize,
+        reqs: usize,
+    ) -> (f64, f64, f64) {
+        let mut senders = Vec::with_capacity(conns);
+        for i in 0..conns {
+            let (proxy, tls) = &proxies[i % proxies.len()];
+            senders.push(open(Route::Proxy(proxy.addr), port, tls).await);
+        }
+        let cpu =
+            |ps: &[(Proxy, TlsConnector)]| ps.iter().map(|(p, _)| p.cpu_seconds()).sum::<f64>();
+        let cpu0 = cpu(proxies);
+        let redis0 = redis.map_or(0.0, Redis::cpu_seconds);
+        let start = Instant::now();
+        let tasks: Vec<_> = senders
+            .into_iter()
+            .map(|mut sender| {
+                tokio::spawn(async move {
+                    for _ in 0..reqs {
+                        get_small(&mut sender, port, Ask::Plain).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let rps = (conns * reqs) as f64 / start.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = (conns * reqs) as f64;
+        let proxy_us = (cpu(proxies) - cpu0) / n * 1e6;
+        let redis_us = (redis.map_or(0.0, Redis::cpu_seconds) - redis0) / n * 1e6;
+        (rps, proxy_us, redis_us)
+    }
+
+    async fn median_latency(proxy: &Proxy, port: u16, tls: &TlsConnector, n: usize) -> f64 {
+        let mut one = open(Route::Proxy(proxy.addr), port, tls).await;
+        let mut lat = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            get_small(&mut one, port, Ask::Plain).await;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        lat.sort_by(|a, b| a.total_cmp(b));
+        lat[lat.len() / 2]
+    }
+
+    pub(super) async fn section(
+        up: &upstream::Upstream,
+        ca: &upstream::TestCa,
+        conns: usize,
+        reqs: usize,
+    ) {
+        let Some(redis) = Redis::start() else {
+            println!("cluster: skipped (redis-server is not installed)");
+            return;
+        };
+        println!("cluster mode, {conns} x {reqs} GET /small, a rate limit and a request budget checked per request:");
+        let start = |config: String| {
+            let proxy = start_proxy_with(up.port, &ca.cert_pem, &config, POLICY_LIMITS);
+            let tls = tls_connector(&std::fs::read(&proxy.ca_pem).unwrap());
+            (proxy, tls)
+        };
+        for (name, replicas) in [
+            ("single process", 0usize),
+            ("cluster, 1 replica", 1),
+            ("cluster, 3 replicas", 3),
+        ] {
+            let proxies: Vec<(Proxy, TlsConnector)> = if replicas == 0 {
+                vec![start(String::new())]
+            } else {
+                (0..replicas)
+                    .map(|i| start(replica_yaml(&redis, &format!("bench-{i}"))))
+                    .collect()
+            };
+            for (proxy, tls) in &proxies {
+                settle(proxy, up.port, tls).await;
+                keepalive_run(Route::Proxy(proxy.addr), up.port, tls, 2, 50, Ask::Plain).await;
+            }
+            let shared = (replicas > 0).then_some(&redis);
+            let (rps, proxy_us, redis_us) =
+                spread_run(&proxies, shared, up.port, conns, reqs).await;
+            let lat = median_latency(&proxies[0].0, up.port, &proxies[0].1, 2000).await;
+            println!(
+                "  {name:<20} {rps:>9.0} req/s, tollgate {proxy_us:>6.1} µs CPU/request, redis {redis_us:>5.1} µs CPU/request, median {lat:.1} µs on one connection"
             );
         }
     }

@@ -75,17 +75,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Policy(PolicyCommand::Explain(args)) => Ok(explain(cli.config.as_deref(), &args)),
         Command::Audit(AuditCommand::Verify { files, key }) => {
-            let verifier = tollgate::audit::key::Verifier::load(&key)?;
-            match tollgate::audit::verify::verify_files(&files, &verifier) {
-                Ok(report) => {
-                    println!("{report}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(failure) => {
-                    eprintln!("tollgate: audit verify: {failure}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+            Ok(ExitCode::from(tollgate::cli::verify::run(&files, &key)?))
         }
         Command::Run(args) => {
             if cli.config.is_some() && args.admin.is_some() {

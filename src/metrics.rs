@@ -170,6 +170,8 @@ pub struct Gauges {
     pub approvals_spooled: u64,
     /// Policies loaded.
     pub policies_loaded: u64,
+    /// Cluster mode, and the shared state (Redis) is unreachable now.
+    pub cluster_unavailable: bool,
 }
 
 /// The registry and every metric family tollgate exports.
@@ -181,6 +183,7 @@ pub struct Metrics {
     policies_loaded: Gauge,
     audit_queue_depth: Gauge,
     audit_refusing: Gauge,
+    cluster_unavailable: Gauge,
     approvals_pending: Gauge,
     approvals_spooled: Gauge,
     /// Lookups of the minted-leaf cache.
@@ -302,6 +305,12 @@ impl Metrics {
             "1 while requests are refused because the audit trail cannot be written",
             audit_refusing.clone(),
         );
+        let cluster_unavailable = Gauge::default();
+        registry.register(
+            "cluster_unavailable",
+            "1 while cluster mode's shared state (Redis) is unreachable and requests are refused",
+            cluster_unavailable.clone(),
+        );
         let approvals_pending = Gauge::default();
         registry.register(
             "approvals_pending",
@@ -323,6 +332,7 @@ impl Metrics {
             policies_loaded,
             audit_queue_depth,
             audit_refusing,
+            cluster_unavailable,
             approvals_pending,
             approvals_spooled,
             cert_cache,
@@ -363,6 +373,8 @@ impl Metrics {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.audit_queue_depth.set(gauge(now.audit_queue_depth));
         self.audit_refusing.set(i64::from(now.audit_refusing));
+        self.cluster_unavailable
+            .set(i64::from(now.cluster_unavailable));
         self.approvals_pending.set(gauge(now.approvals_pending));
         self.approvals_spooled.set(gauge(now.approvals_spooled));
         self.policies_loaded.set(gauge(now.policies_loaded));
@@ -424,6 +436,7 @@ mod tests {
             "tollgate_policies_loaded 0",
             "tollgate_audit_queue_depth 0",
             "tollgate_audit_refusing 0",
+            "tollgate_cluster_unavailable 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }

@@ -126,7 +126,8 @@ impl RateLimits {
     }
 }
 
-fn round_up_secs(wait: Duration) -> u64 {
+/// `wait` in whole seconds, rounded up, at least 1 (a `Retry-After`).
+pub fn round_up_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)
 }

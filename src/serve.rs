@@ -126,6 +126,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         .map(|c| crate::cluster::connect::start(c, shutdown.clone()))
         .transpose()
         .map_err(StartError::Cluster)?;
+    let (leases, budgets) = shared_limits(cluster.as_ref(), &shutdown);
     let rate_limits = crate::ratelimit::RateLimits::from_policies(&report.policies);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     Ok(ProxyState {
@@ -168,11 +169,40 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
             .with_cache_counters(metrics.secret_cache.clone()),
         ),
         metrics,
-        budgets: Box::new(crate::budget::ledger::LocalLedger::default()),
+        budgets,
         sigv4_keys: crate::sigv4::SigningKeys::default(),
         metadata: crate::metadata::MetadataService::new().ok_or(StartError::MetadataKey)?,
         cluster,
+        leases,
     })
+}
+
+/// Where `max_concurrent` places and budgets are counted: in this process, or
+/// in cluster mode in Redis (with this replica's lease renewal and budget
+/// flusher started).
+fn shared_limits(
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
+    shutdown: &CancellationToken,
+) -> (
+    Option<Arc<crate::cluster::leases::Leases>>,
+    Box<dyn crate::budget::ledger::Ledger>,
+) {
+    let Some(cluster) = cluster else {
+        return (
+            None,
+            Box::new(crate::budget::ledger::LocalLedger::default()),
+        );
+    };
+    let leases = crate::cluster::leases::Leases::new(cluster.clone());
+    leases.spawn_renewal(shutdown.clone());
+    let ledger = crate::cluster::ledger::SharedLedger::default();
+    // Exchanges that end during the drain are charged too.
+    ledger.spawn_flusher(
+        cluster.clone(),
+        shutdown.clone(),
+        DRAIN_TIMEOUT + Duration::from_secs(1),
+    );
+    (Some(leases), Box::new(ledger))
 }
 
 /// A started proxy.

@@ -137,6 +137,10 @@ impl Admin {
                 });
                 match shown {
                     Some((mut body, policy)) => {
+                        let expires_at = body["expires_at"].as_u64();
+                        if let Err(err) = self.refresh_budgets(id, &policy, expires_at).await {
+                            return cluster_unavailable(&err);
+                        }
                         body["minted"] = json!(self.state.minter.minted_for(id, &policy));
                         body["budgets"] = self.budgets(id, &policy);
                         reply(StatusCode::OK, body)
@@ -234,6 +238,29 @@ impl Admin {
         // Ended by another replica: the revocation reached this one.
         tasks.retain(|id, t| t.expires_at > now && !self.state.tasks.is_revoked(id));
         tasks.values().cloned().collect()
+    }
+
+    /// Cluster mode: reads task `id`'s budget use from Redis, when `policy`
+    /// has budgets, so that every replica shows the fleet's numbers.
+    async fn refresh_budgets(
+        &self,
+        id: &str,
+        policy: &str,
+        expires_at: Option<u64>,
+    ) -> Result<(), ClusterUnavailable> {
+        let Some(cluster) = &self.state.cluster else {
+            return Ok(());
+        };
+        let budgeted = self
+            .state
+            .policies
+            .current()
+            .get(policy)
+            .is_some_and(|p| !p.budgets.is_empty());
+        if !budgeted {
+            return Ok(());
+        }
+        crate::cluster::ledger::refresh(cluster, &*self.state.budgets, id, expires_at).await
     }
 
     /// `{"requests":{"used":3,"limit":3},...}` for the budgets of `policy`.

@@ -140,6 +140,7 @@ impl Audit {
                 remotes,
                 status: status.clone(),
                 torn,
+                stream: config.stream.clone(),
             },
         );
         writer

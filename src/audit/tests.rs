@@ -6,6 +6,7 @@ use super::*;
 use crate::audit::key::Verifier;
 use crate::audit::verify::verify_files;
 use crate::config::{FileSink, SignMode, SyslogSink, SyslogTransport};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,6 +22,7 @@ fn config(dir: &Path, log: PathBuf, sign: SignMode) -> AuditConfig {
             rotate_bytes: None,
         })],
         on_failure: OnFailure::Closed,
+        stream: None,
     }
 }
 
@@ -254,4 +256,102 @@ fn is_root() -> bool {
         .find(|l| l.starts_with("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
         .unwrap_or(false)
+}
+
+/// Every checkpoint the writer writes into `dir/audit/*.jsonl`.
+fn checkpoints_in(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir.join("audit")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        out.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|r| r["type"] == "checkpoint"),
+        );
+    }
+    out
+}
+
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("audit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// A replica's writer (checkpoint mode, short interval, small files) that sees
+/// traffic for a while, then shuts down. The key is shared, as in a cluster.
+async fn run_replica(dir: &Path, key: &Path, stream: Option<&str>) {
+    let mut config = config(dir, dir.join("audit/audit.jsonl"), SignMode::Checkpoint);
+    config.key = key.to_path_buf();
+    config.checkpoint_every = Duration::from_millis(30);
+    config.sinks = vec![AuditSink::File(FileSink {
+        path: dir.join("audit/audit.jsonl"),
+        rotate_bytes: Some(4096),
+    })];
+    config.stream = stream.map(str::to_string);
+    let audit = start(&config, dir);
+    for i in 0..40 {
+        audit.record(denial(&format!("/{i}")));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    audit.shutdown(LIMIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_checkpoint_names_the_stream_when_one_is_set_and_none_otherwise() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("audit.key");
+    let (r0, r1, plain) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    run_replica(r0.path(), &key, Some("r0")).await;
+    run_replica(r1.path(), &key, Some("r1")).await;
+    run_replica(plain.path(), &key, None).await;
+
+    let events = |cps: &[serde_json::Value]| -> BTreeSet<String> {
+        cps.iter()
+            .map(|c| c["event"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (dir, name) in [(&r0, "r0"), (&r1, "r1")] {
+        let cps = checkpoints_in(dir.path());
+        let seen = events(&cps);
+        for event in ["start", "interval", "rotate", "shutdown"] {
+            assert!(
+                seen.contains(event),
+                "{name}: no {event} checkpoint: {seen:?}"
+            );
+        }
+        for cp in &cps {
+            assert_eq!(cp["stream"], name, "{cp}");
+        }
+    }
+    let cps = checkpoints_in(plain.path());
+    assert!(events(&cps).contains("rotate"));
+    for cp in &cps {
+        assert!(cp.get("stream").is_none(), "{cp}");
+    }
+
+    // The replicas' files verify each stream on its own.
+    let verifier = Verifier::load(&keys.path().join("audit.key.pub")).unwrap();
+    let mut files = log_files(r1.path());
+    files.extend(log_files(r0.path()));
+    let report = crate::audit::verify::verify_files_by_stream(&files, &verifier).unwrap();
+    let names: Vec<String> = report
+        .streams
+        .iter()
+        .map(|s| s.stream.to_string())
+        .collect();
+    assert_eq!(names, ["stream r0", "stream r1"]);
+    for verdict in &report.streams {
+        let counts = verdict.result.as_ref().unwrap();
+        assert_eq!(counts.unconfirmed, 0, "{}", verdict.stream);
+        assert!(counts.records > 40, "{}", verdict.stream);
+    }
+    // The single process's files read as before.
+    let report = verify_files(&log_files(plain.path()), &verifier).unwrap();
+    assert!(report.to_string().ends_with(" records ok"), "{report}");
 }

@@ -4,11 +4,16 @@
 //! Reading is kept apart from checking: [`parse_log`] and [`verify_logs`] work on
 //! bytes in memory (what the fuzz target and the property tests feed them), and
 //! [`verify_files`] only reads the files and hands their bytes over.
+//!
+//! Files may come from several replicas of a cluster, each with its own chain (a
+//! *stream*, named by the `stream` of its checkpoints). Records are grouped by
+//! stream and each stream is checked on its own ([`verify_logs_by_stream`]).
 
 use super::chain::{canonical, sha256, GENESIS};
 use super::key::Verifier;
 use crate::text::hex;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -48,10 +53,16 @@ pub struct VerifyFailure {
     pub seq: Option<u64>,
     /// What is wrong.
     pub problem: String,
+    /// The stream the record is in, when the files hold more than one stream or a
+    /// named one (a single unnamed stream is reported as before streams existed).
+    pub stream: Option<Stream>,
 }
 
 impl fmt::Display for VerifyFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(stream) = &self.stream {
+            write!(f, "{stream}: ")?;
+        }
         match self.seq {
             Some(seq) => write!(f, "{}: seq {seq}: {}", self.location, self.problem),
             None => write!(f, "{}: {}", self.location, self.problem),
@@ -80,6 +91,88 @@ fn fail(
         location: location.into(),
         seq,
         problem: problem.into(),
+        stream: None,
+    }
+}
+
+/// One chain of records: a replica's in cluster mode, named by the `stream` of
+/// its checkpoints, or the one chain of a single process, whose checkpoints name
+/// none.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stream {
+    /// Checkpoints without `stream`.
+    Unnamed,
+    /// Checkpoints with `"stream": NAME`.
+    Named(String),
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unnamed => f.write_str("unnamed stream"),
+            // SECURITY: the name comes from the files, which may be forged; a
+            // name with spaces, quotes or control characters is shown quoted and
+            // escaped, so it cannot pose as another line of the report.
+            Self::Named(name) if is_plain_name(name) => write!(f, "stream {name}"),
+            Self::Named(name) => write!(f, "stream \"{}\"", name.escape_debug()),
+        }
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '/'))
+}
+
+/// One stream's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamVerdict {
+    /// Which stream.
+    pub stream: Stream,
+    /// Its counts, or its first bad record.
+    pub result: Result<VerifyReport, VerifyFailure>,
+}
+
+/// What verify found, stream by stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamsReport {
+    /// The unnamed stream first, then named ones by name.
+    pub streams: Vec<StreamVerdict>,
+}
+
+impl StreamsReport {
+    /// Whether the report names its streams: there is more than one, or a named
+    /// one. A single unnamed stream reads as before streams existed.
+    pub fn names_streams(&self) -> bool {
+        self.streams.len() > 1
+            || self
+                .streams
+                .iter()
+                .any(|s| matches!(s.stream, Stream::Named(_)))
+    }
+
+    /// The totals over all streams if each verified, else the first failure
+    /// (in stream order).
+    pub fn total(&self) -> Result<VerifyReport, VerifyFailure> {
+        let mut total = VerifyReport {
+            records: 0,
+            unconfirmed: 0,
+            last_seq: 0,
+        };
+        for verdict in &self.streams {
+            let report = verdict.result.as_ref().map_err(Clone::clone)?;
+            total.records += report.records;
+            total.unconfirmed += report.unconfirmed;
+            total.last_seq = total.last_seq.max(report.last_seq);
+        }
+        Ok(total)
+    }
+
+    /// The streams that failed, with why.
+    pub fn failures(&self) -> impl Iterator<Item = &VerifyFailure> {
+        self.streams.iter().filter_map(|s| s.result.as_ref().err())
     }
 }
 
@@ -219,40 +312,186 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     }
 }
 
-/// Verifies the records of `files` (any order) against `key`. Each file's bytes
-/// are dropped once parsed, so only the parsed records of a long log are held.
+/// Verifies the records of `files` (any order) against `key`: Ok with the totals
+/// when every stream verified, else the first failure.
 pub fn verify_files(files: &[PathBuf], key: &Verifier) -> Result<VerifyReport, VerifyFailure> {
-    let mut lines = Vec::new();
+    verify_files_by_stream(files, key)?.total()
+}
+
+/// Verifies the records of `files` (any order) against `key`, each stream on its
+/// own. `Err` when a file cannot be read or parsed, or its stream told. Each
+/// file's bytes are dropped once parsed, so only the parsed records of a long
+/// log are held.
+pub fn verify_files_by_stream(
+    files: &[PathBuf],
+    key: &Verifier,
+) -> Result<StreamsReport, VerifyFailure> {
+    let mut parsed = Vec::with_capacity(files.len());
     for file in files {
         let shown = file.display().to_string();
         let bytes =
             std::fs::read(file).map_err(|e| fail(&shown, None, format!("cannot read: {e}")))?;
-        lines.extend(parse_log(&bytes, &shown)?);
+        let lines = parse_log(&bytes, &shown)?;
+        parsed.push(LogFile::new(shown, lines)?);
     }
-    let first = files.first().map(|p| p.display().to_string());
-    check_chain(lines, first.as_deref(), key)
+    check_streams(parsed, key)
 }
 
 /// Verifies logs held in memory, each `(name, bytes)` as one file of
 /// [`verify_files`] (any order).
 pub fn verify_logs(logs: &[(&str, &[u8])], key: &Verifier) -> Result<VerifyReport, VerifyFailure> {
-    let mut lines = Vec::new();
-    for (name, bytes) in logs {
-        lines.extend(parse_log(bytes, name)?);
-    }
-    check_chain(lines, logs.first().map(|(name, _)| *name), key)
+    verify_logs_by_stream(logs, key)?.total()
 }
 
-/// Checks sequence, chain, key and signatures of parsed records (any order);
-/// `first` names the first file, for a log without records.
+/// Verifies logs held in memory, each `(name, bytes)` as one file of
+/// [`verify_files_by_stream`] (any order).
+pub fn verify_logs_by_stream(
+    logs: &[(&str, &[u8])],
+    key: &Verifier,
+) -> Result<StreamsReport, VerifyFailure> {
+    let mut parsed = Vec::with_capacity(logs.len());
+    for (name, bytes) in logs {
+        parsed.push(LogFile::new(name.to_string(), parse_log(bytes, name)?)?);
+    }
+    check_streams(parsed, key)
+}
+
+/// One parsed file and the stream its checkpoints name.
+struct LogFile {
+    name: String,
+    lines: Vec<LogLine>,
+    /// `None`: the file holds no checkpoint (the live file after a rotation, cut
+    /// before its first checkpoint), so its stream is the one it continues.
+    stream: Option<Stream>,
+}
+
+impl LogFile {
+    /// Reads the stream off the checkpoints; they must all name the same one.
+    fn new(name: String, lines: Vec<LogLine>) -> Result<Self, VerifyFailure> {
+        let mut found: Option<(Stream, &LogLine)> = None;
+        for line in &lines {
+            if line.value.get("type").and_then(Value::as_str) != Some("checkpoint") {
+                continue;
+            }
+            let stream = match line.value.get("stream") {
+                None => Stream::Unnamed,
+                Some(Value::String(name)) => Stream::Named(name.clone()),
+                Some(_) => {
+                    return Err(fail(
+                        &line.location,
+                        Some(line.seq),
+                        "malformed checkpoint: stream is not a string",
+                    ))
+                }
+            };
+            match &found {
+                None => found = Some((stream, line)),
+                Some((first, at)) if *first != stream => {
+                    return Err(fail(
+                        &line.location,
+                        Some(line.seq),
+                        format!(
+                            "this checkpoint is of {stream}, but the checkpoint at {} (seq {}) \
+                             is of {first}: a file holds the records of one stream",
+                            at.location, at.seq
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let stream = found.map(|(stream, _)| stream);
+        Ok(Self {
+            name,
+            lines,
+            stream,
+        })
+    }
+}
+
+/// Gives each file without a checkpoint the stream of the file whose record its
+/// first record chains to (`prev` is that record's hash), repeatedly, since such
+/// files may follow each other; what stays unknown is the unnamed stream. A wrong
+/// attachment cannot make a log verify: every record is still checked in the
+/// chain of the stream it lands in.
+fn attach_files_without_checkpoints(files: &mut [LogFile]) {
+    for _ in 0..files.len() {
+        let mut found = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            let Some(first) = file.lines.first() else {
+                continue;
+            };
+            if file.stream.is_some() || first.seq <= 1 {
+                continue;
+            }
+            let prev = first.value.get("prev").and_then(Value::as_str);
+            let before = first.seq - 1;
+            let owner = files.iter().find_map(|other| {
+                let stream = other.stream.as_ref()?;
+                let at = other.lines.binary_search_by_key(&before, |l| l.seq).ok()?;
+                let bytes = canonical(&other.lines.get(at)?.value).ok()?;
+                (prev == Some(hex(&sha256(&bytes)).as_str())).then(|| stream.clone())
+            });
+            if let Some(stream) = owner {
+                found.push((i, stream));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        for (i, stream) in found {
+            if let Some(file) = files.get_mut(i) {
+                file.stream = Some(stream);
+            }
+        }
+    }
+}
+
+/// Groups the records by stream and checks each stream's chain on its own.
+fn check_streams(mut files: Vec<LogFile>, key: &Verifier) -> Result<StreamsReport, VerifyFailure> {
+    if files.iter().all(|f| f.lines.is_empty()) {
+        let first = files.first().map(|f| f.name.as_str()).unwrap_or_default();
+        return Err(fail(first, None, "no records"));
+    }
+    if files
+        .iter()
+        .any(|f| matches!(f.stream, Some(Stream::Named(_))))
+    {
+        attach_files_without_checkpoints(&mut files);
+    }
+    let mut streams: BTreeMap<Stream, Vec<LogLine>> = BTreeMap::new();
+    for file in files {
+        if file.lines.is_empty() {
+            continue;
+        }
+        streams
+            .entry(file.stream.unwrap_or(Stream::Unnamed))
+            .or_default()
+            .extend(file.lines);
+    }
+    let named = streams.len() > 1 || streams.keys().any(|s| matches!(s, Stream::Named(_)));
+    let streams = streams
+        .into_iter()
+        .map(|(stream, lines)| {
+            let result = check_chain(lines, &stream, key).map_err(|mut failure| {
+                if named {
+                    failure.stream = Some(stream.clone());
+                }
+                failure
+            });
+            StreamVerdict { stream, result }
+        })
+        .collect();
+    Ok(StreamsReport { streams })
+}
+
+/// Checks sequence, chain, key and signatures of one stream's parsed records
+/// (any order, at least one).
 fn check_chain(
     mut lines: Vec<LogLine>,
-    first: Option<&str>,
+    stream: &Stream,
     key: &Verifier,
 ) -> Result<VerifyReport, VerifyFailure> {
-    if lines.is_empty() {
-        return Err(fail(first.unwrap_or_default(), None, "no records"));
-    }
     lines.sort_by_key(|l| l.seq);
     let mut prev_hash = GENESIS;
     let mut expected = 1u64;
@@ -266,9 +505,15 @@ fn check_chain(
         let here = |problem: String| fail(&line.location, seq, problem);
         if line.seq != expected {
             return Err(here(match before {
-                Some(b) if b.seq == line.seq => {
-                    format!("duplicate seq (also at {})", b.location)
-                }
+                Some(b) if b.seq == line.seq => match stream {
+                    Stream::Named(_) => format!(
+                        "duplicate seq (also at {}): two chains carry this stream's name (a \
+                         replica restarted without its earlier log, or two replicas with one \
+                         replica_id), or a file was given twice",
+                        b.location
+                    ),
+                    Stream::Unnamed => format!("duplicate seq (also at {})", b.location),
+                },
                 Some(b) => format!(
                     "seq gap: expected {expected} after seq {} at {}; records are missing",
                     b.seq, b.location
@@ -362,3 +607,6 @@ fn check_chain(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stream_tests;

@@ -81,6 +81,8 @@ pub struct WriterParts {
     pub status: Arc<Status>,
     /// A torn tail found at start, for the start checkpoint.
     pub torn: Option<TornTail>,
+    /// This replica's stream name (cluster mode), put in every checkpoint.
+    pub stream: Option<String>,
 }
 
 /// The writer thread's state.
@@ -93,6 +95,7 @@ pub struct Writer {
     remotes: Vec<RemoteSink>,
     status: Arc<Status>,
     torn: Option<TornTail>,
+    stream: Option<String>,
     backlog: VecDeque<Pending>,
     last_write: Instant,
     unsigned_since: Option<Instant>,
@@ -118,6 +121,7 @@ impl Writer {
             remotes: parts.remotes,
             status: parts.status,
             torn: parts.torn,
+            stream: parts.stream,
             backlog: VecDeque::new(),
             last_write: Instant::now(),
             unsigned_since: None,
@@ -283,6 +287,11 @@ impl Writer {
                 SignMode::Checkpoint => "checkpoint",
             }),
         );
+        // Every checkpoint (start, shutdown, rotate, idle, interval, dropped)
+        // names the stream, so `audit verify` can tell replicas' chains apart.
+        if let Some(stream) = &self.stream {
+            map.insert("stream".into(), Value::from(stream.as_str()));
+        }
         map
     }
 

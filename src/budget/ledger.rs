@@ -48,7 +48,8 @@ impl Meter {
         }
     }
 
-    fn index(self) -> usize {
+    /// Its place in [`Meter::ALL`].
+    pub fn index(self) -> usize {
         match self {
             Meter::Requests => 0,
             Meter::BytesUp => 1,
@@ -99,7 +100,13 @@ pub struct Used {
 pub trait Account: Send + Sync + std::fmt::Debug {
     /// The first limited meter whose use has reached its limit, skipping the
     /// meters `lifted` says an operator's grant lifts for now.
-    fn exceeded(&self, limits: &Limits, lifted: &dyn Fn(Meter) -> bool) -> Option<Meter>;
+    fn exceeded(&self, limits: &Limits, lifted: &dyn Fn(Meter) -> bool) -> Option<Meter> {
+        Meter::ALL.into_iter().find(|&meter| {
+            limits
+                .get(meter)
+                .is_some_and(|limit| self.used(meter) >= limit && !lifted(meter))
+        })
+    }
     /// Adds `amount` to `meter`.
     fn charge(&self, meter: Meter, amount: u64);
     /// What has been used of `meter`.
@@ -112,6 +119,11 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
     fn account(&self, task: &str) -> Arc<dyn Account>;
     /// Drops `task`'s account (it ended).
     fn forget(&self, task: &str);
+    /// Cluster mode: takes `task`'s use as just read from the shared store
+    /// (`totals`, one per meter in [`Meter::ALL`] order), and the task's
+    /// expiry (Unix seconds) if it has one. Nothing to do for accounts kept
+    /// in this process.
+    fn observe(&self, _task: &str, _expires_at: Option<u64>, _totals: &[u64; 5]) {}
 }
 
 /// Use and limit of every limited meter of `account`.
@@ -137,26 +149,8 @@ pub fn report(account: &dyn Account, limits: &Limits) -> Vec<(Meter, Used)> {
 struct Counters([AtomicU64; 5]);
 
 impl Account for Counters {
-    fn exceeded(&self, limits: &Limits, lifted: &dyn Fn(Meter) -> bool) -> Option<Meter> {
-        Meter::ALL.into_iter().find(|&meter| {
-            limits
-                .get(meter)
-                .is_some_and(|limit| self.used(meter) >= limit && !lifted(meter))
-        })
-    }
-
     fn charge(&self, meter: Meter, amount: u64) {
-        // Saturating: a counter pinned at the top stays refused.
-        let counter = &self.0[meter.index()];
-        let mut current = counter.load(Ordering::Relaxed);
-        loop {
-            let next = current.saturating_add(amount);
-            match counter.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return,
-                Err(seen) => current = seen,
-            }
-        }
+        saturating_add(&self.0[meter.index()], amount);
     }
 
     fn used(&self, meter: Meter) -> u64 {
@@ -164,8 +158,21 @@ impl Account for Counters {
     }
 }
 
-/// Accounts kept in this process's memory (budgets are per process until
-/// cluster mode moves them).
+/// Adds `amount` to `counter` without wrapping: a counter pinned at the top
+/// stays refused.
+pub fn saturating_add(counter: &AtomicU64, amount: u64) {
+    let mut current = counter.load(Ordering::Relaxed);
+    loop {
+        let next = current.saturating_add(amount);
+        match counter.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// Accounts kept in this process's memory (without `cluster:`; in cluster
+/// mode `crate::cluster::ledger::SharedLedger` keeps them in Redis).
 #[derive(Default)]
 pub struct LocalLedger {
     accounts: Mutex<HashMap<String, Arc<Counters>>>,

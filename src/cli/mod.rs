@@ -1,9 +1,10 @@
 //! The command line of DESIGN.md, and the front ends that are more than a call
-//! into the library: `policy explain` and `approvals`.
+//! into the library: `policy explain`, `approvals` and `audit verify`.
 
 pub mod approvals;
 pub mod explain;
 pub mod terminal;
+pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -138,8 +139,9 @@ pub struct RunArgs {
 /// `tollgate audit ...`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check signatures, chain and sequence; exit 0 with `N records ok`, 1 naming
-    /// the first bad record and why.
+    /// Check signatures, chain and sequence, each replica's stream on its own;
+    /// exit 0 with `N records ok` (a line per stream first when there are several),
+    /// 1 naming the first bad record of each failing stream and why.
     Verify {
         /// Log files, rotated ones included, in any order.
         #[arg(required = true, value_name = "FILE")]

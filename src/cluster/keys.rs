@@ -52,3 +52,32 @@ pub fn mint_lock(scope: &str, name: &str) -> String {
         crate::text::hex(scope.as_bytes())
     )
 }
+
+/// The rate-limit bucket (GCRA theoretical arrival time, µs) of a task's
+/// policy-wide `rate`. Task ids contain no `:`.
+pub fn rate_policy(task: &str, policy: &str) -> String {
+    format!("tollgate:rate:{task}:{policy}")
+}
+
+/// The rate-limit bucket of one rule's `rate` for a task. The rule is named
+/// by its `name`, not its place in the file: a reload that adds or moves
+/// other rules keeps the bucket (rules that share a name share it).
+pub fn rate_rule(task: &str, policy: &str, rule: &str) -> String {
+    format!("tollgate:rate-rule:{task}:{policy}:{rule}")
+}
+
+/// Sorted set of a task's requests in flight, fleet-wide: members
+/// `REPLICA:LEASE`, scored by the lease's expiry (Unix ms, Redis time).
+pub fn request_leases(task: &str) -> String {
+    format!("tollgate:inflight:{task}")
+}
+
+/// Like [`request_leases`], for a task's open tunnels.
+pub fn tunnel_leases(task: &str) -> String {
+    format!("tollgate:tunnels:{task}")
+}
+
+/// Hash of a task's budget use: one field per meter name.
+pub fn budget(task: &str) -> String {
+    format!("tollgate:budget:{task}")
+}

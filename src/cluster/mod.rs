@@ -14,8 +14,12 @@ pub mod connect;
 pub mod grants;
 pub mod holds;
 pub mod keys;
+pub mod leases;
+pub mod ledger;
 pub mod mint_lock;
+pub mod rate;
 pub mod revocations;
+pub mod scripts;
 pub mod tasks;
 
 use crate::error::{Reason, Refusal};

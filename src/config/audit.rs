@@ -141,6 +141,9 @@ pub struct AuditConfig {
     pub sinks: Vec<AuditSink>,
     /// Behaviour when the file sink cannot be written.
     pub on_failure: OnFailure,
+    /// The replica's stream name, written into every checkpoint; set from
+    /// `cluster.replica_id` in cluster mode, `None` otherwise (not a key of `audit:`).
+    pub stream: Option<String>,
 }
 
 /// The default rotation size of the file sink.
@@ -254,5 +257,6 @@ pub(super) fn audit_config(
         checkpoint_every,
         sinks,
         on_failure: wire.on_failure.unwrap_or_default(),
+        stream: None,
     })
 }

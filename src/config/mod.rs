@@ -318,6 +318,9 @@ impl Config {
             .map(|c| cluster::cluster_config(c, &rel))
             .transpose()
             .map_err(|msg| at_key("cluster", msg))?;
+        let mut audit = audit;
+        // Each replica signs its own chain, named after it.
+        audit.stream = cluster.as_ref().map(|c| c.replica_id.clone());
         let tasks = static_tasks(file, text, wire.tasks, tokens)?;
         Ok(Config {
             task_key,

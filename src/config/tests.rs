@@ -107,3 +107,26 @@ fn bad_values_are_errors() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn the_kubernetes_config_loads_as_a_cluster_replica() {
+    let text = include_str!("../../docker/kubernetes/base/tollgate.yaml");
+    let c = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = c.cluster.unwrap_or_else(|| panic!("cluster: is set"));
+    assert_eq!(cluster.redis, "redis://tollgate-redis:6379/0");
+    assert_eq!(
+        cluster.password_file.as_deref(),
+        Some(std::path::Path::new("/etc/tollgate/keys/redis-password"))
+    );
+    assert!(!cluster.replica_id.is_empty(), "defaults to the host name");
+    assert_eq!(c.task_key, PathBuf::from("/etc/tollgate/keys/task.key"));
+}
+
+#[test]
+fn task_key_defaults_to_the_state_dir() {
+    let c = parse("state_dir: /s\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.task_key, PathBuf::from("/s/task.key"));
+    assert!(c.cluster.is_none());
+    let err = parse("cluster: { redis: \"redis://:pw@r:6379\" }\n").unwrap_err();
+    assert_eq!(err.line, Some(1), "{err}");
+}

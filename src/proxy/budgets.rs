@@ -45,14 +45,19 @@ pub fn admit(ctx: &mut RequestCtx<'_>, policy: &Policy) -> Result<Option<Meter>,
 /// used-up budget it is 429 whatever `on_exceed` says (a tunnel cannot wait
 /// for an operator). Returns the account its bytes are charged to when it
 /// closes (they are not cut as they flow: nothing in a tunnel is read).
-pub fn admit_tunnel(
+pub async fn admit_tunnel(
     state: &ProxyState,
-    task: &str,
+    task: &crate::tasks::Task,
     policy: &Policy,
 ) -> Result<Option<Arc<dyn Account>>, Refusal> {
     if policy.budgets.is_empty() {
         return Ok(None);
     }
+    if let Some(cluster) = &state.cluster {
+        crate::cluster::ledger::refresh(cluster, &*state.budgets, &task.id, task.expires_at)
+            .await?;
+    }
+    let task = &task.id;
     let account = state.budgets.account(task);
     if let Some(meter) = standing(state, task, policy, &*account).exceeded {
         return Err(used_up(policy, meter, &*account));

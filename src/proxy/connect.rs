@@ -59,7 +59,7 @@ pub async fn handle_connect(
 #[derive(Debug)]
 pub struct Admitted {
     kind: TunnelKind,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slot: super::slots::Slot,
 }
 
 #[derive(Debug)]
@@ -97,10 +97,14 @@ pub async fn admit_tunnel(
             "the audit trail cannot be written, so tollgate opens no tunnel until it can",
         ));
     }
-    let Some(slot) = state
-        .tunnel_slots
-        .try_acquire(&task.id, policy.max_concurrent)
-    else {
+    let slot = super::slots::take(
+        state,
+        super::slots::Kind::Tunnel,
+        &task.id,
+        policy.max_concurrent,
+    )
+    .await?;
+    let Some(slot) = slot else {
         let mut refusal = Refusal::new(
             Reason::RateLimited,
             format!(
@@ -113,7 +117,7 @@ pub async fn admit_tunnel(
     };
     let kind = match decision {
         ConnectDecision::Passthrough => {
-            let account = super::budgets::admit_tunnel(state, &task.id, policy)?;
+            let account = super::budgets::admit_tunnel(state, task, policy).await?;
             let upstream = state
                 .dialer
                 .dial(host, port)

@@ -127,12 +127,11 @@ impl<'a> RequestCtx<'a> {
     }
 
     /// Takes one of the task's `max_concurrent` places for the rest of the
-    /// exchange (429 when none is free).
-    pub fn take_slot(&mut self, policy: &Policy) -> Result<(), Refusal> {
-        let slot = self
-            .state
-            .request_slots
-            .acquire(&self.conn.task.id, policy.max_concurrent)?;
+    /// exchange (429 when none is free; 503 when the cluster cannot count).
+    pub async fn take_slot(&mut self, policy: &Policy) -> Result<(), Refusal> {
+        let slot =
+            super::slots::take_for_request(self.state, &self.conn.task.id, policy.max_concurrent)
+                .await?;
         self.log.hold(slot);
         Ok(())
     }

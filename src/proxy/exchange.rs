@@ -36,7 +36,7 @@ pub struct Exchange {
     down: Arc<AtomicU64>,
     audit: Audit,
     metrics: Arc<crate::metrics::Metrics>,
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    slot: Option<super::slots::Slot>,
     /// The task's budget account and limits: charged the request, its bytes
     /// as they flow and its LLM usage.
     account: Option<(Arc<dyn Account>, Limits)>,
@@ -133,7 +133,7 @@ impl Exchange {
     }
 
     /// Holds a concurrency slot until the exchange ends.
-    pub fn hold(&mut self, slot: tokio::sync::OwnedSemaphorePermit) {
+    pub fn hold(&mut self, slot: super::slots::Slot) {
         self.slot = Some(slot);
     }
 

@@ -65,14 +65,6 @@ impl TaskSlots {
         semaphore.try_acquire_owned().ok()
     }
 
-    /// [`Self::try_acquire`] for a request: no slot is 429 (`max_concurrent`).
-    pub fn acquire(&self, task: &str, max: usize) -> Result<OwnedSemaphorePermit, InFlightCap> {
-        self.try_acquire(task, max).ok_or_else(|| InFlightCap {
-            task: task.to_string(),
-            max,
-        })
-    }
-
     /// Frees the state of tasks that hold nothing.
     pub fn forget_idle(&self) {
         let mut map = self

@@ -8,8 +8,9 @@
 //!    answered right there by the emulated service ([`metadata`]);
 //! 4. the rule that decides ([`decision`]), reading the body first when a
 //!    `jsonrpc` or `graphql` rule matches on it;
-//! 5. the rule's rate limit ([`crate::ratelimit`]), then the task's budgets
-//!    ([`budgets`]);
+//! 5. the rule's rate limit ([`throttle`]: governor here, or Redis in cluster
+//!    mode, which reads the task's budget use in the same round trip), then
+//!    the task's budgets ([`budgets`]);
 //! 6. an `approve` rule, or a used-up budget under `on_exceed: approve`: a
 //!    grant, or a place among the holds ([`approval::admit`]);
 //! 7. the placeholders it carries bound to the rule ([`injection::check`]);
@@ -33,6 +34,7 @@ use super::forward;
 use super::injection;
 use super::metadata;
 use super::state::ProxyState;
+use super::throttle;
 use crate::body::{ProxyBody, RequestBody};
 use crate::error::Refusal;
 use http::{Request, Response};
@@ -57,7 +59,7 @@ async fn phases(
     ctx.state.ensure_cluster()?;
     ctx.state.audit.ensure_writable()?;
     let policy = ctx.current_policy()?;
-    ctx.take_slot(&policy)?;
+    ctx.take_slot(&policy).await?;
     let target = destination::request_target(ctx, &req)?;
     // SECURITY: nothing for a metadata address is ever forwarded, whatever the rules say.
     if metadata::is_for_metadata(&target) {
@@ -65,8 +67,7 @@ async fn phases(
     }
     let decided = decision::matching_rule(ctx, &policy, &target, req).await?;
     let rule = decided.rule;
-    let limits = ctx.state.rate_limits.current();
-    limits.check(&policy, rule, &ctx.task().id)?;
+    throttle::check(ctx, &policy, rule).await?;
     let over_budget = budgets::admit(ctx, &policy)?;
     let admission = approval::admit(ctx, &policy, rule, over_budget).await?;
     let request = (decided.parts, decided.body);

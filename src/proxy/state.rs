@@ -84,6 +84,9 @@ pub struct ProxyState {
     pub metadata: crate::metadata::MetadataService,
     /// Cluster mode: the state shared with the other replicas (Redis).
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// Cluster mode: this replica's `max_concurrent` leases (then the slots
+    /// above are unused).
+    pub leases: Option<std::sync::Arc<crate::cluster::leases::Leases>>,
 }
 
 impl ProxyState {
@@ -105,6 +108,7 @@ impl ProxyState {
             approvals_pending: self.approvals.pending_count() as u64,
             approvals_spooled: self.approvals.spool_budget().used(),
             policies_loaded: self.policies.current().len() as u64,
+            cluster_unavailable: self.ensure_cluster().is_err(),
         }
     }
 }

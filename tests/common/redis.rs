@@ -41,6 +41,51 @@ impl RedisServer {
         Some(server)
     }
 
+    /// One that speaks only TLS (certificate from `ca` for 127.0.0.1) and
+    /// wants `password`; `None` as for [`Self::start`].
+    pub fn start_tls(
+        test: &str,
+        ca: &super::upstream::TestCa,
+        password: &str,
+    ) -> Option<RedisServer> {
+        if !skip::has_tool("redis-server") {
+            skip::skipped(&format!(
+                "{test} needs redis-server (apt install redis-server)"
+            ));
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ca.leaf_pem(&["127.0.0.1"]);
+        std::fs::write(dir.path().join("server.pem"), cert).unwrap();
+        std::fs::write(dir.path().join("server.key"), key).unwrap();
+        let port = free_port();
+        let conf = format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\ntls-cert-file {d}/server.pem\ntls-key-file {d}/server.key\ntls-auth-clients no\nrequirepass {password}\nsave \"\"\nappendonly no\ndir {d}\ndaemonize no\nlogfile \"\"\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("redis.conf"), conf).unwrap();
+        let child = Command::new("redis-server")
+            .arg(dir.path().join("redis.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server (TLS) did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(RedisServer {
+            child: Some(child),
+            port,
+            dir,
+        })
+    }
+
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .arg(self.dir.path().join("redis.conf"))
@@ -122,6 +167,11 @@ impl SharedKeys {
         self.dir.path().join(name)
     }
 
+    /// The audit public key, for `tollgate audit verify`.
+    pub fn audit_pub(&self) -> PathBuf {
+        self.path("audit.key.pub")
+    }
+
     /// The CA certificate clients must trust.
     pub fn ca_pem(&self) -> PathBuf {
         self.path("ca.pem")
@@ -156,6 +206,25 @@ pub fn cluster_yaml(redis: &RedisServer, keys: &SharedKeys, id: &str) -> String 
         keys.path("ca.key").display(),
         keys.path("audit.key").display(),
         redis.url(),
+    )
+}
+
+/// Like [`cluster_yaml`], with a `rediss://` URL, the Redis CA in `ca_file`
+/// and the password in `password_file`.
+pub fn cluster_tls_yaml(
+    redis: &RedisServer,
+    keys: &SharedKeys,
+    id: &str,
+    ca_file: &std::path::Path,
+    password_file: &std::path::Path,
+) -> String {
+    let plain = cluster_yaml(redis, keys, id);
+    let head = plain.split("cluster:").next().unwrap();
+    format!(
+        "{head}cluster: {{ redis: \"rediss://127.0.0.1:{}/0\", replica_id: {id}, redis_ca_file: {}, redis_password_file: {} }}\n",
+        redis.port,
+        ca_file.display(),
+        password_file.display(),
     )
 }
 
