@@ -138,15 +138,18 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         ),
         leaves: LeafIssuer::new(ca, tls::leaf::DEFAULT_CACHE_CAPACITY)
             .with_cache_counters(metrics.cert_cache.clone()),
-        minter: Arc::new(crate::mint::Minter::new(
-            crate::secrets::KeyReader::new(
-                crate::secrets::EnvBackend::new(config.env_prefix.clone()),
-                vault.clone(),
+        minter: Arc::new(
+            crate::mint::Minter::new(
+                crate::secrets::KeyReader::new(
+                    crate::secrets::EnvBackend::new(config.env_prefix.clone()),
+                    vault.clone(),
+                )
+                .forbid(&config.own_secret_paths()),
+                crate::mint::IssuerClient::new(dialer.clone(), client_tls.clone()),
+                metrics.mints.clone(),
             )
-            .forbid(&config.own_secret_paths()),
-            crate::mint::IssuerClient::new(dialer.clone(), client_tls.clone()),
-            metrics.mints.clone(),
-        )),
+            .with_cluster(cluster.clone()),
+        ),
         upstream: Upstream::new(dialer.clone(), client_tls),
         dialer,
         shutdown,

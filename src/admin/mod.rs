@@ -149,15 +149,31 @@ impl Admin {
                 }
             }
             (Method::DELETE, ["v1", "tasks", id]) => self.end_task(id).await,
-            (Method::GET, ["v1", "approvals"]) => {
-                reply(StatusCode::OK, json!(self.state.approvals.pending()))
-            }
-            (Method::GET, ["v1", "approvals", id]) => match self.state.approvals.detail(id) {
-                Some(detail) => reply(StatusCode::OK, json!(detail)),
-                None => not_found(&format!(
-                    "no pending approval {id} (already answered, timed out or withdrawn)"
-                )),
+            (Method::GET, ["v1", "approvals"]) => match &self.state.cluster {
+                None => reply(StatusCode::OK, json!(self.state.approvals.pending())),
+                Some(cluster) => match crate::cluster::holds::list(cluster).await {
+                    Ok(holds) => {
+                        let shown: Vec<_> = holds.iter().map(|h| h.shown().view).collect();
+                        reply(StatusCode::OK, json!(shown))
+                    }
+                    Err(err) => cluster_unavailable(&err),
+                },
             },
+            (Method::GET, ["v1", "approvals", id]) => {
+                let shown = match &self.state.cluster {
+                    None => self.state.approvals.detail(id).map(|d| json!(d)),
+                    Some(cluster) => match crate::cluster::holds::lookup(cluster, id).await {
+                        Ok(hold) => hold.map(|h| json!(h.shown())),
+                        Err(err) => return cluster_unavailable(&err),
+                    },
+                };
+                match shown {
+                    Some(detail) => reply(StatusCode::OK, detail),
+                    None => not_found(&format!(
+                        "no pending approval {id} (already answered, timed out or withdrawn)"
+                    )),
+                }
+            }
             (Method::POST, ["v1", "approvals", id, verb @ ("approve" | "deny")]) => {
                 let (id, approve) = (id.to_string(), *verb == "approve");
                 self.answer(req, &id, approve).await
@@ -458,6 +474,9 @@ impl Admin {
         if answer.by.as_deref().is_none_or(|by| by.trim().is_empty()) {
             answer.by = Some("admin-api".into());
         }
+        if let Some(cluster) = &self.state.cluster {
+            return self.answer_in_cluster(cluster, id, approve, answer).await;
+        }
         let by = answer.by.clone();
         let outcome = if approve {
             self.state
@@ -474,6 +493,62 @@ impl Admin {
             Ok(body) => reply(StatusCode::OK, body),
             Err(err @ crate::approvals::AnswerError::NotPending(_)) => not_found(&err.to_string()),
             Err(err) => bad_request(&err.to_string()),
+        }
+    }
+
+    /// Cluster mode: a hold pending here is answered here; one held by
+    /// another replica gets the answer through Redis, and the reply is its
+    /// outcome there, or 202 when that did not come back in time.
+    async fn answer_in_cluster(
+        &self,
+        cluster: &std::sync::Arc<crate::cluster::Cluster>,
+        id: &str,
+        approve: bool,
+        answer: crate::approvals::Answer,
+    ) -> Response<ProxyBody> {
+        use crate::cluster::holds::{self, AnswerMessage, AnswerResult};
+        let result = if self.state.approvals.is_pending(id) {
+            crate::replicas::answer_here(&self.state, id, approve, answer).await
+        } else {
+            let hold = match holds::lookup(cluster, id).await {
+                Ok(Some(hold)) if hold.replica != cluster.replica() => hold,
+                // Not pending anywhere, or ended here just now.
+                Ok(_) => {
+                    return not_found(
+                        &crate::approvals::AnswerError::NotPending(id.to_string()).to_string(),
+                    )
+                }
+                Err(err) => return cluster_unavailable(&err),
+            };
+            let Some(reply_to) = holds::reply_nonce() else {
+                return cluster_unavailable(&ClusterUnavailable("random bytes unavailable".into()));
+            };
+            let message = AnswerMessage {
+                hold: id.to_string(),
+                replica: hold.replica.clone(),
+                approve,
+                answer,
+                reply: reply_to,
+            };
+            match holds::forward(cluster, &message).await {
+                Ok(Some(result)) => result,
+                Ok(None) => {
+                    return reply(
+                        StatusCode::ACCEPTED,
+                        json!({"id": id, "replica": hold.replica, "decision": null,
+                               "message": "the answer was sent to the replica holding the request, which has not confirmed it yet"}),
+                    )
+                }
+                Err(err) => return cluster_unavailable(&err),
+            }
+        };
+        match result {
+            AnswerResult::Decided { body } => reply(StatusCode::OK, body),
+            AnswerResult::NotPending { message } => not_found(&message),
+            AnswerResult::Invalid { message } => bad_request(&message),
+            AnswerResult::Unavailable { message } => {
+                cluster_unavailable(&ClusterUnavailable(message))
+            }
         }
     }
 

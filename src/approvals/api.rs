@@ -53,6 +53,9 @@ pub struct HoldView {
     pub waited_ms: u64,
     /// When it times out (RFC 3339).
     pub expires_at: String,
+    /// Cluster mode: the replica holding the request (absent in one process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// One pending hold in full (`GET /v1/approvals/{id}`): what the operator
@@ -179,6 +182,7 @@ mod tests {
             since: "2026-01-01T00:00:00.000Z".into(),
             waited_ms: 5,
             expires_at: "2026-01-01T00:05:00.000Z".into(),
+            replica: None,
         };
         let detail = HoldDetail {
             view: view.clone(),

@@ -16,5 +16,6 @@ pub mod text;
 pub use crate::audit::event::ApprovalOutcome;
 pub use api::{Answer, AnswerError, Decided, GrantView, HoldDetail, HoldView, RequestSummary};
 pub use registry::{
-    Approvals, HoldError, HoldRequest, Seat, Ticket, Verdict, MAX_GRANT, MAX_NOTICES_PER_MINUTE,
+    Approvals, GrantRecord, HoldError, HoldRequest, Seat, Ticket, Verdict, MAX_GRANT,
+    MAX_NOTICES_PER_MINUTE,
 };

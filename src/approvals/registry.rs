@@ -148,6 +148,27 @@ impl Grant {
 /// Task, policy, rule key.
 type GrantKey = (String, String, String);
 
+/// A live `--for` grant as other replicas learn of it (cluster mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Task id.
+    pub task: String,
+    /// Policy name.
+    pub policy: String,
+    /// What it covers under the policy (rule or budget key).
+    pub rule_key: String,
+    /// Grant id.
+    pub id: String,
+    /// The hold whose approval made it.
+    pub hold: String,
+    /// Who approved.
+    pub by: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// How long it has left.
+    pub left: Duration,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     holds: HashMap<String, Pending>,
@@ -333,6 +354,7 @@ impl Approvals {
             since: crate::text::rfc3339_millis(p.since),
             waited_ms: p.started.elapsed().as_millis() as u64,
             expires_at: crate::text::rfc3339_millis(p.since + p.request.timeout),
+            replica: None,
         }
     }
 
@@ -500,6 +522,74 @@ impl Approvals {
                 ));
             }
         }
+    }
+
+    /// The live grant `grant_id`, to share with other replicas.
+    pub fn grant_record(&self, grant_id: &str) -> Option<GrantRecord> {
+        let now = Instant::now();
+        let inner = self.lock();
+        inner
+            .grants
+            .iter()
+            .find(|(_, g)| g.id == grant_id && g.until > now)
+            .map(|((task, policy, rule_key), g)| GrantRecord {
+                task: task.clone(),
+                policy: policy.clone(),
+                rule_key: rule_key.clone(),
+                id: g.id.clone(),
+                hold: g.hold.clone(),
+                by: g.by.clone(),
+                reason: g.reason.clone(),
+                left: g.until.saturating_duration_since(now),
+            })
+    }
+
+    /// Takes in a grant made on another replica (cluster mode): it covers
+    /// this replica's requests too, the ones pending here now included
+    /// (each recorded under its own hold id). A grant lasting longer under
+    /// the same key stays.
+    pub fn adopt_grant(&self, record: GrantRecord) {
+        if record.left.is_zero() {
+            return;
+        }
+        let grant = Grant {
+            id: record.id,
+            hold: record.hold,
+            by: record.by,
+            reason: record.reason,
+            until: Instant::now() + record.left,
+        };
+        let key = (record.task, record.policy, record.rule_key);
+        let mut inner = self.lock();
+        let covered: Vec<String> = inner
+            .holds
+            .iter()
+            .filter(|(_, p)| {
+                p.request.summary.task == key.0
+                    && p.request.summary.policy == key.1
+                    && p.request.rule_key == key.2
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in covered {
+            if let Some(p) = inner.holds.remove(&id) {
+                let mut verdict = grant.verdict();
+                verdict.hold = id;
+                let _ = p.answer.send(verdict);
+            }
+        }
+        let keep = inner
+            .grants
+            .get(&key)
+            .is_some_and(|g| g.until >= grant.until);
+        if !keep {
+            inner.grants.insert(key, grant);
+        }
+    }
+
+    /// Whether hold `id` is pending here.
+    pub fn is_pending(&self, id: &str) -> bool {
+        self.lock().holds.contains_key(id)
     }
 
     fn withdraw(&self, id: &str) {

@@ -38,6 +38,9 @@ pub enum ApprovalOutcome {
     Shutdown,
     /// Its policy file changed while it waited.
     PolicyChanged,
+    /// Cluster mode: the replica holding it stopped renewing its lease (it
+    /// died or lost Redis); recorded by the replica that saw the lease run out.
+    LeaseExpired,
 }
 
 impl ApprovalOutcome {
@@ -51,6 +54,7 @@ impl ApprovalOutcome {
             ApprovalOutcome::Withdrawn => "withdrawn",
             ApprovalOutcome::Shutdown => "shutdown",
             ApprovalOutcome::PolicyChanged => "policy_changed",
+            ApprovalOutcome::LeaseExpired => "lease_expired",
         }
     }
 }

@@ -15,6 +15,44 @@ pub fn task(id: &str) -> String {
     format!("tollgate:task:{id}")
 }
 
+/// Sorted set of pending holds, every replica's, scored by the end of their
+/// lease (Unix milliseconds); the holding replica renews it.
+pub const HOLDS: &str = "tollgate:holds";
+/// Channel carrying operators' answers to the replica holding the request
+/// (JSON, [`crate::cluster::holds::AnswerMessage`]).
+pub const ANSWER_CHANNEL: &str = "tollgate:answers";
+/// Sorted set of the digests of live grants ([`grant`]), scored by their end
+/// (Unix milliseconds): what a (re)connecting replica reads to catch up.
+pub const GRANTS: &str = "tollgate:grants";
+/// Channel announcing a `--for` grant to every replica (JSON).
+pub const GRANT_CHANNEL: &str = "tollgate:grant-announcements";
+
+/// What is shown of hold `id`, and which replica holds it (JSON).
+pub fn hold(id: &str) -> String {
+    format!("tollgate:hold:{id}")
+}
+
+/// Where the holding replica leaves the outcome of a forwarded answer for the
+/// replica that took it (`reply` is that answer's random nonce).
+pub fn answer_result(reply: &str) -> String {
+    format!("tollgate:answer:{reply}")
+}
+
+/// A live `--for` grant; `digest` is the hex SHA-256 of task, policy and
+/// rule key (so no id can be read as part of another).
+pub fn grant(digest: &str) -> String {
+    format!("tollgate:grant:{digest}")
+}
+
+/// The lock one replica holds while it mints secret `name` for `scope`
+/// (`t` + task id or `p` + policy).
+pub fn mint_lock(scope: &str, name: &str) -> String {
+    format!(
+        "tollgate:mint:{}:{name}",
+        crate::text::hex(scope.as_bytes())
+    )
+}
+
 /// The rate-limit bucket (GCRA theoretical arrival time, µs) of a task's
 /// policy-wide `rate`. Task ids contain no `:`.
 pub fn rate_policy(task: &str, policy: &str) -> String {

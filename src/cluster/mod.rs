@@ -11,9 +11,12 @@
 
 pub mod bus;
 pub mod connect;
+pub mod grants;
+pub mod holds;
 pub mod keys;
 pub mod leases;
 pub mod ledger;
+pub mod mint_lock;
 pub mod rate;
 pub mod revocations;
 pub mod scripts;

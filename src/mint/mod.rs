@@ -124,6 +124,8 @@ pub struct Minter {
     oauth: oauth::Clients,
     aws: aws::Roles,
     counters: MintCounters,
+    /// Cluster mode: where the minting lock shared by every replica lives.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for Minter {
@@ -144,7 +146,15 @@ impl Minter {
             oauth: oauth::Clients::default(),
             aws: aws::Roles::default(),
             counters,
+            cluster: None,
         }
+    }
+
+    /// In cluster mode: one replica at a time mints a given secret
+    /// ([`crate::cluster::mint_lock`]).
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Where key material is read from (the metadata emulation reads a
@@ -176,7 +186,7 @@ impl Minter {
         let slot = {
             let mut slots = self.slots();
             slots
-                .entry(key)
+                .entry(key.clone())
                 .or_insert_with(|| {
                     Arc::new(Slot {
                         name: name.to_string(),
@@ -198,7 +208,12 @@ impl Minter {
             slot.hits.inc();
             return Ok(value);
         }
-        match self.mint(spec).await {
+        let cluster_lock = self.cluster_lock(&key).await?;
+        let minted = self.mint(spec).await;
+        if let Some(lock) = cluster_lock {
+            lock.release().await;
+        }
+        match minted {
             Ok(fresh) => {
                 self.counters.minted(policy, name);
                 let minted = Arc::new(Minted::new(fresh, spec.source.clone()));
@@ -238,6 +253,25 @@ impl Minter {
                 }
             }
         }
+    }
+
+    /// In cluster mode, the lock that lets this replica mint `key` while no
+    /// other does. A lock that cannot be taken fails the request (503
+    /// `secret_unavailable`): minting anyway would defeat the single flight.
+    async fn cluster_lock(
+        &self,
+        key: &Key,
+    ) -> Result<Option<crate::cluster::mint_lock::MintLock>, SecretError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        crate::cluster::mint_lock::acquire(cluster, &key.0, &key.1)
+            .await
+            .map(Some)
+            .map_err(|err| SecretError::Unavailable {
+                name: key.1.clone(),
+                reason: format!("the cluster's minting lock: {err}"),
+            })
     }
 
     /// Mints once. A token that has expired already (an `expires_at` in the

@@ -45,7 +45,7 @@ pub struct Wait<'a> {
 /// live grant lets it through; else it takes one of its task's places for
 /// holds (429 when there is none), so that bodies still arriving count
 /// towards the cap too. (A grant lifting the budget was looked for already.)
-pub fn admit<'s>(
+pub async fn admit<'s>(
     ctx: &RequestCtx<'s>,
     policy: &Policy,
     rule: &Rule,
@@ -65,6 +65,11 @@ pub fn admit<'s>(
         {
             return Ok(Some(Admission::Granted(verdict)));
         }
+        if let Some(cluster) = &ctx.state.cluster {
+            if let Some(verdict) = shared_grant(cluster, &task.id, &policy.name, &rule_key).await? {
+                return Ok(Some(Admission::Granted(verdict)));
+            }
+        }
     }
     let seat = ctx.state.approvals.seat(&task.id)?;
     let wait = task.time_left().map_or(rule.approval_timeout, |left| {
@@ -76,6 +81,25 @@ pub fn admit<'s>(
         deadline: Instant::now() + wait,
         budget: over,
     })))
+}
+
+/// Cluster mode: a `--for` grant another replica made (read from Redis, so
+/// a grant made a moment ago counts even before its announcement arrives).
+async fn shared_grant(
+    cluster: &crate::cluster::Cluster,
+    task: &str,
+    policy: &str,
+    rule_key: &str,
+) -> Result<Option<Verdict>, Refusal> {
+    let grant = crate::cluster::grants::lookup(cluster, task, policy, rule_key).await?;
+    Ok(grant.map(|g| Verdict {
+        approved: true,
+        outcome: ApprovalOutcome::Approved,
+        by: g.by,
+        reason: g.reason,
+        grant: Some(g.id),
+        hold: g.hold,
+    }))
 }
 
 /// Runs `phase` (the placeholder check, which may read the body) within the
@@ -147,8 +171,11 @@ async fn await_approval(
     };
     let mut request = hold_request(ctx, policy, rule, rule_key, parts, &body, deadline);
     request.summary.budget = budget.map(|m| m.name().to_string());
+    let timeout = request.timeout;
     let ticket = ctx.state.approvals.hold(seat, request)?;
     let id = ticket.id().to_string();
+    // Cluster mode: listed for every replica while it waits (dropped: unlisted).
+    let listed = list_in_cluster(ctx, &id, timeout).await?;
     // Should the client hang up now, this future is dropped, the ticket with it
     // (withdrawing the hold), and the exchange is recorded as it stands here.
     ctx.log.record.approval = Some(
@@ -162,7 +189,20 @@ async fn await_approval(
     // Nothing was sent to the client then: the record says status 0.
     ctx.log.refused(Reason::ApprovalDenied, 0);
 
-    let verdict = wait_for_verdict(ctx, rule, ticket, &id, deadline, &ended).await;
+    let verdict = wait_for_verdict(ctx, rule, ticket, &id, deadline, &ended, listed.as_ref());
+    let verdict = match verdict.await {
+        Ok(verdict) => verdict,
+        Err(lost) => {
+            // SECURITY: a hold whose shared state is lost is never let through
+            // unanswered: its answer might be waiting on another replica.
+            ctx.log.record.approval =
+                Some(Verdict::ended(&id, ApprovalOutcome::LeaseExpired, lost.to_string()).audit());
+            return Err(lost.into());
+        }
+    };
+    if let Some(listed) = listed {
+        listed.end().await;
+    }
     let verdict = still_valid(ctx, policy, verdict, &id);
     ctx.log.record.approval = Some(verdict.audit());
     ctx.log.record.reason = None;
@@ -172,6 +212,29 @@ async fn await_approval(
         return Ok(body);
     }
     Err(denied(rule, budget, &id, &verdict))
+}
+
+/// Cluster mode: lists hold `id` in Redis for every replica's admin API.
+async fn list_in_cluster(
+    ctx: &RequestCtx<'_>,
+    id: &str,
+    timeout: Duration,
+) -> Result<Option<crate::cluster::holds::Listed>, Refusal> {
+    let Some(cluster) = &ctx.state.cluster else {
+        return Ok(None);
+    };
+    // Answered already (a grant covered it while its body arrived).
+    let Some(detail) = ctx.state.approvals.detail(id) else {
+        return Ok(None);
+    };
+    let hold = crate::cluster::holds::SharedHold {
+        replica: cluster.replica().to_string(),
+        client: ctx.conn.client.to_string(),
+        since_ms: crate::cluster::holds::now_ms(),
+        detail,
+    };
+    let listed = crate::cluster::holds::Listed::new(cluster.clone(), id, &hold, timeout).await?;
+    Ok(Some(listed))
 }
 
 /// Reads a body to be held into the spool, before the deadline and while the
@@ -279,7 +342,8 @@ fn hold_request(
     }
 }
 
-/// The first of: an operator's answer, the deadline, the task's end, shutdown.
+/// The first of: an operator's answer, the deadline, the task's end, shutdown;
+/// in cluster mode `Err` when the hold's lease cannot be renewed.
 async fn wait_for_verdict(
     ctx: &RequestCtx<'_>,
     rule: &Rule,
@@ -287,16 +351,24 @@ async fn wait_for_verdict(
     id: &str,
     deadline: Instant,
     ended: &CancellationToken,
-) -> Verdict {
+    listed: Option<&crate::cluster::holds::Listed>,
+) -> Result<Verdict, crate::cluster::ClusterUnavailable> {
     let timeout = rule.approval_timeout;
     let task_left = ctx.task().time_left();
+    let lease_lost = async {
+        match listed {
+            Some(listed) => listed.keep_alive().await,
+            None => std::future::pending().await,
+        }
+    };
     let woke = tokio::select! {
         verdict = ticket.verdict() => Woke::Answered(verdict),
         () = tokio::time::sleep_until(deadline) => Woke::Timeout,
         () = ended.cancelled() => Woke::TaskEnded,
         () = ctx.state.shutdown.cancelled() => Woke::Shutdown,
+        lost = lease_lost => return Err(lost),
     };
-    match woke {
+    Ok(match woke {
         Woke::Answered(verdict) => verdict,
         // An operator's answer that raced the timeout is the one that counts.
         Woke::Timeout if task_left.is_some_and(|left| left < timeout) => ticket.close(
@@ -314,7 +386,7 @@ async fn wait_for_verdict(
             ApprovalOutcome::Shutdown,
             "tollgate is shutting down".into(),
         ),
-    }
+    })
 }
 
 /// An approval stands only if the task is still current and the policy is

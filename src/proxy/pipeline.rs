@@ -69,7 +69,7 @@ async fn phases(
     let rule = decided.rule;
     throttle::check(ctx, &policy, rule).await?;
     let over_budget = budgets::admit(ctx, &policy)?;
-    let admission = approval::admit(ctx, &policy, rule, over_budget)?;
+    let admission = approval::admit(ctx, &policy, rule, over_budget).await?;
     let request = (decided.parts, decided.body);
     let checked = injection::check(&policy, rule, &target, request, &ctx.state.sigv4_keys);
     let (parts, body, permit) = approval::within_deadline(admission.as_ref(), checked).await?;

@@ -266,6 +266,10 @@ pub struct Mint {
     pub status: u16,
     /// The request's headers (lowercase names).
     pub headers: BTreeMap<String, String>,
+    /// When the request arrived.
+    pub started: std::time::Instant,
+    /// When it was answered.
+    pub ended: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -281,6 +285,8 @@ struct Token {
 struct State {
     outage: Outage,
     fail_next: Option<(usize, u16, String)>,
+    /// How long each mint takes to answer.
+    mint_delay: Duration,
     mints: Vec<Mint>,
     revoked: Vec<String>,
     lookups: Vec<String>,
@@ -323,6 +329,7 @@ impl FakeGitHub {
         let state = Arc::new(Mutex::new(State {
             outage: Outage::Up,
             fail_next: None,
+            mint_delay: Duration::ZERO,
             mints: Vec::new(),
             revoked: Vec::new(),
             lookups: Vec::new(),
@@ -439,6 +446,12 @@ impl FakeGitHub {
     /// Every request: `{"method","path","headers"}`.
     pub fn requests(&self) -> Vec<Value> {
         self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Makes every later mint take `delay` before it is answered, so that
+    /// mints running at the same time overlap visibly.
+    pub fn set_mint_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().mint_delay = delay;
     }
 
     /// Sets how the fake treats what comes next.
@@ -745,6 +758,9 @@ impl Server {
     }
 
     async fn mint(&self, req: Request<Incoming>, id: &str) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let delay = self.state.lock().unwrap().mint_delay;
+        tokio::time::sleep(delay).await;
         let headers: BTreeMap<String, String> = req
             .headers()
             .iter()
@@ -769,9 +785,12 @@ impl Server {
             expires_at: None,
             status: 0,
             headers,
+            started,
+            ended: started,
         };
         let response = self.mint_answer(&body, &mut record);
         record.status = response.status().as_u16();
+        record.ended = std::time::Instant::now();
         self.state.lock().unwrap().mints.push(record);
         response
     }

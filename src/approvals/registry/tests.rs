@@ -205,6 +205,7 @@ fn every_outcome_is_written_as_its_name() {
         Withdrawn,
         Shutdown,
         PolicyChanged,
+        LeaseExpired,
     ];
     let names: Vec<String> = all
         .iter()
@@ -225,7 +226,8 @@ fn every_outcome_is_written_as_its_name() {
             "task_ended",
             "withdrawn",
             "shutdown",
-            "policy_changed"
+            "policy_changed",
+            "lease_expired"
         ]
     );
     for outcome in all {

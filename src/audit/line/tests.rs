@@ -44,6 +44,7 @@ fn outcome() -> impl Strategy<Value = ApprovalOutcome> {
         ApprovalOutcome::Withdrawn,
         ApprovalOutcome::Shutdown,
         ApprovalOutcome::PolicyChanged,
+        ApprovalOutcome::LeaseExpired,
     ])
 }
 

@@ -159,7 +159,10 @@ async fn execute(client: &AdminClient, command: &ApprovalsCommand) -> Result<Str
                 reason: reason.clone(),
                 grant_for: for_.clone(),
             };
-            let decided = decide(client, id, "approve", &answer).await?;
+            let decided = match decide(client, id, "approve", &answer).await? {
+                Reply::Decided(decided) => decided,
+                Reply::Unconfirmed(line) => return Ok(line),
+            };
             let mut line = format!("approved {}", answered_id(decided.as_ref(), id));
             if let Some(grant) = decided.as_ref().and_then(Decided::grant) {
                 let _ = write!(
@@ -177,7 +180,10 @@ async fn execute(client: &AdminClient, command: &ApprovalsCommand) -> Result<Str
                 reason: reason.clone(),
                 grant_for: None,
             };
-            let decided = decide(client, id, "deny", &answer).await?;
+            let decided = match decide(client, id, "deny", &answer).await? {
+                Reply::Decided(decided) => decided,
+                Reply::Unconfirmed(line) => return Ok(line),
+            };
             Ok(format!("denied {}", answered_id(decided.as_ref(), id)))
         }
     }
@@ -189,22 +195,39 @@ fn pretty(answer: &Value) -> String {
     sanitize_json(&serde_json::to_string_pretty(answer).unwrap_or_default())
 }
 
-/// `POST /v1/approvals/{id}/{verb}`; the reply on success (`None` when it does
-/// not read as one: the answer was taken all the same).
+/// What became of an answer the admin API accepted.
+enum Reply {
+    /// Taken (`None` when the reply does not read as one: taken all the same).
+    Decided(Option<Decided>),
+    /// Cluster mode, 202: sent to the replica holding the request, which did
+    /// not confirm it in time; what to print.
+    Unconfirmed(String),
+}
+
+/// `POST /v1/approvals/{id}/{verb}`.
 async fn decide(
     client: &AdminClient,
     id: &str,
     verb: &str,
     answer: &Answer,
-) -> Result<Option<Decided>, CliError> {
+) -> Result<Reply, CliError> {
     let path = format!(
         "/v1/approvals/{}/{verb}",
         crate::text::percent_encode_path_segment(id)
     );
     let body = serde_json::to_value(answer).ok();
     let (status, reply) = client.call(Method::POST, &path, body).await?;
+    if status == StatusCode::ACCEPTED {
+        let replica = reply["replica"].as_str().unwrap_or("another replica");
+        return Ok(Reply::Unconfirmed(format!(
+            "{verb} of {} sent to {}, which has not confirmed it yet; see `tollgate approvals show {}`",
+            sanitize(id),
+            sanitize(replica),
+            sanitize(id)
+        )));
+    }
     if status.is_success() {
-        Ok(serde_json::from_value(reply).ok())
+        Ok(Reply::Decided(serde_json::from_value(reply).ok()))
     } else {
         Err(refusal(client.url(), status, reply, Some(id)))
     }

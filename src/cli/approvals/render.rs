@@ -205,6 +205,9 @@ pub fn detail(item: &HoldDetail) -> String {
     line("request", &sanitize(&target));
     line("waited", &format_waited(view.waited_ms));
     line("expires", &sanitize(&view.expires_at));
+    if let Some(replica) = &view.replica {
+        line("replica", &sanitize(replica));
+    }
     if item.headers.is_empty() {
         line("headers", "none");
     } else {

@@ -25,6 +25,7 @@ fn item(id: &str, path: &str, port: u16, waited: u64, bytes: u64, ct: Option<&st
         since: "2026-11-23T05:00:00.123Z".into(),
         waited_ms: waited,
         expires_at: "2026-11-23T05:05:00.123Z".into(),
+        replica: None,
     }
 }
 
