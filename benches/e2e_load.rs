@@ -67,12 +67,7 @@ impl Drop for Proxy {
 impl Proxy {
     /// utime + stime in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        // Fields 14 and 15 of /proc/PID/stat; index 11 and 12 after the comm.
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        ticks as f64 / clock_ticks() as f64
+        cpu_of(self.child.id())
     }
 
     fn peak_rss_mib(&self) -> f64 {
@@ -85,6 +80,16 @@ impl Proxy {
             .unwrap_or(0.0);
         kib / 1024.0
     }
+}
+
+/// utime + stime of process `pid`, in seconds.
+fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 of /proc/PID/stat; index 11 and 12 after the comm.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / clock_ticks() as f64
 }
 
 fn clock_ticks() -> u64 {
@@ -514,14 +519,6 @@ mod cluster {
         fn cpu_seconds(&self) -> f64 {
             cpu_of(self.child.id())
         }
-    }
-
-    fn cpu_of(pid: u32) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        ticks as f64 / clock_ticks() as f64
     }
 
     fn replica_yaml(redis: &Redis, id: &str) -> String {

@@ -1,14 +1,9 @@
 //! Cluster mode with a real redis-server and three tollgate replicas on
 //! loopback, sharing the task key, the CA and the audit key.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected value"
-)]
-
 mod common;
 
-use common::redis::{start_replicas, RedisServer, SharedKeys};
+use common::redis::{readyz, start_replicas, via, wait_ready, RedisServer, SharedKeys};
 use common::upstream::{start_upstream, TestCa, Upstream};
 use common::{admin_addr, admin_call, create_task, curl_raw, curl_via, ProxyProc, ProxySetup};
 use std::time::{Duration, Instant};
@@ -21,35 +16,6 @@ fn setup(ca: &TestCa, api: &Upstream, policy_extra: &str) -> ProxySetup {
     ProxySetup::with_policy("main", &yaml)
         .trust(&ca.cert_pem)
         .resolve("api.test", api.port)
-}
-
-/// `proxy_url` (as the admin API of one replica wrote it) pointed at `replica`.
-fn via(proxy_url: &str, replica: &ProxyProc) -> String {
-    let (creds, _) = proxy_url
-        .trim_start_matches("http://")
-        .rsplit_once('@')
-        .unwrap();
-    format!("http://{creds}@{}", replica.addr)
-}
-
-async fn readyz(proxy: &ProxyProc) -> u16 {
-    curl_raw(&[&format!("http://{}/readyz", admin_addr(proxy))])
-        .await
-        .status
-}
-
-/// Waits (up to `limit`) until every replica's `/readyz` answers `status`.
-async fn wait_ready(replicas: &[ProxyProc], status: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    for replica in replicas {
-        loop {
-            if readyz(replica).await == status {
-                break;
-            }
-            assert!(Instant::now() < deadline, "/readyz never answered {status}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 #[tokio::test]

@@ -12,35 +12,11 @@
 mod common;
 
 use common::github::{AppKey, FakeGitHub, GitHubSpec, ACME_INSTALLATION, APP_ID};
-use common::redis::{start_replicas, RedisServer, SharedKeys};
+use common::redis::{start_replicas, via, RedisServer, SharedKeys};
 use common::upstream::{start_upstream, TestCa, Upstream};
 use common::{admin_addr, admin_call, create_task, curl_raw, CurlOut, ProxyProc, ProxySetup};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// `proxy_url` (as the admin API of one replica wrote it) pointed at `replica`.
-fn via(proxy_url: &str, replica: &ProxyProc) -> String {
-    let (creds, _) = proxy_url
-        .trim_start_matches("http://")
-        .rsplit_once('@')
-        .unwrap();
-    format!("http://{creds}@{}", replica.addr)
-}
-
-/// Waits (up to `limit`) until every replica's `/readyz` answers 200.
-async fn wait_ready(replicas: &[ProxyProc], limit: Duration) {
-    let deadline = Instant::now() + limit;
-    for replica in replicas {
-        loop {
-            let out = curl_raw(&[&format!("http://{}/readyz", admin_addr(replica))]).await;
-            if out.status == 200 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "/readyz never answered 200");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
 
 fn setup(ca: &TestCa, api: &Upstream) -> ProxySetup {
     let yaml = format!(
@@ -85,7 +61,7 @@ async fn world(test: &str) -> Option<World> {
     let api = start_upstream(Some(ca.server_config(&["api.test"]))).await;
     let setup = setup(&ca, &api);
     let replicas = start_replicas(3, &setup, &redis, &keys);
-    wait_ready(&replicas, Duration::from_secs(10)).await;
+    common::redis::wait_ready(&replicas, 200, Duration::from_secs(10)).await;
     let (_, proxy_url) = create_task(&replicas[0], r#"{"policy":"main","ttl":"10m"}"#).await;
     Some(World {
         redis,
@@ -322,7 +298,7 @@ async fn a_grant_given_through_one_replica_covers_the_task_on_every_replica() {
     // A replica started after the announcement finds the grant in Redis.
     let mut w = w;
     let late = common::redis::start_replica(&w.setup, &w.redis, &w.keys, "tollgate-late");
-    wait_ready(std::slice::from_ref(&late), Duration::from_secs(10)).await;
+    common::redis::wait_ready(std::slice::from_ref(&late), 200, Duration::from_secs(10)).await;
     w.replicas.push(late);
     let out = tokio::time::timeout(Duration::from_secs(5), w.held_put(3, "/late/merge"))
         .await
@@ -382,7 +358,7 @@ async fn a_grant_lifting_a_budget_reaches_every_replica_even_one_started_later()
     // On C, and on a replica started after the grant, the used-up budget is
     // lifted by the grant (the budget check asks the local registry).
     let late = common::redis::start_replica(&w.setup, &w.redis, &w.keys, "tollgate-late");
-    wait_ready(std::slice::from_ref(&late), Duration::from_secs(10)).await;
+    common::redis::wait_ready(std::slice::from_ref(&late), 200, Duration::from_secs(10)).await;
     w.replicas.push(late);
     for i in [2, 3] {
         for _ in 0..2 {
@@ -534,7 +510,7 @@ rules:
     setup.env = vec![("TOLLGATE_SECRET_GH_APP_KEY".into(), key.pem.clone())];
     let keys = SharedKeys::new();
     let replicas = start_replicas(3, &setup, &redis, &keys);
-    wait_ready(&replicas, Duration::from_secs(10)).await;
+    common::redis::wait_ready(&replicas, 200, Duration::from_secs(10)).await;
     let (_, proxy_url) = create_task(&replicas[0], r#"{"policy":"coder","ttl":"10m"}"#).await;
     let url = format!("https://api.github.test:{}/repos/acme/widgets", gh.port);
 

@@ -3,18 +3,11 @@
 //! the fleet, not per replica; a dead replica's slots come back; and a Redis
 //! that cannot answer one of these checks refuses (503), never lets through.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on an unexpected value"
-)]
-
 mod common;
 
-use common::redis::{start_replicas, RedisServer, SharedKeys};
+use common::redis::{start_replicas, via, wait_ready, RedisServer, SharedKeys};
 use common::upstream::{start_upstream, Upstream};
-use common::{
-    admin_addr, admin_call, create_task, curl_raw, curl_via, CurlOut, ProxyProc, ProxySetup,
-};
+use common::{admin_call, create_task, curl_raw, curl_via, CurlOut, ProxyProc, ProxySetup};
 use std::time::{Duration, Instant};
 
 /// A policy `main` over a plain-HTTP upstream `api.test` (no CONNECT: each
@@ -25,35 +18,6 @@ fn setup(api: &Upstream, policy_extra: &str, rules_extra: &str) -> ProxySetup {
         p = api.port
     );
     ProxySetup::with_policy("main", &yaml).resolve("api.test", api.port)
-}
-
-/// `proxy_url` (as the admin API of one replica wrote it) pointed at `replica`.
-fn via(proxy_url: &str, replica: &ProxyProc) -> String {
-    let (creds, _) = proxy_url
-        .trim_start_matches("http://")
-        .rsplit_once('@')
-        .unwrap();
-    format!("http://{creds}@{}", replica.addr)
-}
-
-async fn readyz(proxy: &ProxyProc) -> u16 {
-    curl_raw(&[&format!("http://{}/readyz", admin_addr(proxy))])
-        .await
-        .status
-}
-
-/// Waits (up to `limit`) until every replica's `/readyz` answers `status`.
-async fn wait_ready(replicas: &[ProxyProc], status: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    for replica in replicas {
-        loop {
-            if readyz(replica).await == status {
-                break;
-            }
-            assert!(Instant::now() < deadline, "/readyz never answered {status}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// Three replicas of `setup` on a fresh Redis, ready.

@@ -169,6 +169,19 @@ pub struct GrantRecord {
     pub left: Duration,
 }
 
+/// The holds a grant for `key` (task, policy, rule key) lets go on.
+fn covered_by(holds: &HashMap<String, Pending>, key: &GrantKey) -> Vec<String> {
+    holds
+        .iter()
+        .filter(|(_, p)| {
+            p.request.summary.task == key.0
+                && p.request.summary.policy == key.1
+                && p.request.rule_key == key.2
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     holds: HashMap<String, Pending>,
@@ -434,16 +447,7 @@ impl Approvals {
         let (Some(window), Some(grant)) = (grant_for, grant_id.clone()) else {
             return Ok(None);
         };
-        let covered: Vec<String> = inner
-            .holds
-            .iter()
-            .filter(|(_, p)| {
-                p.request.summary.task == key.0
-                    && p.request.summary.policy == key.1
-                    && p.request.rule_key == key.2
-            })
-            .map(|(other, _)| other.clone())
-            .collect();
+        let covered = covered_by(&inner.holds, &key);
         for other in covered {
             if let Some(p) = inner.holds.remove(&other) {
                 // Recorded under its own hold id, which its operators saw.
@@ -561,16 +565,7 @@ impl Approvals {
         };
         let key = (record.task, record.policy, record.rule_key);
         let mut inner = self.lock();
-        let covered: Vec<String> = inner
-            .holds
-            .iter()
-            .filter(|(_, p)| {
-                p.request.summary.task == key.0
-                    && p.request.summary.policy == key.1
-                    && p.request.rule_key == key.2
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
+        let covered = covered_by(&inner.holds, &key);
         for id in covered {
             if let Some(p) = inner.holds.remove(&id) {
                 let mut verdict = grant.verdict();

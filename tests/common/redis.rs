@@ -255,3 +255,33 @@ pub fn start_replica(
     proxy.ca_pem = keys.ca_pem();
     proxy
 }
+
+/// `proxy_url` (as the admin API of one replica wrote it) pointed at `replica`.
+pub fn via(proxy_url: &str, replica: &ProxyProc) -> String {
+    let (creds, _) = proxy_url
+        .trim_start_matches("http://")
+        .rsplit_once('@')
+        .unwrap();
+    format!("http://{creds}@{}", replica.addr)
+}
+
+/// The status of `proxy`'s `/readyz`.
+pub async fn readyz(proxy: &ProxyProc) -> u16 {
+    super::curl_raw(&[&format!("http://{}/readyz", super::admin_addr(proxy))])
+        .await
+        .status
+}
+
+/// Waits (up to `limit`) until every replica's `/readyz` answers `status`.
+pub async fn wait_ready(replicas: &[ProxyProc], status: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    for replica in replicas {
+        loop {
+            if readyz(replica).await == status {
+                break;
+            }
+            assert!(Instant::now() < deadline, "/readyz never answered {status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
