@@ -634,6 +634,8 @@ mod cluster {
             let shared = (replicas > 0).then_some(&redis);
             let (rps, proxy_us, redis_us) =
                 spread_run(&proxies, shared, up.port, conns, reqs).await;
+            // The audit writer finishes the run's records first.
+            tokio::time::sleep(Duration::from_secs(2)).await;
             let lat = median_latency(&proxies[0].0, up.port, &proxies[0].1, 2000).await;
             println!(
                 "  {name:<20} {rps:>9.0} req/s, tollgate {proxy_us:>6.1} µs CPU/request, redis {redis_us:>5.1} µs CPU/request, median {lat:.1} µs on one connection"

@@ -261,6 +261,10 @@ pub struct Policy {
     pub rate: Option<Rate>,
     /// Most tunnels, and most requests in flight, one task may hold at once.
     pub max_concurrent: usize,
+    /// Whether the policy set `max_concurrent` itself. In cluster mode such a
+    /// cap counts across every replica; the default one guards each process's
+    /// file descriptors, so each replica counts it on its own.
+    pub max_concurrent_set: bool,
     /// What one task may use over its life (empty: unlimited).
     pub budgets: crate::budget::ledger::Limits,
     /// Where LLM usage is read from answers, for the `llm` budgets.

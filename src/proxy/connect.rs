@@ -97,13 +97,7 @@ pub async fn admit_tunnel(
             "the audit trail cannot be written, so tollgate opens no tunnel until it can",
         ));
     }
-    let slot = super::slots::take(
-        state,
-        super::slots::Kind::Tunnel,
-        &task.id,
-        policy.max_concurrent,
-    )
-    .await?;
+    let slot = super::slots::take(state, super::slots::Kind::Tunnel, &task.id, policy).await?;
     let Some(slot) = slot else {
         let mut refusal = Refusal::new(
             Reason::RateLimited,

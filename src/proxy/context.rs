@@ -132,16 +132,15 @@ impl<'a> RequestCtx<'a> {
 
     /// Takes one of the task's `max_concurrent` places for the rest of the
     /// exchange (429 when none is free; 503 when the cluster cannot count).
-    /// In cluster mode the place is taken later, in the same round trip as the
-    /// rate limits ([`super::throttle::check`]), so a request costs one.
+    /// In cluster mode a cap the policy set is counted across replicas, and
+    /// its place is taken later, in the same round trip as the rate limits
+    /// ([`super::throttle::check`]), so a request costs one.
     pub async fn take_slot(&mut self, policy: &Policy) -> Result<(), Refusal> {
-        if self.state.leases.is_some() {
+        if self.state.leases.is_some() && policy.max_concurrent_set {
             self.slot_wanted = Some(policy.max_concurrent);
             return Ok(());
         }
-        let slot =
-            super::slots::take_for_request(self.state, &self.conn.task.id, policy.max_concurrent)
-                .await?;
+        let slot = super::slots::take_for_request(self.state, &self.conn.task.id, policy).await?;
         self.log.hold(slot);
         Ok(())
     }

@@ -26,16 +26,19 @@ pub enum Kind {
     Tunnel,
 }
 
-/// Takes one of `task`'s `max` places of `kind`: `Ok(None)` when all are
-/// taken. In cluster mode Redis counts them, and a Redis error is an error
-/// (503), never a pass.
+/// Takes one of `task`'s `max_concurrent` places of `kind` under `policy`:
+/// `Ok(None)` when all are taken. In cluster mode Redis counts a cap the
+/// policy set (a Redis error is an error, 503, never a pass); the default cap
+/// is counted by each replica.
 pub async fn take(
     state: &ProxyState,
     kind: Kind,
     task: &str,
-    max: usize,
+    policy: &crate::policy::Policy,
 ) -> Result<Option<Slot>, ClusterUnavailable> {
-    let Some(leases) = &state.leases else {
+    let max = policy.max_concurrent;
+    let shared = state.leases.as_ref().filter(|_| policy.max_concurrent_set);
+    let Some(leases) = shared else {
         let slots = match kind {
             Kind::Request => &state.request_slots,
             Kind::Tunnel => &state.tunnel_slots,
@@ -50,12 +53,18 @@ pub async fn take(
 }
 
 /// [`take`] for a request: no place is 429 (`max_concurrent`).
-pub async fn take_for_request(state: &ProxyState, task: &str, max: usize) -> Result<Slot, Refusal> {
-    take(state, Kind::Request, task, max).await?.ok_or_else(|| {
-        super::limits::InFlightCap {
-            task: task.to_string(),
-            max,
-        }
-        .into()
-    })
+pub async fn take_for_request(
+    state: &ProxyState,
+    task: &str,
+    policy: &crate::policy::Policy,
+) -> Result<Slot, Refusal> {
+    take(state, Kind::Request, task, policy)
+        .await?
+        .ok_or_else(|| {
+            super::limits::InFlightCap {
+                task: task.to_string(),
+                max: policy.max_concurrent,
+            }
+            .into()
+        })
 }
