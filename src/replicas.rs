@@ -283,6 +283,8 @@ fn revocation_subscription(state: &Arc<ProxyState>) -> Subscription {
                         state.tasks.revoke(&id, exp);
                         state.task_ends.end(&id, exp);
                     }
+                    // A Redis that came back empty gets them back.
+                    revocations::restore(&cluster, &state.tasks.revocations()).await?;
                 }
                 Ok(())
             })

@@ -139,6 +139,18 @@ impl TaskRegistry {
         self.revoked_count.store(revoked.len(), Ordering::SeqCst);
     }
 
+    /// Every revocation still in force: `(id, expiry)`.
+    pub fn revocations(&self) -> Vec<(String, u64)> {
+        let now = crate::task_token::now_secs();
+        self.revoked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(id, until)| (id.clone(), *until))
+            .collect()
+    }
+
     /// Whether task `id` was revoked (here, or by another replica).
     pub fn is_revoked(&self, id: &str) -> bool {
         // Cheap common case: no revocation at all. The count is stored under the

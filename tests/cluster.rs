@@ -136,6 +136,10 @@ async fn redis_down_fails_closed_and_service_resumes_when_it_returns() {
     let (_, proxy_url) = create_task(&replicas[0], r#"{"policy":"main"}"#).await;
     let ok = curl_via(&replicas[1], &via(&proxy_url, &replicas[1]), &[&url]).await;
     assert_eq!(ok.status, 200, "{ok:?}");
+    // A task ended before Redis loses its data.
+    let (ended, ended_url) = create_task(&replicas[0], r#"{"policy":"main"}"#).await;
+    let deleted = admin_call(&replicas[1], "DELETE", &format!("/v1/tasks/{ended}"), None).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
     let hits = api.hits();
 
     redis.stop();
@@ -183,6 +187,15 @@ async fn redis_down_fails_closed_and_service_resumes_when_it_returns() {
         let out = curl_via(replica, &via(&proxy_url, replica), &[&url]).await;
         assert_eq!(out.status, 200, "{out:?}");
     }
+    // The replicas put their revocations back into the empty Redis: one that
+    // starts now refuses the ended task too.
+    let late = common::redis::start_replica(&setup(&ca, &api, ""), &redis, &keys, "tollgate-late");
+    wait_ready(std::slice::from_ref(&late), 200, Duration::from_secs(10)).await;
+    let out = curl_via(&late, &via(&ended_url, &late), &[&url]).await;
+    assert!(
+        out.status == 407 || out.connect_status == 407,
+        "a revocation survives Redis losing its data: {out:?}"
+    );
 }
 
 #[tokio::test]

@@ -39,6 +39,27 @@ pub async fn current(cluster: &Cluster) -> Result<Vec<(String, u64)>, ClusterUna
     Ok(listed)
 }
 
+/// Puts back into the deny-list the revocations this replica knows of
+/// (`(id, exp)`), for a Redis that lost them (restarted without its data):
+/// a replica that starts later must still refuse those tasks.
+pub async fn restore(cluster: &Cluster, known: &[(String, u64)]) -> Result<(), ClusterUnavailable> {
+    if known.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (id, exp) in known {
+        pipe.cmd("ZADD")
+            .arg(keys::REVOKED)
+            .arg("NX")
+            .arg(*exp)
+            .arg(id)
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut cluster.conn()).await?;
+    cluster.answered();
+    Ok(())
+}
+
 /// The announcement of a revocation.
 pub fn message(id: &str, exp: u64) -> String {
     format!("{id} {exp}")
