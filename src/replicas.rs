@@ -251,6 +251,22 @@ fn withdrawn(state: &ProxyState, id: &str, hold: Option<&SharedHold>) {
     state.audit.record(record);
 }
 
+/// Lists again every live task created through this replica's admin API
+/// (cheap: a `SET` and a `ZADD` each, only on a (re)connection).
+async fn relist_created(
+    cluster: &Cluster,
+    state: &ProxyState,
+) -> Result<(), crate::cluster::ClusterUnavailable> {
+    for info in state
+        .created
+        .live(crate::task_token::now_secs(), &state.tasks)
+    {
+        let text = serde_json::json!(info).to_string();
+        crate::cluster::tasks::register(cluster, &info.id, &text, info.expires_at).await?;
+    }
+    Ok(())
+}
+
 fn revocation_subscription(state: &Arc<ProxyState>) -> Subscription {
     let on_state = Arc::downgrade(state);
     let catch_state = Arc::downgrade(state);
@@ -283,8 +299,10 @@ fn revocation_subscription(state: &Arc<ProxyState>) -> Subscription {
                         state.tasks.revoke(&id, exp);
                         state.task_ends.end(&id, exp);
                     }
-                    // A Redis that came back empty gets them back.
+                    // A Redis that came back empty gets them back, and the
+                    // tasks made here are listed again for every replica.
                     revocations::restore(&cluster, &state.tasks.revocations()).await?;
+                    relist_created(&cluster, &state).await?;
                 }
                 Ok(())
             })

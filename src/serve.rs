@@ -154,6 +154,7 @@ pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<Proxy
         dialer,
         shutdown,
         tracker: TaskTracker::new(),
+        created: Default::default(),
         tunnel_slots: Default::default(),
         request_slots: Default::default(),
         task_ends: Default::default(),

@@ -10,6 +10,48 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// A task created through this process's admin API (listing only; tokens
+/// are never kept).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: String,
+    /// Policy name.
+    pub policy: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// Bound source address.
+    pub source: Option<IpAddr>,
+}
+
+/// The tasks created through this process's admin API.
+#[derive(Debug, Default)]
+pub struct CreatedTasks(Mutex<std::collections::BTreeMap<String, TaskInfo>>);
+
+impl CreatedTasks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, TaskInfo>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists a new task.
+    pub fn insert(&self, info: TaskInfo) {
+        self.lock().insert(info.id.clone(), info);
+    }
+
+    /// Takes task `id` off the list.
+    pub fn remove(&self, id: &str) -> Option<TaskInfo> {
+        self.lock().remove(id)
+    }
+
+    /// The tasks that have neither expired by `now` nor been revoked (here or,
+    /// in cluster mode, by another replica); the others are forgotten.
+    pub fn live(&self, now: u64, registry: &TaskRegistry) -> Vec<TaskInfo> {
+        let mut tasks = self.lock();
+        tasks.retain(|id, t| t.expires_at > now && !registry.is_revoked(id));
+        tasks.values().cloned().collect()
+    }
+}
+
 /// A task that was revoked or has expired: its requests get 407.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("this task has ended")]

@@ -187,6 +187,14 @@ async fn redis_down_fails_closed_and_service_resumes_when_it_returns() {
         let out = curl_via(replica, &via(&proxy_url, replica), &[&url]).await;
         assert_eq!(out.status, 200, "{out:?}");
     }
+    // The task made on A before the wipe is listed again: B's admin API
+    // shows and ends it.
+    let (live_id, _) = proxy_url
+        .trim_start_matches("http://")
+        .split_once(':')
+        .unwrap();
+    let shown = admin_call(&replicas[1], "GET", &format!("/v1/tasks/{live_id}"), None).await;
+    assert_eq!(shown.status, 200, "{shown:?}");
     // The replicas put their revocations back into the empty Redis: one that
     // starts now refuses the ended task too.
     let late = common::redis::start_replica(&setup(&ca, &api, ""), &redis, &keys, "tollgate-late");

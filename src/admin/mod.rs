@@ -18,10 +18,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest task TTL the API grants.
@@ -31,25 +30,13 @@ pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(3600);
 /// Largest request body the API reads.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// A task this process created (listing only; tokens are never kept).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TaskInfo {
-    /// Task id.
-    pub id: String,
-    /// Policy name.
-    pub policy: String,
-    /// Expiry, Unix seconds.
-    pub expires_at: u64,
-    /// Bound source address.
-    pub source: Option<IpAddr>,
-}
+pub use crate::tasks::TaskInfo;
 
 /// What the admin API shares.
 pub struct Admin {
     state: Arc<ProxyState>,
     token: String,
     proxy_addr: SocketAddr,
-    tasks: Mutex<BTreeMap<String, TaskInfo>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -90,7 +77,6 @@ impl Admin {
             state,
             token,
             proxy_addr,
-            tasks: Mutex::default(),
         }
     }
 
@@ -233,11 +219,7 @@ impl Admin {
     }
 
     fn live_tasks(&self) -> Vec<TaskInfo> {
-        let now = now_secs();
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        // Ended by another replica: the revocation reached this one.
-        tasks.retain(|id, t| t.expires_at > now && !self.state.tasks.is_revoked(id));
-        tasks.values().cloned().collect()
+        self.state.created.live(now_secs(), &self.state.tasks)
     }
 
     /// Cluster mode: reads task `id`'s budget use from Redis, when `policy`
@@ -443,10 +425,7 @@ impl Admin {
             expires_at: claims.exp,
             source: new.source,
         };
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), info);
+        self.state.created.insert(info);
         tracing::info!(task = %id, policy = %task.policy, ttl_s = ttl.as_secs(), "task created");
         Ok(CreatedTask {
             task,
@@ -567,11 +546,7 @@ impl Admin {
     /// first; when Redis cannot take it, the task still ends here, and the
     /// error says the other replicas were not told.
     pub async fn end(&self, id: &str) -> Result<bool, ClusterUnavailable> {
-        let local = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        let local = self.state.created.remove(id);
         let info = match (local, &self.state.cluster) {
             (Some(info), _) => info,
             (None, Some(_)) => match self.find_task(id).await? {

@@ -46,6 +46,8 @@ pub struct ProxyState {
     pub policies_dir: std::path::PathBuf,
     /// Known tasks.
     pub tasks: TaskRegistry,
+    /// Tasks created through this replica's admin API.
+    pub created: crate::tasks::CreatedTasks,
     /// Mints and caches leaf certificates.
     pub leaves: LeafIssuer,
     /// Resolves and connects with the private-address check (tunnels).
