@@ -3,7 +3,8 @@
 //!
 //! 1. the task is still current (407), the cluster's shared state is reachable
 //!    (503, cluster mode only) and the audit trail can take records (503);
-//! 2. the policy as loaded now, and a `max_concurrent` place ([`RequestCtx`]);
+//! 2. the policy as loaded now, and a `max_concurrent` place ([`RequestCtx`];
+//!    in cluster mode a cap the policy set is taken in phase 5's round trip);
 //! 3. where the request goes ([`destination`]); a cloud metadata address is
 //!    answered right there by the emulated service ([`metadata`]);
 //! 4. the rule that decides ([`decision`]), reading the body first when a
