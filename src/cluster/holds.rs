@@ -17,7 +17,7 @@ use super::{keys, Cluster, ClusterUnavailable};
 use crate::approvals::api::{Answer, HoldDetail};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long a hold stays listed without a renewal.
 pub const LEASE: Duration = Duration::from_secs(5);
@@ -32,12 +32,10 @@ const RESULT_TTL: Duration = Duration::from_secs(10);
 /// Expired holds removed per sweep.
 const SWEEP_BATCH: usize = 100;
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, on Redis's clock ([`super::clock`]),
+/// which every replica shares.
 pub fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    super::clock::now_ms()
 }
 
 /// A hold as every replica sees it.

@@ -3,13 +3,14 @@
 //! [`Cluster`] owns the connections: one multiplexed connection for commands
 //! (every request of every task pipelines over it, so there is no pool to size
 //! or drain) and one subscriber connection for the channels that carry
-//! revocations and approval answers ([`bus`]). A background check pings Redis
-//! several times a second; when nothing has answered for [`UNAVAILABLE_AFTER`],
+//! revocations and approval answers ([`bus`]). A background check asks Redis
+//! the time several times a second (which also keeps [`clock`]); when nothing has answered for [`UNAVAILABLE_AFTER`],
 //! or the subscriber is not listening, the cluster is unavailable and every
 //! proxied request is refused 503 `cluster_unavailable`: a revocation published
 //! meanwhile could otherwise be missed. Service resumes by itself.
 
 pub mod bus;
+pub mod clock;
 pub mod connect;
 pub mod grants;
 pub mod holds;
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 /// How long Redis may be silent before requests are refused.
 pub const UNAVAILABLE_AFTER: Duration = Duration::from_secs(1);
-/// How often the background check pings Redis.
+/// How often the background check asks Redis.
 const PING_EVERY: Duration = Duration::from_millis(200);
 
 /// Redis could not be reached: the request is refused rather than let
@@ -121,7 +122,7 @@ impl Cluster {
         self.ensure_available().is_ok()
     }
 
-    /// Pings Redis every [`PING_EVERY`] until `stop`.
+    /// Asks Redis the time every [`PING_EVERY`] until `stop`.
     pub async fn watch_health(
         self: std::sync::Arc<Self>,
         stop: tokio_util::sync::CancellationToken,
@@ -135,11 +136,17 @@ impl Cluster {
                 _ = tick.tick() => {}
             }
             let mut conn = self.conn();
-            let ping = redis::cmd("PING");
-            let answer =
-                tokio::time::timeout(UNAVAILABLE_AFTER / 2, ping.query_async::<String>(&mut conn))
-                    .await;
-            if matches!(answer, Ok(Ok(_))) {
+            // `TIME` rather than `PING`: the same round trip also keeps this
+            // replica's view of Redis's clock ([`clock`]).
+            let time = redis::cmd("TIME");
+            let (sent, started) = (std::time::SystemTime::now(), Instant::now());
+            let answer = tokio::time::timeout(
+                UNAVAILABLE_AFTER / 2,
+                time.query_async::<(u64, u64)>(&mut conn),
+            )
+            .await;
+            if let Ok(Ok(now)) = answer {
+                clock::observe(now, sent, started.elapsed());
                 self.answered();
             }
             let available = self.is_available();
